@@ -42,3 +42,15 @@ def test_open_her2st_section_through_the_reader(make_napari_viewer, shared_data)
     assert 120 < float(np.mean(spots.size)) < 170
     viewer.reset_view()
     _assert_tissue_visible(viewer)
+
+
+def test_her2st_sample_entry_reads_a_local_copy(make_napari_viewer, shared_data, monkeypatch):
+    """The real-data sample reads SCR2ST_HER2ST_ROOT (here ../shared/data/her2st stands in for
+    the download)."""
+    monkeypatch.setenv("SCR2ST_HER2ST_ROOT", str(shared_data / "her2st"))
+    viewer = make_napari_viewer(show=True)
+    viewer.open_sample("napari-scr2st", "her2st_c3")
+    assert "C3 spots" in [layer.name for layer in viewer.layers]
+    assert len(viewer.layers["C3 spots"].data) == 180
+    viewer.reset_view()
+    _assert_tissue_visible(viewer)

@@ -1,0 +1,179 @@
+"""Readers: files and folders -> section AnnData (see :mod:`napari_scr2st.data.model`).
+
+Formats (names as returned by :func:`sniff`):
+
+``"legacy_st"``
+    a legacy ST counts table (``.tsv``/``.tsv.gz``, first column ``"{x}x{y}"``); the spot file
+    and image are found beside it or in the her2st layout (:func:`read_legacy_st`);
+``"her2st"``
+    the root folder of the her2st repository; give ``section=`` (:func:`read_her2st`);
+``"visium"``
+    a Space Ranger ``outs/`` folder or its parent (:func:`read_visium`);
+``"h5ad"``
+    an AnnData file in the squidpy convention (:func:`read_h5ad_section`).
+
+:func:`read` dispatches on the format; :func:`read_collection` reads several sections into a
+``{section: AnnData}`` dict. Every bad input raises
+:class:`~napari_scr2st.data.model.SectionError` naming the file and the problem.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from ..data.model import SectionError
+from .h5ad import read_h5ad_section, write_h5ad_section
+from .legacy_st import (
+    find_companions,
+    is_her2st_root,
+    list_her2st_sections,
+    looks_like_counts_file,
+    read_her2st,
+    read_legacy_st,
+)
+from .visium import is_visium_dir, read_visium
+
+if TYPE_CHECKING:
+    from anndata import AnnData
+
+__all__ = [
+    "FORMATS",
+    "read",
+    "sniff",
+    "read_collection",
+    "read_legacy_st",
+    "read_her2st",
+    "read_visium",
+    "read_h5ad_section",
+    "write_h5ad_section",
+    "list_her2st_sections",
+]
+
+PathLike = str | os.PathLike
+FORMATS = ("legacy_st", "her2st", "visium", "h5ad")
+
+
+def sniff(path: PathLike) -> str | None:
+    """The format of ``path`` (one of :data:`FORMATS`) or ``None`` if it is not one we read.
+
+    Cheap (looks at names, folder contents and at most the first two lines of a text file)
+    and never raises, so napari's reader hook can call it on anything.
+    """
+    try:
+        p = Path(path)
+        if p.is_dir():
+            if is_her2st_root(p):
+                return "her2st"
+            if is_visium_dir(p):
+                return "visium"
+            return None
+        if not p.is_file():
+            return None
+        if p.name.lower().endswith(".h5ad"):
+            return "h5ad"
+        if looks_like_counts_file(p):
+            return "legacy_st"
+    except (OSError, ValueError):
+        return None
+    return None
+
+
+def read(
+    path: PathLike, *, section: str | Iterable[str] | None = None, **kw: Any
+) -> AnnData | dict[str, AnnData]:
+    """Read ``path`` (any format of :func:`sniff`) as a section AnnData or a collection dict.
+
+    - legacy ST counts file: the spot file (``{S}_selection.tsv``, ``{S}_spots.tsv`` or
+      ``spots.tsv`` beside it) and image (``{S}.jpg|png|tif`` beside it) are found
+      automatically; inside the her2st layout the section is read with :func:`read_her2st`
+      (image and annotations included). Pass ``spots=``/``image=`` to override.
+    - her2st root: ``section="C3"`` gives one section, a list of ids a dict, ``None`` every
+      section (a dict; about one second per section).
+    - Space Ranger folder: one section (keywords go to :func:`read_visium`).
+    - ``.h5ad``: one section, or a dict when the file holds several (``section=`` picks one).
+    """
+    p = Path(path)
+    if not p.exists():
+        raise SectionError(f"file or folder not found: {p}")
+    fmt = sniff(p)
+    if fmt is None:
+        raise SectionError(
+            f"{p}: not a recognised spatial transcriptomics input; expected a legacy ST counts "
+            "table (.tsv/.tsv.gz with '{x}x{y}' spot ids), a her2st folder, a Space Ranger outs "
+            "folder (spatial/ + filtered_feature_bc_matrix.h5) or an .h5ad file"
+        )
+    if fmt == "her2st":
+        if section is None or not isinstance(section, str):
+            return read_collection(p, sections=section, **kw)
+        return read_her2st(p, section, **kw)
+    if fmt == "visium":
+        if section is not None:
+            kw.setdefault("library_id", section)
+        return read_visium(p, **kw)
+    if fmt == "h5ad":
+        return read_h5ad_section(p, section=section, **kw)
+    # legacy ST counts table
+    comp = find_companions(p)
+    spots = kw.pop("spots", None)
+    image = kw.pop("image", None)
+    if comp["her2st_root"] is not None and spots is None and image is None:
+        return read_her2st(comp["her2st_root"], comp["section"], **kw)
+    spots = spots or comp["spots"]
+    if spots is None:
+        raise SectionError(
+            f"no spot file found for counts file {p}: expected {comp['section']}_selection.tsv "
+            f"(or {comp['section']}_spots.tsv, spots.tsv) in {p.parent}; pass spots=PATH"
+        )
+    kw.setdefault("section", section if isinstance(section, str) else comp["section"])
+    return read_legacy_st(p, spots, image or comp["image"], **kw)
+
+
+def read_collection(
+    root: PathLike, sections: Iterable[str] | None = None, **kw: Any
+) -> dict[str, AnnData]:
+    """Read several sections into ``{section: AnnData}``.
+
+    ``root`` may be a her2st folder (``sections`` = section ids, default all), an ``.h5ad``
+    file (all or the named sections), or a folder whose entries are inputs :func:`sniff`
+    recognises (Space Ranger folders, ``.h5ad`` files, counts tables; ``sections`` filters by
+    section name).
+    """
+    r = Path(root)
+    if not r.exists():
+        raise SectionError(f"file or folder not found: {r}")
+    wanted = None if sections is None else [str(s) for s in sections]
+    fmt = sniff(r)
+    if fmt == "her2st":
+        names = wanted if wanted is not None else list_her2st_sections(r)
+        return {s: read_her2st(r, s, **kw) for s in names}
+    if fmt is not None:
+        got = read(r, **kw)
+        coll = got if isinstance(got, dict) else {_name_of(got): got}
+    elif r.is_dir():
+        coll = {}
+        for child in sorted(r.iterdir()):
+            if sniff(child) is None:
+                continue
+            got = read(child, **kw)
+            for a in got.values() if isinstance(got, dict) else [got]:
+                name = _name_of(a)
+                if name in coll:
+                    raise SectionError(f"{child}: section {name!r} occurs twice in {r}")
+                coll[name] = a
+    else:
+        raise SectionError(f"{r}: not a recognised input or folder of inputs")
+    if wanted is not None:
+        missing = [s for s in wanted if s not in coll]
+        if missing:
+            raise SectionError(f"{r}: section(s) {missing} not found; available: {sorted(coll)}")
+        coll = {s: coll[s] for s in wanted}
+    if not coll:
+        raise SectionError(f"{r}: no readable sections found")
+    return coll
+
+
+def _name_of(adata) -> str:
+    return str(next(iter(adata.uns["spatial"])))

@@ -1,0 +1,24 @@
+"""Shared pytest fixtures.
+
+``shared_data``: the real data folder ``../shared/data`` beside the repository root (see
+``shared/data/README.md``). Tests that need it skip, with a clear message, only when the
+folder is absent (CI always has it).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+SHARED_DATA = Path(__file__).resolve().parents[1] / ".." / "shared" / "data"
+
+
+@pytest.fixture(scope="session")
+def shared_data() -> Path:
+    """Path of the shared real-data folder; skips the test when it is absent."""
+    if not SHARED_DATA.is_dir():
+        pytest.skip(
+            f"real test data not found at {SHARED_DATA.resolve()} (expected ../shared/data beside the repository)"
+        )
+    return SHARED_DATA.resolve()
