@@ -22,3 +22,18 @@ def shared_data() -> Path:
             f"real test data not found at {SHARED_DATA.resolve()} (expected ../shared/data beside the repository)"
         )
     return SHARED_DATA.resolve()
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _isolated_embedding_cache(tmp_path_factory):
+    """Tests never write to the user's embedding cache: one temporary cache per test session
+    (shared by the tests, so an embedding computed once is reused, as in real use)."""
+    import os
+
+    old = os.environ.get("SCR2ST_CACHE_DIR")
+    os.environ["SCR2ST_CACHE_DIR"] = str(tmp_path_factory.mktemp("scr2st-cache"))
+    yield
+    if old is None:
+        os.environ.pop("SCR2ST_CACHE_DIR", None)
+    else:
+        os.environ["SCR2ST_CACHE_DIR"] = old
