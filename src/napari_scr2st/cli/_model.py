@@ -1,0 +1,488 @@
+"""``scr2st train`` / ``predict`` / ``evaluate``: the expression predictor from the command line.
+
+Examples::
+
+    # train on the measured spots of sections C2-C5 (frozen EfficientNet-Lite0 embeddings)
+    scr2st train /path/her2st --sections C2 C3 C4 C5 --train-fraction 0.3 --out model/
+    # predict another section, with MC-dropout uncertainty, and score it
+    scr2st predict --model model/ /path/her2st --sections C6 --out c6_pred.h5ad
+    scr2st evaluate c6_pred.h5ad --all --out c6_metrics.json
+
+    # the same training with DistributedDataParallel on 2 processes (gloo on CPU, NCCL on GPUs)
+    python -m torch.distributed.run --standalone --nproc_per_node=2 -m napari_scr2st.model.ddp \
+        /path/her2st --sections C2 C3 C4 C5 --train-fraction 0.3 --out model/
+
+Inputs are any files :func:`napari_scr2st.io.read` understands (``.h5ad``, legacy ST counts,
+Space Ranger folders, a her2st folder with ``--sections``); with none, the embedded SYNTHETIC
+sample is used. Several sections are joined with
+:func:`~napari_scr2st.data.model.concat_sections`.
+
+Heavy imports (torch, scanpy, anndata) happen inside the verbs: importing this module is cheap.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import Any
+
+from ._common import CLIError
+
+__all__ = [
+    "register",
+    "add_input_args",
+    "add_train_args",
+    "load_sections",
+    "train_mask_from_args",
+    "config_from_args",
+    "run_train",
+    "run_predict",
+    "run_evaluate",
+    "demo_model_step",
+]
+
+MEASURED_KEY = "scr2st_measured"
+
+
+# ------------------------------------------------------------------------------ arguments
+def add_input_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "inputs", nargs="*", help="input files/folders (none: the embedded synthetic sample)"
+    )
+    p.add_argument(
+        "--sections",
+        nargs="+",
+        default=None,
+        help="sections to read (her2st folder or multi-section h5ad)",
+    )
+    p.add_argument(
+        "--n-spots", type=int, default=2000, help="spots of the synthetic sample (default 2000)"
+    )
+    p.add_argument(
+        "--sample-seed", type=int, default=0, help="seed of the synthetic sample (default 0)"
+    )
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+
+
+def add_train_args(p: argparse.ArgumentParser) -> None:
+    from_mask = p.add_argument_group("measured (training) spots")
+    from_mask.add_argument(
+        "--train-mask",
+        default=None,
+        help="selection CSV (column spot_id/obs_name or the first; optional section, selected)",
+    )
+    from_mask.add_argument(
+        "--train-sections", nargs="+", default=None, help="train on the spots of these sections"
+    )
+    from_mask.add_argument(
+        "--train-fraction",
+        type=float,
+        default=None,
+        help="random fraction (0-1] of the candidate spots (seeded by --seed)",
+    )
+    g = p.add_argument_group("model and training")
+    g.add_argument("--out", required=True, help="output folder: model.pt, metrics.json, last.pt")
+    g.add_argument("--mode", choices=("full", "regression", "retrieval"), default="full")
+    g.add_argument("--epochs", type=int, default=30)
+    g.add_argument("--batch-size", type=int, default=64)
+    g.add_argument("--lr", type=float, default=1e-3)
+    g.add_argument("--weight-decay", type=float, default=1e-4)
+    g.add_argument("--k", type=int, default=8, help="retrieved neighbours")
+    g.add_argument(
+        "--m", type=int, default=2, help="majority filter: keep the m most frequent cell types"
+    )
+    g.add_argument(
+        "--alpha",
+        type=float,
+        default=0.3,
+        help="retrieval blend at inference (0 = regression only)",
+    )
+    g.add_argument("--lambda-soft", type=float, default=0.5)
+    g.add_argument("--lambda-con", type=float, default=0.5)
+    g.add_argument("--lambda-energy", type=float, default=0.1)
+    g.add_argument("--ar", action="store_true", help="adaptive resampling of training spots")
+    g.add_argument(
+        "--energy",
+        action="store_true",
+        help="energy-distance loss between predicted and measured batches",
+    )
+    g.add_argument(
+        "--n-genes",
+        type=int,
+        default=250,
+        help="panel size (highly variable genes of the training spots)",
+    )
+    g.add_argument(
+        "--cell-type-key",
+        default="cell_type",
+        help="obs column with cell types of measured spots (majority filter)",
+    )
+    g.add_argument("--embedding-key", default="X_vision")
+    g.add_argument("--val-fraction", type=float, default=0.1)
+    g.add_argument("--seed", type=int, default=0)
+    g.add_argument("--device", default="auto", help="auto | cpu | cuda | mps")
+    g.add_argument("--no-amp", action="store_true", help="no mixed precision on CUDA")
+    g.add_argument(
+        "--threads",
+        type=int,
+        default=None,
+        help="torch CPU threads (1 is fastest for small models on a busy machine)",
+    )
+    g.add_argument(
+        "--fine-tune", action="store_true", help="fine-tune the backbone on crops (slow on CPU)"
+    )
+    g.add_argument("--backbone", default="efficientnet_lite0")
+    g.add_argument(
+        "--crop-px",
+        type=int,
+        default=None,
+        help="crop edge in full-resolution pixels (default: 2 spot diameters)",
+    )
+    g.add_argument(
+        "--image-size", type=int, default=224, help="backbone input size on the fine-tune path"
+    )
+    g.add_argument("--resume", default=None, help="checkpoint (last.pt) to continue from")
+
+
+def register(subparsers) -> None:
+    """Add ``train``, ``predict`` and ``evaluate`` to the ``scr2st`` command."""
+    p = subparsers.add_parser(
+        "train", help="train the SCR2Net expression predictor on measured spots"
+    )
+    add_input_args(p)
+    add_train_args(p)
+    p.set_defaults(func=run_train)
+
+    p = subparsers.add_parser(
+        "predict", help="predict expression (and uncertainty) with a trained model"
+    )
+    add_input_args(p)
+    p.add_argument("--model", required=True, help="model folder or model.pt")
+    p.add_argument(
+        "--out", required=True, help="output .h5ad with obsm['X_pred'], obsm['X_pred_sd']"
+    )
+    p.add_argument(
+        "--mc-samples", type=int, default=20, help="MC-dropout passes for uncertainty (0: none)"
+    )
+    p.add_argument("--k", type=int, default=None)
+    p.add_argument("--m", type=int, default=None)
+    p.add_argument("--alpha", type=float, default=None)
+    p.add_argument("--device", default=None, help="override the model's device")
+    p.set_defaults(func=run_predict)
+
+    p = subparsers.add_parser(
+        "evaluate", help="score predictions against measured truth (PCC, MSE, MAE)"
+    )
+    p.add_argument("predictions", help=".h5ad written by 'scr2st predict'")
+    p.add_argument(
+        "--truth",
+        default=None,
+        help="h5ad with the measured counts (default: the predictions file)",
+    )
+    which = p.add_mutually_exclusive_group()
+    which.add_argument(
+        "--test-sections", nargs="+", default=None, help="evaluate the spots of these sections"
+    )
+    which.add_argument("--mask", default=None, help="selection CSV of the spots to evaluate")
+    which.add_argument("--all", action="store_true", help="evaluate every spot")
+    p.add_argument("--out", default=None, help="metrics JSON")
+    p.add_argument("--per-gene", action="store_true", help="also store the PCC of every gene")
+    p.set_defaults(func=run_evaluate)
+
+
+# ------------------------------------------------------------------------------ helpers
+def load_sections(args: argparse.Namespace):
+    """One AnnData from the inputs of ``args`` (joined when there are several sections)."""
+    from ..data.model import concat_sections
+    from ._common import load_input
+
+    coll: dict[str, Any] = {}
+    paths = list(args.inputs) or [None]
+    for path in paths:
+        sec = args.sections if path is not None else None
+        got, _ref = load_input(path, n_spots=args.n_spots, seed=args.sample_seed, section=sec)
+        for name, a in got.items():
+            if name in coll:
+                raise CLIError(f"section {name!r} given twice")
+            coll[name] = a
+    return next(iter(coll.values())) if len(coll) == 1 else concat_sections(coll)
+
+
+def _mask_from_csv(adata, path: str | Path):
+    import numpy as np
+    import pandas as pd
+
+    from ..model.inputs import spot_keys
+
+    p = Path(path)
+    if not p.is_file():
+        raise CLIError(f"selection CSV not found: {p}")
+    df = pd.read_csv(p)
+    if df.empty:
+        raise CLIError(f"{p}: no rows")
+    id_col = next(
+        (c for c in ("spot_id", "spot", "obs_name", "barcode", "id") if c in df.columns),
+        df.columns[0],
+    )
+    if "selected" in df.columns:
+        sel = df["selected"]
+        keep = sel.astype(str).str.lower().isin(("1", "true", "yes", "1.0"))
+        df = df[keep.to_numpy()]
+    ids = df[id_col].astype(str).to_numpy()
+    keys = spot_keys(adata)
+    if "section" in df.columns:
+        wanted = set(
+            np.char.add(
+                np.char.add(df["section"].astype(str).to_numpy().astype(str), "|"), ids.astype(str)
+            )
+        )
+        mask = np.isin(keys, list(wanted))
+    else:
+        bare = np.array([k.split("|", 1)[1] for k in keys])
+        mask = np.isin(bare, ids) | np.isin(np.asarray(adata.obs_names).astype(str), ids)
+    if not mask.any():
+        raise CLIError(f"{p}: none of its {len(ids)} spot ids ({id_col!r}) match the input's spots")
+    if mask.sum() < len(ids):
+        print(
+            f"warning: {len(ids) - int(mask.sum())} spot id(s) of {p.name} not found in the input",
+            file=sys.stderr,
+        )
+    return mask
+
+
+def train_mask_from_args(adata, args: argparse.Namespace):
+    """The measured-spot mask from ``--train-mask`` / ``--train-sections`` / ``--train-fraction``."""
+    import numpy as np
+
+    from ..evaluation.splits import random_budget_mask
+
+    if args.train_mask:
+        mask = _mask_from_csv(adata, args.train_mask)
+    elif args.train_sections:
+        sec = adata.obs["section"].astype(str).to_numpy()
+        unknown = sorted(set(args.train_sections) - set(sec))
+        if unknown:
+            raise CLIError(
+                f"--train-sections: unknown section(s) {unknown}; present: {sorted(set(sec))}"
+            )
+        mask = np.isin(sec, args.train_sections)
+    elif args.train_fraction is not None:
+        mask = np.ones(adata.n_obs, dtype=bool)
+    else:
+        raise CLIError(
+            "say which spots are measured: --train-mask CSV, --train-sections S.. and/or --train-fraction F"
+        )
+    if args.train_fraction is not None:
+        if not 0 < args.train_fraction <= 1:
+            raise CLIError("--train-fraction must be in (0, 1]")
+        mask = random_budget_mask(mask, float(args.train_fraction), seed=args.seed)
+    return mask
+
+
+def config_from_args(args: argparse.Namespace):
+    from ..model.train import TrainConfig
+
+    return TrainConfig(
+        mode=args.mode, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
+        weight_decay=args.weight_decay, k=args.k, m=args.m, alpha=args.alpha,
+        lambda_soft=args.lambda_soft, lambda_con=args.lambda_con, lambda_energy=args.lambda_energy,
+        adaptive_resampling=args.ar, energy_loss=args.energy, n_genes=args.n_genes,
+        cell_type_key=args.cell_type_key or None, embedding_key=args.embedding_key,
+        val_fraction=args.val_fraction, seed=args.seed, device=args.device, amp=not args.no_amp, num_threads=args.threads,
+        fine_tune=args.fine_tune, backbone=args.backbone, crop_px=args.crop_px, image_size=args.image_size,
+        checkpoint_dir=str(Path(args.out)),
+    ).validate()  # fmt: skip
+
+
+def ensure_embeddings(
+    adata,
+    *,
+    key: str = "X_vision",
+    backbone: str = "efficientnet_lite0",
+    crop_px: int | None = None,
+    device: str = "auto",
+    quiet: bool = True,
+) -> None:
+    """Compute the frozen vision embedding with the features package when ``obsm[key]`` is missing."""
+    if key in adata.obsm:
+        return
+    from ..features import compute_vision_embeddings
+
+    compute_vision_embeddings(
+        adata, backbone, crop_px=crop_px, device=device, key_added=key, progress=not quiet
+    )
+
+
+# ------------------------------------------------------------------------------ verbs
+def run_train(args: argparse.Namespace) -> int:
+    import torch.distributed as dist
+
+    from .._engine import drive
+    from ..model.predictor import SCR2NetPredictor
+    from ..model.train import METRICS_NAME, metrics_record, write_metrics
+
+    distributed = dist.is_available() and dist.is_initialized()
+    rank = dist.get_rank() if distributed else 0
+    adata = load_sections(args)
+    config = config_from_args(args)
+    if not config.fine_tune and config.embedding_key not in adata.obsm:
+        if distributed and rank != 0:
+            dist.barrier()  # rank 0 fills the embedding cache first
+        ensure_embeddings(
+            adata,
+            key=config.embedding_key,
+            backbone=config.backbone,
+            crop_px=config.crop_px,
+            device="cpu" if distributed else config.device,
+            quiet=args.quiet or rank != 0,
+        )
+        if distributed and rank == 0:
+            dist.barrier()
+    mask = train_mask_from_args(adata, args)
+    out = Path(args.out)
+    if rank == 0:
+        out.mkdir(parents=True, exist_ok=True)
+    pred = SCR2NetPredictor(config)
+    drive(
+        pred.iter_fit(adata, mask, resume_from=args.resume),
+        desc="training",
+        use_tqdm=not args.quiet and rank == 0,
+    )
+    if rank == 0:
+        path = pred.save(out / "model.pt")
+        rec = metrics_record(pred.result)
+        write_metrics(out / METRICS_NAME, rec)
+        final = rec["final"]
+        print(
+            f"trained {config.mode} on {rec['n_fit']} spots (+{rec['n_val']} validation), {rec['n_genes']} genes, "
+            f"{rec['epochs_completed']} epochs on {rec['world_size']} process(es): val PCC {final['val_pcc']:.3f}, "
+            f"{rec['steps_per_s']:.1f} steps/s -> {path}"
+        )
+    return 0
+
+
+def run_predict(args: argparse.Namespace) -> int:
+    from .._engine import drive
+    from ..model.predict import iter_predict_expression
+    from ..model.predictor import SCR2NetPredictor
+
+    pred = SCR2NetPredictor.load(args.model, device=args.device)
+    adata = load_sections(args)
+    cfg = pred.config
+    if not cfg.fine_tune:
+        ensure_embeddings(
+            adata,
+            key=cfg.embedding_key,
+            backbone=cfg.backbone,
+            crop_px=cfg.crop_px,
+            device=cfg.device,
+            quiet=args.quiet,
+        )
+    drive(
+        iter_predict_expression(
+            pred, adata, mc_samples=args.mc_samples, k=args.k, m=args.m, alpha=args.alpha
+        ),
+        desc="predicting",
+        use_tqdm=not args.quiet,
+    )
+    adata.obs[MEASURED_KEY] = pred.exclusion(adata) >= 0
+    out = Path(args.out)
+    if out.suffix != ".h5ad":
+        raise CLIError(f"--out must end with .h5ad, got {out}")
+    from .._utils import atomic_path
+
+    with atomic_path(out) as tmp:
+        adata.write_h5ad(tmp)
+    print(
+        f"predicted {len(pred.genes)} genes for {adata.n_obs} spots ({int(adata.obs[MEASURED_KEY].sum())} measured) -> {out}"
+    )
+    return 0
+
+
+def run_evaluate(args: argparse.Namespace) -> int:
+    import anndata as ad
+    import numpy as np
+
+    from ..evaluation.metrics import evaluate_adata, format_metrics_table
+    from ..model.train import write_metrics
+
+    p = Path(args.predictions)
+    if not p.is_file():
+        raise CLIError(f"predictions file not found: {p}")
+    adata = ad.read_h5ad(p)
+    if "X_pred" not in adata.obsm:
+        raise CLIError(f"{p} has no obsm['X_pred']: write it with 'scr2st predict'")
+    truth = ad.read_h5ad(args.truth) if args.truth else None
+    if args.all:
+        mask, what = np.ones(adata.n_obs, dtype=bool), "all spots"
+    elif args.test_sections:
+        mask, what = (
+            adata.obs["section"].astype(str).isin(args.test_sections).to_numpy(),
+            f"sections {args.test_sections}",
+        )
+    elif args.mask:
+        mask, what = _mask_from_csv(adata, args.mask), f"spots of {args.mask}"
+    elif MEASURED_KEY in adata.obs:
+        mask, what = ~adata.obs[MEASURED_KEY].to_numpy(dtype=bool), "unmeasured spots"
+    else:
+        mask, what = np.ones(adata.n_obs, dtype=bool), "all spots"
+    if not mask.any():
+        raise CLIError(f"no spots to evaluate ({what})")
+    metrics = evaluate_adata(adata, mask, truth=truth, per_gene=args.per_gene)
+    metrics["evaluated"] = what
+    print(
+        f"{int(mask.sum())} spots ({what}), {metrics['n_genes']} genes ({metrics['n_genes_scored']} with a defined PCC)"
+    )
+    print(format_metrics_table({p.stem: metrics}))
+    if args.out:
+        write_metrics(args.out, metrics)
+    return 0
+
+
+# ------------------------------------------------------------------------------ demo
+def demo_model_step(
+    section_adata,
+    train_mask,
+    *,
+    cell_type_key: str | None = "cell_type",
+    mode: str = "full",
+    epochs: int = 25,
+    n_genes: int = 100,
+    seed: int = 0,
+    device: str = "cpu",
+    embedding_key: str = "X_vision",
+    mc_samples: int = 5,
+) -> dict[str, Any]:
+    """Train a small fast SCR2Net on the frozen embeddings, predict every spot, score the unmeasured.
+
+    Quiet (no output). Needs ``obsm[embedding_key]`` (computed with the features package when
+    missing). Writes ``obsm["X_pred"]``, ``obsm["X_pred_sd"]``, ``obs["pred_uncertainty"]`` into
+    ``section_adata`` and returns the metrics of the unmeasured spots plus ``n_train``,
+    ``n_test``, ``train_s``, ``val_pcc``, ``mode``, ``genes`` (the panel).
+    """
+    import time
+
+    import numpy as np
+
+    from ..evaluation.metrics import evaluate_adata
+    from ..model.predict import predict_expression
+    from ..model.predictor import SCR2NetPredictor
+
+    mask = np.asarray(train_mask, dtype=bool)
+    ensure_embeddings(section_adata, key=embedding_key, device=device)
+    t0 = time.perf_counter()
+    pred = SCR2NetPredictor(
+        mode=mode, epochs=epochs, n_genes=n_genes, seed=seed, device=device,
+        cell_type_key=cell_type_key, embedding_key=embedding_key, batch_size=64,
+    ).fit(section_adata, mask)  # fmt: skip
+    train_s = time.perf_counter() - t0
+    predict_expression(pred, section_adata, mc_samples=mc_samples)
+    test = ~mask
+    metrics = evaluate_adata(section_adata, test) if test.sum() >= 2 else {}
+    hist = pred.history[-1] if pred.history else {}
+    metrics.update(
+        n_train=int(mask.sum()), n_test=int(test.sum()), train_s=train_s, mode=mode,
+        val_pcc=float(hist.get("val_pcc", float("nan"))), genes=list(pred.genes),
+    )  # fmt: skip
+    return metrics

@@ -1,0 +1,220 @@
+"""``SCR2NetPredictor``: the trained model as an :class:`~napari_scr2st._protocols.ExpressionPredictor`.
+
+``fit(adata, train_mask)`` trains with :func:`.train.iter_train` (``iter_fit`` is the same as a
+progress generator for the GUI) and keeps the memory bank of ALL measured spots (expression of
+the panel, cell types, spot keys). ``predict(adata)`` reads no counts: only the image inputs
+(the frozen embedding or, after fine-tuning, crops of the image). A query spot that is itself
+in the bank never retrieves itself (keys ``"{section}|{obs_name}"``), so predictions on
+measured spots are what the model says without their own measurement.
+
+``save(path)`` writes one ``torch.save`` file holding only tensors and plain values (loadable
+with ``weights_only=True``): network weights and constructor arguments, config, panel, bank
+and history. ``load(path)`` restores it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Generator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from .._engine import CancelToken, Progress
+from .._utils import atomic_path, pick_device
+from .infer import Bank, InferenceOutput, run_inference
+from .inputs import as_index, crop_inputs, embedding_inputs, spot_keys
+from .train import TrainConfig, TrainResult, build_net, iter_train, metrics_record, plain
+
+__all__ = ["SCR2NetPredictor"]
+
+SAVE_FORMAT = "scr2st-predictor"
+SAVE_VERSION = 1
+
+
+class SCR2NetPredictor:
+    """Train, apply, save and load SCR2Net; see the module docstring.
+
+    Construct with a :class:`TrainConfig` or keyword overrides of its fields, e.g.
+    ``SCR2NetPredictor(mode="regression", epochs=20, device="cpu")``.
+    """
+
+    def __init__(self, config: TrainConfig | None = None, **overrides: Any) -> None:
+        self.config = (config or TrainConfig()).replace(**overrides).validate()
+        self.genes: list[str] = []
+        self.net = None
+        self.bank: Bank | None = None
+        self.type_names: list[str] = []
+        self.history: list[dict[str, float]] = []
+        self.result: TrainResult | None = None
+        self.device = None
+
+    # ------------------------------------------------------------------ training
+    def iter_fit(
+        self,
+        adata,
+        train_mask,
+        cancel: CancelToken | None = None,
+        resume_from: str | Path | None = None,
+    ) -> Generator[Progress, None, SCR2NetPredictor]:
+        """Progress generator of :meth:`fit` (returns ``self``)."""
+        result = yield from iter_train(
+            adata, train_mask, self.config, cancel=cancel, resume_from=resume_from
+        )
+        self._from_result(result)
+        return self
+
+    def fit(
+        self, adata, train_mask, *, cancel: CancelToken | None = None, resume_from=None
+    ) -> SCR2NetPredictor:
+        """Train on the spots of ``train_mask`` (reads their counts only)."""
+        from .._engine import drive
+
+        return drive(
+            self.iter_fit(adata, train_mask, cancel=cancel, resume_from=resume_from), use_tqdm=False
+        )
+
+    def _from_result(self, result: TrainResult) -> None:
+        self.result = result
+        self.config = result.config
+        self.net = result.net
+        self.genes = list(result.data.panel)
+        self.type_names = list(result.data.type_names)
+        d = result.data
+        self.bank = Bank(
+            torch.as_tensor(d.targets),
+            None if d.types is None else torch.as_tensor(d.types),
+            np.asarray(d.keys),
+        )
+        self.history = list(result.history)
+        self.device = None
+
+    @property
+    def is_fitted(self) -> bool:
+        return self.net is not None
+
+    def _check(self) -> None:
+        if self.net is None:
+            raise RuntimeError("the predictor is not trained: call fit() or load()")
+
+    def _device(self):
+        if self.device is None:
+            self.device = pick_device(self.config.device)
+            self.net.to(self.device)
+        return self.device
+
+    # ------------------------------------------------------------------ inference
+    def image_inputs(self, adata, rows: np.ndarray | None = None) -> np.ndarray:
+        """The image inputs of ``rows`` (all spots if None): embedding or crops."""
+        if self.config.fine_tune:
+            r = np.arange(adata.n_obs) if rows is None else np.asarray(rows)
+            return crop_inputs(adata, r, self.config.crop_px, self.config.image_size)
+        return embedding_inputs(adata, rows, self.config.embedding_key)
+
+    def exclusion(self, adata, rows: np.ndarray | None = None) -> np.ndarray:
+        """Bank row of each query spot that is itself measured (-1 otherwise)."""
+        keys = spot_keys(adata, rows)
+        lut = (
+            {str(k): i for i, k in enumerate(self.bank.keys)}
+            if self.bank is not None and self.bank.keys is not None
+            else {}
+        )
+        return np.array([lut.get(str(k), -1) for k in keys], dtype=np.int64)
+
+    def infer(
+        self,
+        adata,
+        rows=None,
+        *,
+        k: int | None = None,
+        m: int | None = None,
+        alpha: float | None = None,
+        return_neighbours: bool = False,
+        mc_dropout: bool = False,
+        inputs: np.ndarray | None = None,
+        exclude_self: bool = True,
+        retrieve_always: bool = False,
+    ) -> InferenceOutput:
+        """Everything the model computes for ``rows`` (default all): see :func:`.infer.run_inference`.
+
+        ``k``, ``m`` and ``alpha`` override the trained settings without retraining.
+        """
+        self._check()
+        r = None if rows is None else as_index(rows, adata.n_obs)
+        x = self.image_inputs(adata, r) if inputs is None else inputs
+        return run_inference(
+            self.net,
+            x,
+            self.bank,
+            mode=self.config.mode,
+            k=self.config.k if k is None else int(k),
+            m=self.config.m if m is None else int(m),
+            alpha=self.config.alpha if alpha is None else float(alpha),
+            device=self._device(),
+            exclude=self.exclusion(adata, r) if exclude_self else None,
+            return_neighbours=return_neighbours,
+            mc_dropout=mc_dropout,
+            retrieve_always=retrieve_always,
+        )
+
+    def predict(
+        self, adata, *, k: int | None = None, m: int | None = None, alpha: float | None = None
+    ) -> np.ndarray:
+        """(n_obs, len(genes)) float32 log1p-normalised expression; reads no counts."""
+        return self.infer(adata, k=k, m=m, alpha=alpha).final.astype(np.float32)
+
+    def metrics(self) -> dict[str, Any]:
+        """The training metrics record (same format as ``metrics.json``)."""
+        if self.result is None:
+            return {"history": self.history, "config": self.config.to_dict()}
+        return metrics_record(self.result)
+
+    # ------------------------------------------------------------------ persistence
+    def state(self) -> dict[str, Any]:
+        self._check()
+        net = self.net
+        return {
+            "format": SAVE_FORMAT,
+            "version": SAVE_VERSION,
+            "config": plain(self.config.to_dict()),
+            "in_dim": int(net.in_dim),
+            "genes": [str(g) for g in self.genes],
+            "model": {k: v.detach().cpu() for k, v in net.state_dict().items()},
+            "bank_expr": self.bank.expr.cpu(),
+            "bank_types": None if self.bank.types is None else self.bank.types.cpu(),
+            "bank_keys": [str(k) for k in self.bank.keys],
+            "type_names": [str(t) for t in self.type_names],
+            "history": plain(self.history),
+        }
+
+    def save(self, path: str | Path) -> Path:
+        """Write the trained predictor atomically to ``path`` (a ``.pt`` file)."""
+        path = Path(path)
+        with atomic_path(path) as tmp:
+            torch.save(self.state(), tmp)
+        return path
+
+    @classmethod
+    def load(cls, path: str | Path, *, device: str | None = None) -> SCR2NetPredictor:
+        """Load a predictor written by :meth:`save` (``device`` overrides the saved choice)."""
+        path = Path(path)
+        if path.is_dir():
+            path = path / "model.pt"
+        st = torch.load(path, map_location="cpu", weights_only=True)
+        if st.get("format") != SAVE_FORMAT:
+            raise ValueError(f"{path} is not a saved SCR2Net predictor")
+        config = TrainConfig.from_dict(st["config"])
+        if device is not None:
+            config = config.replace(device=device)
+        self = cls(config)
+        # a fine-tuned backbone's weights are in the state dict: no need for pretrained ones
+        net = build_net(config, st["in_dim"], len(st["genes"]), pretrained=False)
+        net.load_state_dict(st["model"])
+        net.eval()
+        self.net = net
+        self.genes = list(st["genes"])
+        self.bank = Bank(st["bank_expr"], st["bank_types"], np.asarray(st["bank_keys"]))
+        self.type_names = list(st["type_names"])
+        self.history = list(st["history"])
+        return self
