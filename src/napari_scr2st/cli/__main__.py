@@ -1,7 +1,8 @@
 """``python -m napari_scr2st.cli`` = the ``scr2st`` command."""
 
-import sys
+if __name__ == "__main__":
+    import sys
 
-from . import main
+    from . import main
 
-sys.exit(main())
+    sys.exit(main())

@@ -1,0 +1,448 @@
+"""``scr2st select`` / ``import-counts`` / ``train-policy`` / ``benchmark sampling``.
+
+Examples::
+
+    # the embedded SYNTHETIC sample: 15 % of the spots in 3 simulated rounds, greedy reward maximiser
+    scr2st select --sampler greedy --budget 15% --rounds 3 --out selection.csv
+
+    # a real section (no counts yet): round 0 of an SCRL selection, state kept for the next rounds
+    scr2st select section.h5ad --reference wu2021.h5ad --sampler scrl --policy policy.pt \\
+        --budget 15% --rounds 3 --weights 1,1,0.5 --state run.npz --out round0.csv
+    # ... sequence the spots of round0.csv, then import the counts and select the next round
+    scr2st import-counts --state run.npz round0_counts.csv
+    scr2st select section.h5ad --reference wu2021.h5ad --sampler scrl --policy policy.pt \\
+        --budget 15% --rounds 3 --state run.npz --out round1.csv
+
+    # pre-train the SCRL policy on fully measured sections, then benchmark the samplers
+    scr2st train-policy /path/her2st --sections C2 C3 C4 C5 --reference wu2021.h5ad --out policy.pt
+    scr2st benchmark sampling --her2st /path/her2st --reference wu2021.h5ad --out bench/
+
+Heavy imports happen inside the verbs; importing this module is cheap (no numpy, no torch).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import Any
+
+from ._common import CLIError
+
+__all__ = ["register", "run_select", "run_import_counts", "run_train_policy", "run_benchmark_sampling",
+           "demo_selection_step", "DemoSelection"]
+
+SAMPLER_CHOICES = ("random", "grid", "kcenter", "typiclust", "ar", "greedy", "scrl")
+
+
+# ------------------------------------------------------------------------------ registration
+def register(subparsers) -> None:
+    """Add ``select``, ``import-counts``, ``train-policy`` and ``benchmark sampling``."""
+    p = subparsers.add_parser("select", help="choose which spots to sequence (active sampling)",
+                              description="Choose which spots to sequence. With no input, the embedded SYNTHETIC "
+                                          "sample is used and all rounds are simulated (its counts are held back "
+                                          "and revealed round by round).")
+    _add_inputs(p)
+    _add_reference(p)
+    p.add_argument("--sampler", default="greedy", choices=SAMPLER_CHOICES, help="sampler (default greedy)")
+    p.add_argument("--budget", default="15%", help="spots to sequence: a count (30) or a percentage (15%%) (default 15%%)")
+    p.add_argument("--rounds", type=int, default=1, help="acquisition rounds (default 1)")
+    p.add_argument("--weights", default="1,1,1", help="reward weights sc,type,sp (default 1,1,1)")
+    p.add_argument("--policy", default=None, help="trained SCRL policy (.pt) for --sampler scrl")
+    p.add_argument("--seed", type=int, default=0, help="random seed of the samplers (default 0)")
+    p.add_argument("--per-section", action="store_true", help="apply the budget to each section instead of the pooled spots")
+    p.add_argument("--lock", default=None, help="spots that must be sequenced (ids, comma-separated, or a file): count toward the budget")
+    p.add_argument("--exclude", default=None, help="spots never to pick (ids, comma-separated, or a file)")
+    p.add_argument("--state", default=None, help="selection state file (.npz): continued if it exists, written after the round")
+    p.add_argument("--simulate", action="store_true", help="inputs are fully measured: hold their counts back and simulate all rounds")
+    p.add_argument("--out", default="selection.csv", help="selection table (CSV) (default selection.csv)")
+    p.set_defaults(func=run_select)
+
+    p = subparsers.add_parser("import-counts", help="import sequencing results (spots x genes CSV/TSV) into a selection state")
+    p.add_argument("counts", help="CSV/TSV: spot id column (or 'spot_id'), optional 'section' column, one column per gene")
+    p.add_argument("--state", required=True, help="selection state file (.npz) written by 'scr2st select --state'")
+    p.add_argument("--section", default=None, help="section of all spots in the file (when ids repeat across sections)")
+    p.add_argument("--overwrite", action="store_true", help="replace counts of spots imported before")
+    p.set_defaults(func=run_import_counts)
+
+    p = subparsers.add_parser("train-policy", help="pre-train the SCRL policy on fully measured sections (simulated episodes)")
+    _add_inputs(p)
+    _add_reference(p)
+    p.add_argument("--episodes", type=int, default=200, help="training episodes (default 200)")
+    p.add_argument("--rounds", type=int, default=4, help="rounds per episode (default 4)")
+    p.add_argument("--group-size", type=int, default=4, help="rollouts per episode for the group baseline (default 4)")
+    p.add_argument("--budget-range", default="0.08,0.3", help="budget fractions drawn per episode (default 0.08,0.3)")
+    p.add_argument("--imitation-episodes", type=int, default=100,
+                   help="warm-start episodes imitating the greedy reward maximiser before REINFORCE (default 100; 0: pure REINFORCE)")
+    p.add_argument("--lr", type=float, default=3e-3, help="REINFORCE learning rate (default 3e-3)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--out", default="policy.pt", help="policy file (default policy.pt; a .json sidecar is written too)")
+    p.set_defaults(func=run_train_policy)
+
+    bench = subparsers.choices.get("benchmark") if hasattr(subparsers, "choices") else None
+    if bench is None:
+        bench = subparsers.add_parser("benchmark", help="benchmarks (sampling, ...)")
+        bench.set_defaults(func=lambda a, _p=bench: (_p.print_help(), 1)[1])
+    sub = next((a for a in bench._actions if isinstance(a, argparse._SubParsersAction)), None)
+    if sub is None:
+        sub = bench.add_subparsers(dest="benchmark_what", metavar="WHAT")
+    p = sub.add_parser("sampling", help="samplers x budgets x seeds on the synthetic sample and her2st sections")
+    p.add_argument("--out", default="benchmark-sampling", help="output folder (CSV, markdown table, PNG)")
+    p.add_argument("--her2st", default=None, help="her2st folder (with data/ST-cnts, ST-imgs); omit to skip the her2st part")
+    p.add_argument("--reference", default=None, help="single-cell reference .h5ad for her2st (Wu 2021 CID4465)")
+    p.add_argument("--samplers", default=",".join(SAMPLER_CHOICES), help="comma-separated samplers")
+    p.add_argument("--budgets", default="10%,15%,30%", help="comma-separated budgets (default 10%%,15%%,30%%)")
+    p.add_argument("--seeds", type=int, default=5, help="seeds per combination (default 5)")
+    p.add_argument("--rounds", type=int, default=4, help="acquisition rounds (default 4)")
+    p.add_argument("--n-spots", type=int, default=2000, help="spots of the synthetic test sample (default 2000)")
+    p.add_argument("--train-spots", type=int, default=800, help="spots of each synthetic training sample (default 800)")
+    p.add_argument("--episodes-synthetic", type=int, default=150, help="SCRL training episodes, synthetic (default 150)")
+    p.add_argument("--episodes-her2st", type=int, default=200, help="SCRL training episodes per her2st split (default 200)")
+    p.add_argument("--imitation-episodes", type=int, default=100,
+                   help="SCRL warm-start episodes imitating the greedy maximiser, per policy (default 100; 0: pure REINFORCE)")
+    p.add_argument("--her2st-split", default="C6,B4:C2,C3,C4,C5",
+                   help="'TEST[,TEST..]:TRAIN[,TRAIN..]' groups separated by ';' (default C6,B4:C2,C3,C4,C5); "
+                        "'loo' = leave-one-section-out over C2-C6 (+ B4 from C2-C6)")
+    p.add_argument("--no-synthetic", action="store_true", help="skip the synthetic part")
+    p.add_argument("--encoder", default="efficientnet_lite0", help="vision encoder for her2st (default efficientnet_lite0)")
+    p.add_argument("--quiet", action="store_true")
+    p.set_defaults(func=run_benchmark_sampling)
+
+
+def _add_inputs(p: argparse.ArgumentParser) -> None:
+    p.add_argument("inputs", nargs="*", help="sections (files/folders napari_scr2st.io.read understands); none: the embedded synthetic sample")
+    p.add_argument("--sections", nargs="+", default=None, help="sections to read (her2st folder or multi-section h5ad)")
+    p.add_argument("--n-spots", type=int, default=2000, help="spots of the synthetic sample (default 2000)")
+    p.add_argument("--sample-seed", type=int, default=0, help="seed of the synthetic sample (default 0)")
+    p.add_argument("--vision-key", default="X_vision", help="obsm key of the vision embedding (computed if missing)")
+    p.add_argument("--encoder", default="efficientnet_lite0",
+                   help="vision encoder used when the embedding is missing (timm name, or 'patch-stats' for the instant stand-in)")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+
+
+def _add_reference(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--reference", default=None, help="single-cell reference .h5ad (raw counts, cell types in obs)")
+    p.add_argument("--celltype-key", default="celltype_major", help="obs column of the reference with cell types")
+    p.add_argument("--embedding-key", default=None, help="use this reference obsm embedding instead of a PCA (spots must bring it)")
+
+
+# ------------------------------------------------------------------------------ helpers
+def _load(args) -> tuple[Any, Any, bool]:
+    """(AnnData of all input sections, embedded reference or None, is_embedded_sample)."""
+    from ..data.model import concat_sections
+    from ._common import load_input
+
+    coll: dict[str, Any] = {}
+    ref = None
+    paths = list(args.inputs) or [None]
+    for path in paths:
+        sec = args.sections if path is not None else None
+        got, r = load_input(path, n_spots=args.n_spots, seed=args.sample_seed, section=sec)
+        ref = ref if ref is not None else r
+        for name, a in got.items():
+            if name in coll:
+                raise CLIError(f"section {name!r} given twice")
+            coll[name] = a
+    adata = next(iter(coll.values())) if len(coll) == 1 else concat_sections(coll)
+    return adata, ref, not args.inputs
+
+
+def _ensure_vision(adata, args) -> str:
+    from ..sampling.standin import vision_embeddings
+
+    if args.vision_key in adata.obsm:
+        return f"existing obsm['{args.vision_key}']"
+    return vision_embeddings(adata, model=args.encoder, key=args.vision_key)
+
+
+def _space(args, adata, embedded_ref, spots_name: str):
+    from ..reference import ReferenceSpace, prepare_reference, read_reference
+
+    if args.reference:
+        ref = read_reference(args.reference, celltype_key=args.celltype_key)
+    elif embedded_ref is not None:
+        ref = embedded_ref
+    else:
+        return None
+    n_top = 2000
+    prepared = prepare_reference(ref, list(map(str, adata.var_names)), n_top, celltype_key=args.celltype_key,
+                                 spots_name=spots_name, min_shared=min(200, max(20, adata.n_vars // 2)))
+    print(f"gene overlap: {prepared.overlap}", file=sys.stderr)
+    return ReferenceSpace.fit(prepared, embedding_key=args.embedding_key)
+
+
+def _ids(text: str | None) -> list[str]:
+    if not text:
+        return []
+    p = Path(text)
+    if p.is_file():
+        import pandas as pd
+
+        df = pd.read_csv(p, sep=None, engine="python", header=None)
+        first = df.iloc[:, 0].astype(str).tolist()
+        return first[1:] if first and first[0].lower() in ("spot_id", "spot", "id", "barcode") else first
+    return [s.strip() for s in text.split(",") if s.strip()]
+
+
+def _has_counts(adata) -> bool:
+    X = adata.X
+    return X is not None and (X.nnz > 0 if hasattr(X, "nnz") else bool((X != 0).any()))
+
+
+# ------------------------------------------------------------------------------ verbs
+def run_select(args: argparse.Namespace) -> int:
+    from .._engine import drive
+    from .._utils import atomic_path
+    from ..sampling.loop import SimulatedOracle, iter_acquisition
+    from ..sampling.measured import RewardEvaluator
+    from ..sampling.pool import Pool, SelectionRequest
+    from ..sampling.reward import RewardWeights, spatial_coverage
+    from ..sampling.samplers import make_sampler
+    from ..sampling.state import SelectionState
+
+    weights = RewardWeights.parse(args.weights)
+    adata, embedded_ref, embedded = _load(args)
+    vis = _ensure_vision(adata, args)
+    names = "+".join(map(str, adata.obs["section"].astype(str).unique()))
+    print(f"{adata.n_obs} spots in {names}; vision: {vis}", file=sys.stderr)
+    space = _space(args, adata, embedded_ref, names)
+    policy = None
+    if args.sampler == "scrl":
+        if not args.policy:
+            raise CLIError("--sampler scrl needs --policy FILE (train one with 'scr2st train-policy')")
+        from ..sampling.policy import SCRLPolicy
+
+        policy = SCRLPolicy.load(args.policy)
+    if args.sampler in ("greedy", "scrl") and space is None:
+        raise CLIError(f"--sampler {args.sampler} needs --reference (a single-cell reference .h5ad)")
+    pool = Pool.from_adata(adata, vision_key=args.vision_key)
+    state_path = Path(args.state) if args.state else None
+    state = SelectionState.load(state_path) if state_path is not None and state_path.exists() else SelectionState.for_pool(pool)
+    state.check_pool(pool)
+    simulate = args.simulate or embedded
+    if simulate and not _has_counts(adata):
+        raise CLIError("--simulate needs fully measured sections (their counts are revealed round by round)")
+    sampler = make_sampler(args.sampler, seed=args.seed, space=space, weights=weights, policy=policy)
+    request = SelectionRequest(budget=args.budget, rounds=args.rounds, seed=args.seed, locked=_ids(args.lock),
+                               excluded=_ids(args.exclude), per_section=args.per_section)
+    oracle = SimulatedOracle(adata, pool) if simulate else None
+    evaluator = RewardEvaluator(space, pool, weights) if space is not None else None
+    result = drive(iter_acquisition(pool, sampler, request, oracle=oracle, state=state,
+                                    evaluator=evaluator if simulate else None),
+                   desc="selection", use_tqdm=not args.quiet)
+    st = result.state
+    st.meta.update(weights=str(weights), inputs=list(map(str, args.inputs)) or ["embedded synthetic sample"])
+    table = st.to_frame()
+    with atomic_path(args.out) as tmp:
+        table.to_csv(tmp, index=False)
+    if state_path is not None:
+        st.save(state_path)
+    msg = f"selected {st.n_selected} of {pool.n_in_pool} spots (budget {st.budget}) with {args.sampler} -> {args.out}"
+    if simulate and result.final is not None:
+        t = result.final
+        msg += (f"\nreward of the measured set (weights {weights}): r_sc={t.sc:.3f} r_type={t.type:.3f} "
+                f"r_sp={t.sp:.3f} total={t.total(weights):.3f}")
+    else:
+        sp = spatial_coverage(pool.spatial_index(), selected=st.selected.nonzero()[0])
+        msg += (f"\nround {st.current_round - 1} of {args.rounds} selected; spatial coverage of the selection r_sp={sp:.3f}; "
+                "sequence these spots, then run 'scr2st import-counts' and select again with the same --state")
+    if state_path is not None:
+        msg += f"\nstate: {state_path}"
+    print(msg)
+    return 0
+
+
+def run_import_counts(args: argparse.Namespace) -> int:
+    from ..sampling.state import SelectionState, import_counts
+
+    state = SelectionState.load(args.state)
+    idx = import_counts(state, args.counts, section=args.section, overwrite=args.overwrite, save_to=args.state)
+    print(f"imported counts of {len(idx)} spots ({len(state.genes or [])} genes); "
+          f"{int(state.measured.sum())} of {state.n_selected} selected spots are measured -> {args.state}")
+    return 0
+
+
+def _parse_range(text: str) -> tuple[float, float]:
+    try:
+        lo, hi = (float(x) for x in text.split(","))
+    except ValueError as e:
+        raise CLIError(f"--budget-range must be 'lo,hi' fractions, got {text!r}") from e
+    if not 0 < lo <= hi <= 1:
+        raise CLIError(f"--budget-range must satisfy 0 < lo <= hi <= 1, got {text!r}")
+    return lo, hi
+
+
+def run_train_policy(args: argparse.Namespace) -> int:
+    from .._engine import drive
+    from ..data.model import split_sections
+    from ..sampling.policy import PolicyEnv, SCRLPolicy, iter_train_policy
+
+    rng_range = _parse_range(args.budget_range)
+    if not args.inputs:
+        # the embedded sample family: train on synthetic samples other than the demo's seed
+        from ..data import make_sample
+        from ..reference import ReferenceSpace, prepare_reference
+
+        envs = []
+        for s in (args.sample_seed + 1, args.sample_seed + 2, args.sample_seed + 3):
+            smp = make_sample(min(args.n_spots, 800), seed=s, section=f"SYN-train{s}")
+            _ensure_vision(smp.section, args)  # the same encoder 'select' will use
+            space = ReferenceSpace.fit(prepare_reference(smp.reference, smp.section.var_names), seed=s)
+            envs.append(PolicyEnv.from_adata(smp.section, space, vision_key=args.vision_key))
+        print(f"training on SYNTHETIC samples (seeds {[e.name for e in envs]})", file=sys.stderr)
+    else:
+        adata, embedded_ref, _ = _load(args)
+        if not _has_counts(adata):
+            raise CLIError("train-policy needs fully measured sections (with counts)")
+        vis = _ensure_vision(adata, args)
+        space = _space(args, adata, embedded_ref, "+".join(adata.obs["section"].astype(str).unique()))
+        if space is None:
+            raise CLIError("train-policy needs --reference (a single-cell reference .h5ad)")
+        parts = split_sections(adata) if adata.obs["section"].nunique() > 1 else {str(adata.obs["section"].iloc[0]): adata}
+        envs = [PolicyEnv.from_adata(a, space, name=n, vision_key=args.vision_key) for n, a in parts.items()]
+        print(f"training on {', '.join(e.name for e in envs)}; vision: {vis}", file=sys.stderr)
+    policy = SCRLPolicy.for_space(envs[0].space, seed=args.seed)
+    hist = drive(iter_train_policy(policy, envs, episodes=args.episodes, rounds=args.rounds,
+                                   group_size=args.group_size, budget_range=rng_range, lr=args.lr, seed=args.seed,
+                                   imitation_episodes=args.imitation_episodes),
+                 desc="train SCRL", use_tqdm=not args.quiet)
+    policy.save(args.out)
+    import numpy as np
+
+    rl = [h["return"] for h in hist if h.get("phase") == "reinforce"]
+    k = max(1, len(rl) // 10)
+    first = float(np.mean(rl[:k])) if rl else float("nan")
+    last = float(np.mean(rl[-k:])) if rl else float("nan")
+    print(f"trained {args.imitation_episodes} imitation + {len(rl)} REINFORCE episodes; mean REINFORCE episode return "
+          f"first {k}: {first:.3f}, last {k}: {last:.3f} -> {args.out}")
+    return 0
+
+
+def _splits(text: str, sections) -> dict[str, list[str]]:
+    if text.strip().lower() == "loo":
+        cs = [s for s in sections if s.startswith("C")]
+        out = {s: [t for t in cs if t != s] for s in cs}
+        if "B4" in sections:
+            out["B4"] = cs
+        return out
+    out: dict[str, list[str]] = {}
+    for group in text.split(";"):
+        if not group.strip():
+            continue
+        try:
+            tests, trains = group.split(":")
+        except ValueError as e:
+            raise CLIError(f"--her2st-split: expected 'TEST,..:TRAIN,..', got {group!r}") from e
+        for t in tests.split(","):
+            out[t.strip()] = [x.strip() for x in trains.split(",") if x.strip()]
+    return out
+
+
+def run_benchmark_sampling(args: argparse.Namespace) -> int:
+    import pandas as pd
+
+    from .._engine import drive
+    from .._utils import atomic_path
+    from ..sampling.benchmark import (
+        HER2ST_IMAGED,
+        iter_benchmark,
+        iter_her2st_sections,
+        iter_synthetic_sections,
+        markdown_table,
+        plot_benchmark,
+        summarize,
+    )
+
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    samplers = [s.strip() for s in args.samplers.split(",") if s.strip()]
+    bad = [s for s in samplers if s not in SAMPLER_CHOICES]
+    if bad:
+        raise CLIError(f"unknown samplers {bad}; choose from {', '.join(SAMPLER_CHOICES)}")
+    budgets = [b.strip() for b in args.budgets.split(",") if b.strip()]
+    seeds = list(range(args.seeds))
+    tq = not args.quiet
+    frames = []
+    notes = []
+    if not args.no_synthetic:
+        use = "scrl" in samplers
+        secs = drive(iter_synthetic_sections(n_spots=args.n_spots, train_spots=args.train_spots,
+                                             episodes=args.episodes_synthetic if use else 0,
+                                             imitation_episodes=args.imitation_episodes if use else 0,
+                                             rounds=args.rounds), desc="synthetic setup", use_tqdm=tq)
+        notes += [f"{s.name}: SCRL {s.policy_note}; vision {s.vision_note}" for s in secs]
+        frames.append(drive(iter_benchmark(secs, samplers=samplers, budgets=budgets, seeds=seeds, rounds=args.rounds),
+                            desc="synthetic", use_tqdm=tq))
+    if args.her2st:
+        if not args.reference:
+            raise CLIError("--her2st needs --reference (the Wu 2021 .h5ad)")
+        secs = drive(iter_her2st_sections(args.her2st, args.reference, splits=_splits(args.her2st_split, HER2ST_IMAGED),
+                                          episodes=args.episodes_her2st if "scrl" in samplers else 0,
+                                          imitation_episodes=args.imitation_episodes if "scrl" in samplers else 0,
+                                          rounds=args.rounds, encoder=args.encoder),
+                     desc="her2st setup", use_tqdm=tq)
+        notes += [f"{s.name}: SCRL {s.policy_note or 'not run (no held-out policy)'}; vision {s.vision_note}" for s in secs]
+        notes.append(f"gene overlap: {secs[0].extra.get('overlap', '')}")
+        frames.append(drive(iter_benchmark(secs, samplers=samplers, budgets=budgets, seeds=seeds, rounds=args.rounds),
+                            desc="her2st", use_tqdm=tq))
+    if not frames:
+        raise CLIError("nothing to run (--no-synthetic without --her2st)")
+    df = pd.concat(frames, ignore_index=True)
+    summ = summarize(df)
+    with atomic_path(out / "sampling_benchmark.csv") as tmp:
+        df.to_csv(tmp, index=False)
+    md = "\n".join(["# sampling benchmark", "", *[f"- {n}" for n in notes], "",
+                    f"rounds={args.rounds}, seeds={len(seeds)}, weights 1,1,1; mean ± sd over seeds; bold = best total",
+                    "", markdown_table(summ), ""])
+    with atomic_path(out / "sampling_benchmark.md") as tmp:
+        tmp.write_text(md)
+    plot_benchmark(df, out / "sampling_benchmark.png")
+    print(md)
+    print(f"written: {out / 'sampling_benchmark.csv'}, {out / 'sampling_benchmark.md'}, {out / 'sampling_benchmark.png'}")
+    return 0
+
+
+# ------------------------------------------------------------------------------ demo hook
+class DemoSelection:
+    """Result of :func:`demo_selection_step`: ``state``, ``table`` (selected spots), ``terms``
+    (final reward terms), ``history`` (terms after each round), ``space``, ``sampler``, ``weights``."""
+
+    def __init__(self, **kw: Any) -> None:
+        self.__dict__.update(kw)
+
+    def __repr__(self) -> str:
+        return f"DemoSelection(sampler={self.sampler!r}, selected={len(self.table)}, terms={self.terms})"
+
+
+def demo_selection_step(sample, *, sampler: str = "greedy", budget: str | int | float = "15%", rounds: int = 3,
+                        weights: Any = None, seed: int = 0, policy: Any = None, vision_key: str = "X_vision") -> DemoSelection:
+    """Select spots on a (synthetic) sample in simulated rounds; returns the selection and reward.
+
+    ``sample``: a :class:`~napari_scr2st.data.synthetic.SyntheticSample` (``.section``,
+    ``.reference``). A missing vision embedding is replaced by patch statistics. Prints nothing.
+    """
+    from .._engine import drive
+    from ..reference import ReferenceSpace, prepare_reference
+    from ..sampling.loop import SimulatedOracle, iter_acquisition
+    from ..sampling.measured import RewardEvaluator
+    from ..sampling.pool import Pool, SelectionRequest
+    from ..sampling.reward import RewardWeights
+    from ..sampling.samplers import make_sampler
+    from ..sampling.standin import patch_statistics_embedding
+
+    section, reference = sample.section, sample.reference
+    if vision_key not in section.obsm:
+        section.obsm[vision_key] = patch_statistics_embedding(section)
+    w = RewardWeights.parse(weights)
+    space = ReferenceSpace.fit(prepare_reference(reference, section.var_names), seed=seed)
+    if sampler == "scrl" and policy is None:
+        from ..sampling.policy import SCRLPolicy
+
+        policy = SCRLPolicy.for_space(space, seed=seed)  # untrained: a smoke path for the demo
+    pool = Pool.from_adata(section, vision_key=vision_key)
+    smp = make_sampler(sampler, seed=seed, space=space, weights=w, policy=policy)
+    ev = RewardEvaluator(space, pool, w)
+    res = drive(iter_acquisition(pool, smp, SelectionRequest(budget=budget, rounds=rounds, seed=seed),
+                                 oracle=SimulatedOracle(section, pool), evaluator=ev), use_tqdm=False)
+    return DemoSelection(state=res.state, table=res.state.to_frame(), terms=res.final, history=res.history,
+                         space=space, sampler=sampler, weights=w)

@@ -1,0 +1,485 @@
+"""Samplers behind one interface: ``Sampler.select(pool, n, state) -> pool indices``.
+
+Every sampler sees a :class:`~napari_scr2st.sampling.pool.Pool` (ids, sections, coordinates,
+vision embedding, exclusions: NO expression) and a
+:class:`~napari_scr2st.sampling.state.SelectionState` (what is selected; counts of REVEALED spots
+only). The base class enforces the rules for all of them: picks are unique, never already
+selected (no re-picks), never excluded, within ``candidates`` if given, exactly ``n`` of them;
+asking for more than the available spots is a ValueError with the numbers.
+
+Implemented (names for :func:`make_sampler`):
+
+- ``random``: uniform without replacement.
+- ``grid``: a regular square lattice per section (random phase from the seed); the lattice
+  spacing is the largest for which at least ``n`` lattice cells contain an available spot and no
+  selected one; the spot nearest each cell centre is picked (surplus cells dropped at random).
+  Pooled budgets are split over sections in proportion to their available spots.
+- ``kcenter``: k-center greedy / coreset (Sener & Savarese 2018) on the standardised, PCA-reduced
+  vision embedding, starting from the already selected spots (a random first pick otherwise).
+- ``typiclust``: TypiClust (Hacohen et al. 2022): k-means of the vision features into
+  ``|selected| + n`` clusters; from the largest clusters without a selected spot, the most
+  typical spot (highest inverse mean distance to its ``min(20, size // 2)`` nearest neighbours
+  within the cluster).
+- ``ar``: adaptive-resampling weights (seed 002) from per-dimension histograms of the
+  standardised vision PCA (inverse smoothed density, max over dimensions); ``n`` spots drawn
+  without replacement with probability proportional to the weights (Gumbel-top-k).
+- ``greedy``: greedy maximiser of the weighted reward gain computed on PREDICTED expression of the
+  candidates (a predictor trained on the measured spots; measured spots use their revealed
+  expression); the spatial gain is the unclipped decrease of the normalised mean distance.
+- ``scrl``: the SCRL policy (:mod:`napari_scr2st.sampling.policy`).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from .pool import Pool, split_budget
+from .reward import RewardWeights
+
+__all__ = [
+    "Sampler",
+    "RandomSampler",
+    "GridSampler",
+    "KCenterSampler",
+    "TypiClustSampler",
+    "ARSampler",
+    "GreedyRewardSampler",
+    "SAMPLER_NAMES",
+    "make_sampler",
+    "ar_weights",
+    "gumbel_top_k",
+]
+
+
+def gumbel_top_k(log_weights: np.ndarray, k: int, rng: np.random.Generator) -> np.ndarray:
+    """Sample ``k`` indices without replacement, P proportional to exp(log_weights) (Plackett-Luce)."""
+    g = rng.gumbel(size=len(log_weights))
+    key = np.asarray(log_weights, dtype=np.float64) + g
+    if k >= len(key):
+        return np.argsort(-key, kind="stable")
+    part = np.argpartition(-key, k - 1)[:k]
+    return part[np.argsort(-key[part], kind="stable")]
+
+
+class Sampler:
+    """Base class: validation and bookkeeping; subclasses implement ``_select``."""
+
+    name = "base"
+    needs_vision = False
+
+    def __init__(self, *, seed: int = 0) -> None:
+        self.seed = int(seed)
+        self.last_scores: np.ndarray | None = None
+
+    def select(self, pool: Pool, n: int, state, *, candidates: np.ndarray | None = None,
+               rng: np.random.Generator | None = None) -> np.ndarray:
+        """Pick ``n`` new spots (pool indices, in pick order). See the module docstring for the rules."""
+        state.check_pool(pool)
+        n = int(n)
+        if n < 0:
+            raise ValueError(f"{self.name}: cannot pick a negative number of spots ({n})")
+        available = pool.available_mask(state)
+        if candidates is not None:
+            cand = np.asarray(candidates)
+            if cand.dtype != bool:
+                m = np.zeros(pool.n, dtype=bool)
+                m[cand.astype(np.int64)] = True
+                cand = m
+            available &= cand
+        n_av = int(available.sum())
+        if n > n_av:
+            raise ValueError(
+                f"{self.name}: asked for {n} spots but only {n_av} are available "
+                f"(pool {pool.n}, excluded {int(pool.excluded.sum())}, already selected {state.n_selected}"
+                f"{', restricted to candidates' if candidates is not None else ''})"
+            )
+        self.last_scores = None
+        if n == 0:
+            return np.zeros(0, dtype=np.int64)
+        if self.needs_vision and pool.vision is None:
+            raise ValueError(f"sampler '{self.name}' needs a vision embedding (obsm['X_vision']); the pool has none")
+        rng = rng if rng is not None else np.random.default_rng([self.seed, int(state.current_round)])
+        idx = np.asarray(self._select(pool, n, state, available, rng), dtype=np.int64).ravel()
+        # the rules, enforced for every sampler (a violation is a bug in the sampler)
+        if len(idx) != n or len(np.unique(idx)) != n or not available[idx].all():
+            raise RuntimeError(f"sampler '{self.name}' broke the selection rules (got {len(idx)} picks for n={n})")
+        if self.last_scores is not None and len(self.last_scores) != n:
+            self.last_scores = None
+        return idx
+
+    def _select(self, pool: Pool, n: int, state, available: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+        raise NotImplementedError
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(seed={self.seed})"
+
+
+class RandomSampler(Sampler):
+    name = "random"
+
+    def _select(self, pool, n, state, available, rng):
+        return rng.choice(np.flatnonzero(available), size=n, replace=False)
+
+
+class GridSampler(Sampler):
+    """Regular lattice subsampling per section (see module docstring)."""
+
+    name = "grid"
+
+    def _select(self, pool, n, state, available, rng):
+        names = [s for s in pool.section_names if available[pool.sections == s].any()]
+        sizes = [int(available[pool.sections == s].sum()) for s in names]
+        alloc = split_budget(n, sizes)
+        picks = []
+        for s, k in zip(names, alloc, strict=False):
+            if k > 0:
+                m = pool.sections == s
+                picks.append(self._grid_section(pool.coords, np.flatnonzero(m & available),
+                                                np.flatnonzero(m & state.selected & ~pool.excluded), int(k), rng))
+        return np.concatenate(picks) if picks else np.zeros(0, np.int64)
+
+    @staticmethod
+    def _grid_section(coords, avail_idx, sel_idx, k, rng):
+        xy = coords[avail_idx]
+        sxy = coords[sel_idx]
+        lo = np.minimum(xy.min(axis=0), sxy.min(axis=0)) if len(sxy) else xy.min(axis=0)
+        phase = rng.uniform(0, 1, size=2)
+
+        def cells(h):
+            ca = np.floor((xy - lo) / h + phase).astype(np.int64)
+            occ = {tuple(c) for c in np.floor((sxy - lo) / h + phase).astype(np.int64)} if len(sxy) else set()
+            keys = ca[:, 0] * 1_000_003 + ca[:, 1]
+            okeys = {c[0] * 1_000_003 + c[1] for c in occ}
+            free = ~np.isin(keys, list(okeys)) if okeys else np.ones(len(keys), bool)
+            return ca, keys, free
+
+        def count(h):
+            _, keys, free = cells(h)
+            return len(np.unique(keys[free]))
+
+        if len(xy) > 1:
+            from scipy.spatial import cKDTree
+
+            d, _ = cKDTree(xy).query(xy, k=2)
+            h_lo = max(float(d[:, 1].min()) / 4, 1e-6)
+        else:
+            h_lo = 1.0
+        allxy = np.vstack([xy, sxy]) if len(sxy) else xy
+        h_hi = 2.0 * (float(np.ptp(allxy, axis=0).max()) + h_lo)
+        if count(h_lo) < k:  # cannot happen unless selected spots share cells at any scale: fall back
+            h_lo = 1e-9
+        for _ in range(40):  # largest spacing with >= k free occupied cells
+            mid = np.sqrt(h_lo * h_hi)
+            if count(mid) >= k:
+                h_lo = mid
+            else:
+                h_hi = mid
+            if h_hi / h_lo < 1.001:
+                break
+        ca, keys, free = cells(h_lo)
+        centres = (ca + 0.5 - phase) * h_lo + lo
+        dist = ((xy - centres) ** 2).sum(axis=1)
+        fk = keys[free]
+        fidx = np.flatnonzero(free)
+        order = np.lexsort((dist[fidx], fk))
+        first = np.ones(len(order), bool)
+        first[1:] = fk[order][1:] != fk[order][:-1]
+        chosen = fidx[order[first]]  # one spot per free cell: the one nearest the cell centre
+        if len(chosen) > k:
+            chosen = rng.choice(chosen, size=k, replace=False)
+        elif len(chosen) < k:  # pragma: no cover - guarded by the search; fill randomly
+            rest = np.setdiff1d(np.arange(len(xy)), chosen)
+            chosen = np.concatenate([chosen, rng.choice(rest, size=k - len(chosen), replace=False)])
+        # order: raster order of the lattice (stable, readable)
+        chosen = chosen[np.lexsort((xy[chosen, 0], xy[chosen, 1]))]
+        return avail_idx[chosen]
+
+
+class KCenterSampler(Sampler):
+    """k-center greedy (coreset) on standardised vision PCA features."""
+
+    name = "kcenter"
+    needs_vision = True
+
+    def __init__(self, *, seed: int = 0, n_components: int = 32) -> None:
+        super().__init__(seed=seed)
+        self.n_components = n_components
+
+    def _select(self, pool, n, state, available, rng):
+        X = pool.vision_features(self.n_components)
+        centres = np.flatnonzero(state.selected & ~pool.excluded)
+        cand = np.flatnonzero(available)
+        Xc = X[cand]
+        if len(centres):
+            mind = np.full(len(cand), np.inf)
+            for s in range(0, len(centres), 2048):
+                mind = np.minimum(mind, _sqdist(Xc, X[centres[s:s + 2048]]).min(axis=1))
+        else:
+            mind = np.full(len(cand), np.inf)
+        picks, scores = [], []
+        taken = np.zeros(len(cand), bool)
+        for _ in range(n):
+            if np.isinf(mind[~taken]).all():
+                j = rng.choice(np.flatnonzero(~taken))
+            else:
+                m = np.where(taken, -1.0, mind)
+                j = int(np.argmax(m))
+            picks.append(cand[j])
+            scores.append(float(np.sqrt(mind[j])) if np.isfinite(mind[j]) else np.nan)
+            taken[j] = True
+            mind = np.minimum(mind, ((Xc - Xc[j]) ** 2).sum(axis=1))
+        self.last_scores = np.array(scores)
+        return np.array(picks)
+
+
+class TypiClustSampler(Sampler):
+    """TypiClust on standardised vision PCA features (see module docstring)."""
+
+    name = "typiclust"
+    needs_vision = True
+
+    def __init__(self, *, seed: int = 0, n_components: int = 32, k_nn: int = 20) -> None:
+        super().__init__(seed=seed)
+        self.n_components = n_components
+        self.k_nn = k_nn
+
+    def _select(self, pool, n, state, available, rng):
+        X = pool.vision_features(self.n_components)
+        universe = np.flatnonzero(available | (state.selected & ~pool.excluded))
+        n_sel = int((state.selected & ~pool.excluded).sum())
+        k = int(min(n_sel + n, len(universe)))
+        lab = _kmeans_labels(X[universe], k, seed=int(rng.integers(2**31 - 1)))
+        covered = np.zeros(k, bool)
+        covered[np.unique(lab[state.selected[universe]])] = True
+        sizes = np.bincount(lab, minlength=k)
+        typ = np.zeros(len(universe))
+        for c in range(k):
+            members = np.flatnonzero(lab == c)
+            typ[members] = _typicality(X[universe[members]], min(self.k_nn, max(1, len(members) // 2)))
+        avail_u = available[universe]
+        order = sorted(np.flatnonzero(~covered), key=lambda c: (-sizes[c], rng.random()))
+        picks, scores = [], []
+        for c in order:
+            if len(picks) == n:
+                break
+            mem = np.flatnonzero((lab == c) & avail_u)
+            if len(mem) == 0:
+                continue
+            j = mem[np.argmax(typ[mem])]
+            picks.append(j)
+            scores.append(typ[j])
+        if len(picks) < n:  # fill: most typical remaining spots of the least covered clusters
+            taken = np.zeros(len(universe), bool)
+            taken[picks] = True
+            n_cov = np.bincount(lab[state.selected[universe] | taken], minlength=k)
+            rest = np.flatnonzero(avail_u & ~taken)
+            rest = rest[np.lexsort((-typ[rest], n_cov[lab[rest]]))][: n - len(picks)]
+            picks += list(rest)
+            scores += list(typ[rest])
+        self.last_scores = np.array(scores)
+        return universe[np.array(picks, dtype=np.int64)]
+
+
+def ar_weights(Z: np.ndarray, *, n_bins: int = 50, sigma: float = 1.0, alpha: float = 1e-3) -> np.ndarray:
+    """Adaptive-resampling weights (seed 002): per-dimension histogram densities, smoothed with a
+    Gaussian (``sigma`` bins), weight = max over dimensions of ``1 / (density + alpha)``; sum 1."""
+    from scipy.ndimage import gaussian_filter1d
+
+    z = np.asarray(Z, dtype=np.float64)
+    n, d = z.shape
+    lo = z.min(axis=0)
+    span = np.where(np.ptp(z, axis=0) > 0, np.ptp(z, axis=0), 1.0)
+    bins = np.clip(((z - lo) / span * n_bins).astype(np.int64), 0, n_bins - 1)
+    counts = np.zeros((d, n_bins))
+    for j in range(d):
+        counts[j] = np.bincount(bins[:, j], minlength=n_bins)
+    prob = counts / n
+    if sigma > 0:
+        prob = gaussian_filter1d(prob, sigma=sigma, axis=1, mode="constant")
+        prob /= prob.sum(axis=1, keepdims=True)
+    dens = prob[np.arange(d)[None, :], bins]
+    w = (1.0 / (dens + alpha)).max(axis=1)
+    return w / w.sum()
+
+
+class ARSampler(Sampler):
+    """Adaptive-resampling weights on the vision PCA, sampled without replacement."""
+
+    name = "ar"
+    needs_vision = True
+
+    def __init__(self, *, seed: int = 0, n_components: int = 16, n_bins: int = 50, sigma: float = 1.0) -> None:
+        super().__init__(seed=seed)
+        self.n_components, self.n_bins, self.sigma = n_components, n_bins, sigma
+
+    def _select(self, pool, n, state, available, rng):
+        X = pool.vision_features(self.n_components)
+        inpool = np.flatnonzero(~pool.excluded)
+        w = np.zeros(pool.n)
+        w[inpool] = ar_weights(X[inpool], n_bins=self.n_bins, sigma=self.sigma)
+        cand = np.flatnonzero(available)
+        order = gumbel_top_k(np.log(w[cand] + 1e-300), n, rng)
+        self.last_scores = w[cand[order]]
+        return cand[order]
+
+
+class GreedyRewardSampler(Sampler):
+    """Greedy maximiser of the reward gain on predicted expression (see module docstring).
+
+    ``space``: a :class:`~napari_scr2st.reference.ReferenceSpace`; ``predictor``: optional
+    ``ExpressionPredictor`` (default: ridge on vision + coordinates, see
+    :class:`~napari_scr2st.sampling.predictors.SpacePredictor`). Until ``min_train`` spots are
+    measured there is no prediction and only the spatial gain counts. Candidates and spatial
+    anchors are subsampled above ``max_candidates``/``max_anchors`` (stochastic greedy).
+    """
+
+    name = "greedy"
+
+    def __init__(self, space, weights: RewardWeights | None = None, *, predictor=None, seed: int = 0,
+                 min_train: int = 5, max_candidates: int = 1024, max_anchors: int = 2048, embedder=None) -> None:
+        super().__init__(seed=seed)
+        from .measured import MeasuredEmbedder
+        from .predictors import SpacePredictor
+
+        self.space = space
+        self.weights = RewardWeights.parse(weights)
+        self.space_predictor = SpacePredictor(space, predictor, min_train=min_train)
+        self.embedder = embedder or MeasuredEmbedder(space)
+        self.max_candidates = max_candidates
+        self.max_anchors = max_anchors
+
+    def _select(self, pool, n, state, available, rng):
+        sp_ = self.space
+        K, T = sp_.n_clusters, sp_.n_types
+        w = self.weights.as_array()
+        m = self.embedder(state)
+        zp = self.space_predictor(pool, state, m.index, m.z)
+        covered = np.zeros(K, bool)
+        covered[m.cluster] = True
+        tcount = np.bincount(m.codes, minlength=T).astype(np.float64)
+        pc = pt = None
+        if zp is not None:
+            pc = sp_.nearest_cluster(zp)
+            pt = sp_.transfer_labels(zp).codes
+            pend = np.flatnonzero(state.selected & ~state.measured)  # selected, not yet revealed
+            covered[pc[pend]] = True
+            tcount += np.bincount(pt[pend], minlength=T)
+        index = pool.spatial_index()
+        sec_id = np.full(pool.n, -1)
+        for i, members in enumerate(index.members):
+            sec_id[members] = i
+        anchors = []
+        for members in index.members:
+            a = members if len(members) <= self.max_anchors else np.sort(rng.choice(members, self.max_anchors, replace=False))
+            anchors.append(a)
+        dmin = np.full(pool.n, np.inf)
+        sel_all = np.flatnonzero(state.selected & ~pool.excluded)
+        for i in range(len(index.members)):
+            d = index.min_dist(sel_all, i)
+            if np.isinf(d).all():
+                d = np.full(len(d), 2.0 * max(index.norms[i], 1e-12))  # empty section: surrogate
+            dmin[index.members[i]] = d
+        secw = index.section_weights
+        norms = np.maximum(np.array(index.norms), 1e-12)
+        avail = available.copy()
+        picks, scores = [], []
+
+        def ent(c):
+            s = c.sum(axis=-1, keepdims=True)
+            p = np.where(c > 0, c / np.maximum(s, 1e-12), 1.0)
+            return -(np.where(c > 0, p * np.log(p), 0.0)).sum(axis=-1) / np.log(T) if T > 1 else np.zeros(c.shape[:-1])
+
+        for _ in range(n):
+            cand = np.flatnonzero(avail)
+            if len(cand) > self.max_candidates:
+                cand = np.sort(rng.choice(cand, self.max_candidates, replace=False))
+            gain = np.zeros(len(cand))
+            if zp is not None:
+                gain += w[0] * (~covered[pc[cand]]) / K
+                h0 = ent(tcount[None, :])[0]
+                hnew = ent(tcount[None, :] + np.eye(T))  # entropy after adding one spot of each type
+                gain += w[1] * (hnew - h0)[pt[cand]]
+            if w[2] > 0:
+                for i in np.unique(sec_id[cand]):
+                    ci = cand[sec_id[cand] == i]
+                    a = anchors[i]
+                    D = np.sqrt(_sqdist(pool.coords[a], pool.coords[ci]))
+                    red = np.maximum(dmin[a][:, None] - D, 0.0).mean(axis=0)
+                    gain[sec_id[cand] == i] += w[2] * secw[i] * red / norms[i]
+            gain = gain + 1e-12 * rng.random(len(gain))  # random tie-break
+            j = int(np.argmax(gain))
+            s = cand[j]
+            picks.append(s)
+            scores.append(float(gain[j]))
+            avail[s] = False
+            if zp is not None:
+                covered[pc[s]] = True
+                tcount[pt[s]] += 1
+            i = sec_id[s]
+            mem = index.members[i]
+            dmin[mem] = np.minimum(dmin[mem], np.sqrt(((pool.coords[mem] - pool.coords[s]) ** 2).sum(axis=1)))
+        self.last_scores = np.array(scores)
+        return np.array(picks)
+
+
+# ------------------------------------------------------------------------------------- helpers
+
+
+def _sqdist(A: np.ndarray, B: np.ndarray) -> np.ndarray:
+    A = np.asarray(A, dtype=np.float64)
+    B = np.asarray(B, dtype=np.float64)
+    d = (A**2).sum(1)[:, None] + (B**2).sum(1)[None, :] - 2.0 * A @ B.T
+    return np.maximum(d, 0.0)
+
+
+def _kmeans_labels(X: np.ndarray, k: int, seed: int) -> np.ndarray:
+    from sklearn.cluster import KMeans, MiniBatchKMeans
+
+    if k >= len(X):
+        return np.arange(len(X))
+    if len(X) > 10_000:
+        km = MiniBatchKMeans(n_clusters=k, random_state=seed, n_init=1, batch_size=4096)
+    else:
+        km = KMeans(n_clusters=k, random_state=seed, n_init=1)
+    return km.fit_predict(X)
+
+
+def _typicality(X: np.ndarray, k: int) -> np.ndarray:
+    """Inverse mean distance to the ``k`` nearest neighbours (within ``X``)."""
+    if len(X) == 1:
+        return np.ones(1)
+    from sklearn.neighbors import NearestNeighbors
+
+    k = int(min(k, len(X) - 1))
+    d, _ = NearestNeighbors(n_neighbors=k + 1).fit(X).kneighbors(X)
+    return 1.0 / (d[:, 1:].mean(axis=1) + 1e-8)
+
+
+SAMPLER_NAMES = ("random", "grid", "kcenter", "typiclust", "ar", "greedy", "scrl")
+
+
+def make_sampler(name: str, *, seed: int = 0, space=None, weights=None, policy=None, predictor=None,
+                 **kwargs: Any) -> Sampler:
+    """Build a sampler by name (see :data:`SAMPLER_NAMES`).
+
+    ``greedy`` and ``scrl`` need the reference ``space``; ``scrl`` needs a trained or fresh
+    ``policy`` (:class:`~napari_scr2st.sampling.policy.SCRLPolicy`).
+    """
+    key = name.lower().replace("-", "").replace("_", "")
+    simple = {"random": RandomSampler, "grid": GridSampler, "kcenter": KCenterSampler, "coreset": KCenterSampler,
+              "typiclust": TypiClustSampler, "ar": ARSampler, "adaptiveresampling": ARSampler}
+    if key in simple:
+        return simple[key](seed=seed, **kwargs)
+    if key in ("greedy", "greedyreward"):
+        if space is None:
+            raise ValueError("the greedy reward maximiser needs a reference space (--reference)")
+        return GreedyRewardSampler(space, weights, predictor=predictor, seed=seed, **kwargs)
+    if key == "scrl":
+        from .policy import SCRLSampler
+
+        if space is None or policy is None:
+            raise ValueError("the SCRL sampler needs a reference space and a policy (--policy FILE)")
+        return SCRLSampler(policy, space, weights, predictor=predictor, seed=seed, **kwargs)
+    raise ValueError(f"unknown sampler {name!r}; choose one of {', '.join(SAMPLER_NAMES)}")

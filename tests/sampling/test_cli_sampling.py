@@ -1,0 +1,128 @@
+"""The sampling verbs of the CLI, on the embedded synthetic sample (small and fast)."""
+
+import argparse
+
+import numpy as np
+import pandas as pd
+import pytest
+
+
+def _parser():
+    from napari_scr2st.cli import _sampling
+
+    p = argparse.ArgumentParser(prog="scr2st")
+    sub = p.add_subparsers(dest="command")
+    _sampling.register(sub)
+    return p
+
+
+def _run(argv):
+    args = _parser().parse_args(argv)
+    return args.func(args)
+
+
+COMMON = ["--n-spots", "300", "--encoder", "patch-stats", "--quiet"]
+
+
+def test_register_is_import_safe_and_adds_verbs():
+    import subprocess
+    import sys
+
+    out = subprocess.run([sys.executable, "-c", "import sys, napari_scr2st.cli._sampling as m; "
+                          "print([k for k in ('torch', 'numpy', 'scanpy') if k in sys.modules])"],
+                         capture_output=True, text=True)
+    assert out.returncode == 0 and "torch" not in out.stdout and "scanpy" not in out.stdout
+    p = _parser()
+    for argv in (["select"], ["train-policy"], ["benchmark", "sampling"], ["import-counts", "x.csv", "--state", "s"]):
+        assert callable(p.parse_args(argv).func)
+    # a 'benchmark' group registered by someone else is reused
+    p2 = argparse.ArgumentParser()
+    sub = p2.add_subparsers()
+    b = sub.add_parser("benchmark")
+    bs = b.add_subparsers()
+    bs.add_parser("model")
+    from napari_scr2st.cli import _sampling
+
+    _sampling.register(sub)
+    assert p2.parse_args(["benchmark", "sampling"]).func is _sampling.run_benchmark_sampling
+
+
+def test_select_simulated_then_real_rounds(tmp_path, capsys):
+    out = tmp_path / "sel.csv"
+    assert _run(["select", *COMMON, "--sampler", "greedy", "--budget", "10%", "--rounds", "2", "--out", str(out)]) == 0
+    df = pd.read_csv(out)
+    assert len(df) == 30 and set(df.columns) >= {"spot_id", "section", "round", "source", "rank"}
+    assert sorted(df["round"].unique()) == [0, 1] and df["measured"].all()
+    assert "total=" in capsys.readouterr().out
+    # locks and exclusions from the command line
+    ids = df["spot_id"].tolist()
+    out2 = tmp_path / "sel2.csv"
+    _run(["select", *COMMON, "--sampler", "kcenter", "--budget", "20", "--lock", ",".join(ids[:3]),
+          "--exclude", ",".join(ids[3:10]), "--out", str(out2)])
+    d2 = pd.read_csv(out2)
+    assert len(d2) == 20 and set(ids[:3]) <= set(d2["spot_id"]) and not set(ids[3:10]) & set(d2["spot_id"])
+    assert (d2.set_index("spot_id").loc[ids[:3], "source"] == "manual").all()
+
+
+def test_train_policy_then_select_with_it(tmp_path, capsys):
+    pol = tmp_path / "policy.pt"
+    assert _run(["train-policy", *COMMON, "--episodes", "3", "--imitation-episodes", "2", "--rounds", "2",
+                 "--group-size", "2", "--out", str(pol)]) == 0
+    assert pol.is_file() and (tmp_path / "policy.pt.json").is_file()
+    out = tmp_path / "s.csv"
+    assert _run(["select", *COMMON, "--sampler", "scrl", "--policy", str(pol), "--budget", "15", "--rounds", "3",
+                 "--weights", "0,0,1", "--out", str(out)]) == 0
+    assert len(pd.read_csv(out)) == 15
+    from napari_scr2st.cli._common import CLIError
+
+    with pytest.raises(CLIError, match="--policy"):
+        _run(["select", *COMMON, "--sampler", "scrl", "--out", str(out)])
+
+
+def test_import_counts_verb(tmp_path, capsys):
+    from napari_scr2st.data import make_sample
+
+    state = tmp_path / "run.npz"
+    sel = tmp_path / "r0.csv"
+    h5 = tmp_path / "sec.h5ad"
+    s = make_sample(300, seed=0).section
+    s.write_h5ad(h5)
+    _run(["select", str(h5), "--encoder", "patch-stats", "--quiet", "--sampler", "grid", "--budget", "12",
+          "--rounds", "2", "--state", str(state), "--out", str(sel)])
+    assert "import-counts" in capsys.readouterr().out
+    picked = pd.read_csv(sel)["spot_id"].astype(str).tolist()
+    assert len(picked) == 6
+    X = s[picked].X.toarray()
+    counts = pd.DataFrame(X, columns=list(s.var_names))
+    counts.insert(0, "spot_id", picked)
+    counts.to_csv(tmp_path / "c.csv", index=False)
+    assert _run(["import-counts", str(tmp_path / "c.csv"), "--state", str(state)]) == 0
+    assert "6 of 6 selected spots are measured" in capsys.readouterr().out
+    _run(["select", str(h5), "--encoder", "patch-stats", "--quiet", "--sampler", "grid", "--budget", "12",
+          "--rounds", "2", "--state", str(state), "--out", str(sel)])
+    from napari_scr2st.sampling import SelectionState
+
+    st = SelectionState.load(state)
+    assert st.n_selected == 12 and st.measured.sum() == 6 and st.current_round == 2
+
+
+def test_benchmark_sampling_quick(tmp_path):
+    out = tmp_path / "bench"
+    assert _run(["benchmark", "sampling", "--out", str(out), "--n-spots", "300", "--train-spots", "250",
+                 "--samplers", "random,grid,scrl", "--budgets", "10%", "--seeds", "2", "--rounds", "2",
+                 "--episodes-synthetic", "2", "--imitation-episodes", "1", "--quiet"]) == 0
+    df = pd.read_csv(out / "sampling_benchmark.csv")
+    assert len(df) == 6 and set(df["sampler"]) == {"random", "grid", "scrl"}
+    assert np.isfinite(df[["r_sc", "r_type", "r_sp", "total"]].to_numpy()).all()
+    md = (out / "sampling_benchmark.md").read_text()
+    assert "| synthetic | SYN-test | 10% | grid |" in md and "±" in md
+    assert (out / "sampling_benchmark.png").stat().st_size > 5000
+
+
+def test_demo_selection_step():
+    from napari_scr2st.cli._sampling import demo_selection_step
+    from napari_scr2st.data import make_sample
+
+    res = demo_selection_step(make_sample(300, seed=0), sampler="greedy", budget="10%", rounds=2)
+    assert len(res.table) == 30 and len(res.history) == 2
+    assert 0 <= res.terms.sc <= 1 and 0 <= res.terms.type <= 1 and 0 < res.terms.sp <= 1
