@@ -283,25 +283,11 @@ class TypiClustSampler(Sampler):
 
 
 def ar_weights(Z: np.ndarray, *, n_bins: int = 50, sigma: float = 1.0, alpha: float = 1e-3) -> np.ndarray:
-    """Adaptive-resampling weights (seed 002): per-dimension histogram densities, smoothed with a
-    Gaussian (``sigma`` bins), weight = max over dimensions of ``1 / (density + alpha)``; sum 1."""
-    from scipy.ndimage import gaussian_filter1d
+    """Adaptive-resampling weights (seed 002); the one implementation lives in
+    :func:`napari_scr2st.model.resampling.adaptive_resampling_weights` (SCR2Net uses it per epoch)."""
+    from ..model.resampling import adaptive_resampling_weights
 
-    z = np.asarray(Z, dtype=np.float64)
-    n, d = z.shape
-    lo = z.min(axis=0)
-    span = np.where(np.ptp(z, axis=0) > 0, np.ptp(z, axis=0), 1.0)
-    bins = np.clip(((z - lo) / span * n_bins).astype(np.int64), 0, n_bins - 1)
-    counts = np.zeros((d, n_bins))
-    for j in range(d):
-        counts[j] = np.bincount(bins[:, j], minlength=n_bins)
-    prob = counts / n
-    if sigma > 0:
-        prob = gaussian_filter1d(prob, sigma=sigma, axis=1, mode="constant")
-        prob /= prob.sum(axis=1, keepdims=True)
-    dens = prob[np.arange(d)[None, :], bins]
-    w = (1.0 / (dens + alpha)).max(axis=1)
-    return w / w.sum()
+    return adaptive_resampling_weights(Z, n_bins=n_bins, sigma=sigma, alpha=alpha)
 
 
 class ARSampler(Sampler):
