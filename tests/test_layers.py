@@ -44,3 +44,151 @@ def test_lowres_only_section_is_scaled_to_fullres(section):
     sf = s.uns["spatial"]["SYN1"]["scalefactors"]["tissue_lowres_scalef"]
     assert kw["scale"] == (1 / sf, 1 / sf)
     assert data is s.uns["spatial"]["SYN1"]["images"]["lowres"]
+
+
+# ------------------------------------------------------------------ builders for the docks
+from types import SimpleNamespace  # noqa: E402
+
+import pandas as pd  # noqa: E402
+
+from napari_scr2st.layers import (  # noqa: E402
+    celltype_layer,
+    expression_layer,
+    expression_values,
+    inspect_layer,
+    layer_name,
+    measured_expression,
+    picked_by_label,
+    roi_layer,
+    selection_layer,
+    spot_features,
+    spot_yx,
+    spots_in_shapes,
+)
+
+
+def _selection(n, picks):
+    """A duck-typed selection: picks = [(index, round, source, measured)]."""
+    s = SimpleNamespace(
+        round=np.full(n, -1), source=np.full(n, "", dtype=object), measured=np.zeros(n, bool),
+        rank=np.full(n, -1), score=np.full(n, np.nan),
+    )
+    for r, (i, rnd, src, meas) in enumerate(picks):
+        s.round[i], s.source[i], s.measured[i], s.rank[i] = rnd, src, meas, r
+        s.score[i] = np.nan if src == "manual" else 1.0 / (r + 1)
+    return s
+
+
+def test_spot_features_carry_selection_celltype_and_predictions(section):
+    n = section.n_obs
+    sel = _selection(n, [(3, 0, "scrl", True), (5, 1, "manual", False), (9, 1, "random", False)])
+    excluded = np.zeros(n, bool)
+    excluded[7] = True
+    pred = pd.DataFrame({"ERBB2": np.arange(n, dtype=float)}, index=section.obs_names)
+    ct = np.array(["T-cells"] * n, dtype=object)
+    f = spot_features(section, selection=sel, excluded=excluded, cell_types=ct, predicted=pred, genes=["ERBB2", "NOPE"])
+    assert list(f.columns[:5]) == ["spot_id", "section", "array_row", "array_col", "total_counts"]
+    assert f.loc[3, "state"] == "sequenced" and f.loc[5, "state"] == "selected"
+    assert f.loc[7, "state"] == "excluded" and f.loc[0, "state"] == "not selected"
+    assert f.loc[3, "picked_by"] == "policy" and f.loc[5, "picked_by"] == "manual" and f.loc[9, "picked_by"] == "random"
+    assert f.loc[9, "round"] == 1 and f.loc[0, "round"] == -1
+    assert f.loc[4, "pred_ERBB2"] == 4.0 and "pred_NOPE" not in f
+    assert (f["cell_type"] == "T-cells").all()
+    _, kw, kind = spots_layer(section, selection=sel, cell_types=ct)
+    assert kind == "points" and "state" in kw["features"] and kw["metadata"]["adata"] is section
+
+
+def test_picked_by_labels():
+    assert picked_by_label("manual") == "manual"
+    assert picked_by_label("scrl") == "policy"
+    assert picked_by_label("kcenter") == "kcenter"
+
+
+def test_selection_layer_distinguishes_rounds_and_manual(section):
+    n = section.n_obs
+    sel = _selection(n, [(3, 0, "scrl", True), (5, 1, "manual", False), (9, 1, "scrl", False)])
+    data, kw, kind = selection_layer(section, sel)
+    assert kind == "points" and data.shape == (3, 2)
+    np.testing.assert_allclose(data, spot_yx(section)[[3, 5, 9]])
+    assert kw["name"] == layer_name("SYN1", "selected") == "SYN1 selected"
+    assert kw["symbol"] == ["disc", "star", "disc"]
+    face = np.asarray(kw["face_color"])
+    assert not np.allclose(face[0, :3], face[2, :3])  # different rounds, different colours
+    np.testing.assert_allclose(face[1, :3], face[2, :3])  # same round, same colour
+    assert face[0, 3] == 1.0 and face[2, 3] < 1.0  # sequenced opaque, pending translucent
+    border = np.asarray(kw["border_color"])
+    assert border[1, 0] == 1.0 and border[0, 0] == 0.0  # manual picks white-bordered
+    assert list(kw["features"]["picked_by"]) == ["policy", "manual", "policy"]
+    assert set(kw["metadata"]["legend"]) == {"round 0", "round 1"}
+    empty, kw0, _ = selection_layer(section, _selection(n, []))
+    assert empty.shape == (0, 2) and len(kw0["features"]) == 0
+
+
+def test_expression_layer_predicted_and_measured(section):
+    s = section.copy()
+    n = s.n_obs
+    s.obsm["X_pred"] = pd.DataFrame({"ERBB2": np.linspace(0, 5, n), "CD3E": 1.0}, index=s.obs_names)
+    v = expression_values(s, "ERBB2")
+    data, kw, _ = expression_layer(s, "ERBB2", v, colormap="viridis")
+    assert kw["face_colormap"] == "viridis" and kw["face_color"] == "value"
+    lo, hi = kw["face_contrast_limits"]
+    assert 0 <= lo < hi <= 5 and kw["metadata"]["colorbar"] and kw["shown"].all()
+    with pytest.raises(KeyError, match="not in the predicted panel"):
+        expression_values(s, "NOPE")
+    mask = np.zeros(n, bool)
+    mask[:10] = True
+    mv = expression_values(s, "ERBB2", source="measured", measured=mask)
+    assert np.isnan(mv[10:]).all() and np.isfinite(mv[:10]).all()
+    # measured values are the package's log1p-normalised scale
+    from napari_scr2st.data.expression import log1p_normalized
+
+    np.testing.assert_allclose(mv[:10], log1p_normalized(s, ["ERBB2"])[:10, 0], rtol=1e-6)
+    np.testing.assert_allclose(measured_expression(s, "ERBB2", mask), mv)
+    _, kw2, _ = expression_layer(s, "ERBB2", mv, source="measured", contrast_limits=(0, 3))
+    assert kw2["shown"].sum() == 10 and kw2["face_contrast_limits"] == (0.0, 3.0)
+    assert kw2["metadata"]["source"] == "measured"
+
+
+def test_celltype_layer_has_legend_and_rgba(section):
+    n = section.n_obs
+    ct = np.array(["B-cells", "T-cells", ""] * (n // 3) + ["B-cells"] * (n % 3), dtype=object)
+    data, kw, _ = celltype_layer(section, ct)
+    assert list(kw["metadata"]["legend"]) == ["B-cells", "T-cells"]
+    face = kw["face_color"]
+    assert face.shape == (n, 4)
+    assert np.allclose(face[0], face[3]) and not np.allclose(face[0], face[1])
+    assert (~kw["shown"]).sum() == (ct == "").sum()
+
+
+def test_roi_layers_and_point_in_shape():
+    data, kw, kind = roi_layer("exclude", library="SYN1")
+    assert kind == "shapes" and data == [] and kw["name"] == "SYN1 exclude ROI"
+    with pytest.raises(ValueError):
+        roi_layer("maybe", library="SYN1")
+    pts = np.array([[5, 5], [15, 5], [5, 15], [45, 45], [100, 100]], float)
+    square = np.array([[0, 0], [0, 10], [10, 10], [10, 0]], float)
+    tri = np.array([[40, 40], [60, 40], [40, 60]], float)
+    ell = np.array([[90, 90], [90, 110], [110, 110], [110, 90]], float)  # circle r=10 at 100,100
+    m = spots_in_shapes(pts, [square, tri, ell], ["rectangle", "polygon", "ellipse"])
+    assert m.tolist() == [True, False, False, True, True]
+    m2 = spots_in_shapes(pts, [tri], ["polygon"])
+    assert m2.tolist() == [False, False, False, True, False]
+    assert not spots_in_shapes(pts, [square[:2]], ["line"]).any()
+
+
+def test_inspect_layer_marks_query_kept_and_filtered(section):
+    data, kw, _ = inspect_layer(section, 4, neighbours=[8, 9, -1], kept=[True, False, True])
+    assert len(data) == 3
+    assert list(kw["features"]["role"]) == ["query", "kept", "filtered"]
+    assert kw["symbol"] == ["ring", "ring", "x"]
+
+
+def test_spot_patch_is_a_square_rgb_crop(section):
+    from napari_scr2st.layers import spot_patch
+
+    p = spot_patch(section, 0, out_size=48)
+    assert p.shape == (48, 48, 3) and p.dtype == np.uint8
+    assert p.std() > 0  # tissue, not a flat fill
+    s = section.copy()
+    s.uns["spatial"]["SYN1"]["images"] = {}
+    assert (spot_patch(s, 0, out_size=16) == 128).all()

@@ -20,10 +20,95 @@ from .data.model import (
     spot_diameter_px,
 )
 
-__all__ = ["image_layer", "spots_layer", "section_layers", "image_pyramid", "spot_yx", "SPOTS_SUFFIX"]
+__all__ = [
+    "image_layer",
+    "spots_layer",
+    "section_layers",
+    "image_pyramid",
+    "spot_yx",
+    "spot_features",
+    "selection_layer",
+    "expression_layer",
+    "celltype_layer",
+    "roi_layer",
+    "inspect_layer",
+    "spots_in_shapes",
+    "spot_patch",
+    "measured_expression",
+    "expression_values",
+    "celltype_colors",
+    "round_color",
+    "picked_by_label",
+    "picked_by_labels",
+    "layer_name",
+    "SPOTS_SUFFIX",
+    "LAYER_SUFFIXES",
+]
 
 SPOTS_SUFFIX = " spots"
 IMAGE_SUFFIX = " H&E"
+
+#: fixed layer names (``f"{section}{suffix}"``): widgets find these layers or create them
+LAYER_SUFFIXES = {
+    "image": IMAGE_SUFFIX,
+    "spots": SPOTS_SUFFIX,
+    "selected": " selected",
+    "expression": " expression",
+    "cell_types": " cell types",
+    "include": " include ROI",
+    "exclude": " exclude ROI",
+    "inspect": " inspected",
+}
+
+# A colour-blind-friendly qualitative palette (Okabe-Ito first, then Paul Tol's muted), as hex.
+_PALETTE = [
+    "#e69f00", "#56b4e9", "#009e73", "#f0e442", "#0072b2", "#d55e00", "#cc79a7", "#999999",
+    "#882255", "#44aa99", "#117733", "#332288", "#ddcc77", "#aa4499", "#88ccee", "#cc6677",
+    "#999933", "#000000",
+]  # fmt: skip
+# rounds: round 0 (initial picks) yellow, then blue, green, orange, ... (distinct on H&E pink)
+_ROUND_PALETTE = ["#ffd700", "#00bfff", "#32cd32", "#ff8c00", "#ff1493", "#8a2be2", "#00ced1", "#adff2f"]
+MANUAL = "manual"
+POLICY = "policy"
+
+
+def layer_name(section: str, kind: str) -> str:
+    """The fixed name of a layer of ``kind`` (a key of :data:`LAYER_SUFFIXES`) for a section."""
+    return f"{section}{LAYER_SUFFIXES[kind]}"
+
+
+def _hex_to_rgba(h: str, alpha: float = 1.0) -> np.ndarray:
+    h = h.lstrip("#")
+    return np.array([int(h[i : i + 2], 16) / 255 for i in (0, 2, 4)] + [alpha], dtype=np.float32)
+
+
+def round_color(r: int) -> str:
+    """Hex colour of acquisition round ``r`` (cycles after 8 rounds)."""
+    return _ROUND_PALETTE[int(r) % len(_ROUND_PALETTE)]
+
+
+def celltype_colors(categories) -> dict[str, str]:
+    """A stable ``{category: hex colour}`` map (the order of ``categories`` decides colours)."""
+    return {str(c): _PALETTE[i % len(_PALETTE)] for i, c in enumerate(categories)}
+
+
+def picked_by_labels(sources) -> np.ndarray:
+    """Vectorised :func:`picked_by_label` (one call per distinct source)."""
+    src = np.asarray(sources, dtype=object)
+    if src.size == 0:
+        return np.zeros(0, dtype=object)
+    uniq, inv = np.unique(src.astype(str), return_inverse=True)
+    return np.array([picked_by_label(u) for u in uniq], dtype=object)[inv.ravel()]
+
+
+def picked_by_label(source: str, policy_sources=("scrl", "policy", "rl")) -> str:
+    """User-facing 'picked by': ``manual``, ``policy`` (the SCRL policy) or the sampler's name."""
+    s = str(source or "")
+    if s == MANUAL:
+        return MANUAL
+    if s.lower() in policy_sources or s.lower().startswith("scrl"):
+        return POLICY
+    return s or "unknown"
 
 
 def image_pyramid(image: np.ndarray, min_side: int = 1024) -> list[np.ndarray]:
@@ -67,10 +152,28 @@ def image_layer(adata, *, library: str | None = None, multiscale: bool | None = 
     return img, {"name": name, "rgb": True, "scale": (1 / s, 1 / s), "metadata": meta}, "image"
 
 
-def _features(adata) -> pd.DataFrame:
+def spot_features(
+    adata,
+    *,
+    selection=None,
+    excluded: np.ndarray | None = None,
+    cell_types=None,
+    predicted: pd.DataFrame | None = None,
+    genes=None,
+) -> pd.DataFrame:
+    """Per-spot table shown on hover: id, section, lattice position, total counts, cell type,
+    selection state, round, picked by, and predicted expression of ``genes``.
+
+    ``selection`` is any object with per-spot arrays ``round`` (-1 = not selected), ``source``
+    and ``measured`` aligned with ``adata`` rows (a ``sampling.SelectionState``); ``excluded``
+    a boolean mask; ``cell_types`` an (n,) array of names ("" unknown); ``predicted`` a
+    DataFrame (rows = spots, columns = genes), e.g. ``obsm["X_pred"]``. Without ``selection``,
+    ``obs`` columns ``selected``/``round``/``picked_by`` are used when present.
+    """
     obs = adata.obs
+    n = adata.n_obs
     X = adata.X
-    total = np.asarray(X.sum(axis=1)).ravel() if X is not None else np.zeros(adata.n_obs)
+    total = np.asarray(X.sum(axis=1)).ravel() if X is not None else np.zeros(n)
     feats = pd.DataFrame(
         {
             "spot_id": np.asarray(adata.obs_names, dtype=object),
@@ -80,10 +183,34 @@ def _features(adata) -> pd.DataFrame:
             "total_counts": total.astype(float),
         }
     )
-    for col in ("cell_type", "selected", "round", "picked_by"):
-        if col in obs:
-            feats[col] = obs[col].to_numpy()
+    if cell_types is not None:
+        feats["cell_type"] = np.asarray(cell_types, dtype=object).astype(str)
+    elif "cell_type" in obs:
+        feats["cell_type"] = obs["cell_type"].astype(str).to_numpy()
+    if selection is not None:
+        rnd = np.asarray(selection.round)
+        measured = np.asarray(selection.measured, dtype=bool)
+        state = np.where(measured, "sequenced", np.where(rnd >= 0, "selected", "not selected")).astype(object)
+        if excluded is not None:
+            state[np.asarray(excluded, dtype=bool) & (rnd < 0)] = "excluded"
+        feats["state"] = state
+        feats["round"] = rnd.astype(int)
+        picked = picked_by_labels(selection.source)
+        picked[rnd < 0] = ""
+        feats["picked_by"] = picked
+    else:
+        for col in ("selected", "round", "picked_by"):
+            if col in obs:
+                feats[col] = obs[col].to_numpy()
+    if predicted is not None and genes:
+        for g in genes:
+            if g in predicted.columns:
+                feats[f"pred_{g}"] = np.asarray(predicted[g], dtype=float)
     return feats
+
+
+def _features(adata) -> pd.DataFrame:  # kept for callers of the first version
+    return spot_features(adata)
 
 
 def spots_layer(
@@ -93,12 +220,19 @@ def spots_layer(
     name: str | None = None,
     color_by: str | None = None,
     extra_features: dict | None = None,
+    selection=None,
+    excluded: np.ndarray | None = None,
+    cell_types=None,
+    predicted: pd.DataFrame | None = None,
+    genes=None,
 ):
     """The spot grid as a Points layer sized by the real spot diameter, with per-spot
-    ``features`` (shown on hover). ``color_by`` names a feature column (an ``obs`` column or a
-    key of ``extra_features``) to colour faces by."""
+    ``features`` (shown on hover; see :func:`spot_features`). ``color_by`` names a feature
+    column (an ``obs`` column or a key of ``extra_features``) to colour faces by."""
     lib = library or library_id(adata)
-    feats = _features(adata)
+    feats = spot_features(
+        adata, selection=selection, excluded=excluded, cell_types=cell_types, predicted=predicted, genes=genes
+    )
     if color_by is not None and color_by not in feats and color_by in adata.obs:
         feats[color_by] = adata.obs[color_by].to_numpy()
     for key, values in (extra_features or {}).items():
@@ -122,6 +256,242 @@ def spots_layer(
     return spot_yx(adata), kwargs, "points"
 
 
+def selection_layer(adata, selection, *, library: str | None = None, name: str | None = None, scores=None):
+    """The selected spots: a ring per spot, coloured by ROUND; manual picks are stars with a
+    white border, picks of a sampler/policy discs with a black border; sequenced spots opaque,
+    pending ones (chosen, not yet sequenced) half transparent.
+
+    ``selection`` as in :func:`spot_features` (also ``rank`` and ``score`` when present).
+    ``metadata["legend"]`` maps legend entries to hex colours.
+    """
+    lib = library or library_id(adata)
+    rnd = np.asarray(selection.round)
+    idx = np.flatnonzero(rnd >= 0)
+    rank = np.asarray(getattr(selection, "rank", np.full(len(rnd), -1)))
+    idx = idx[np.argsort(rank[idx], kind="stable")]
+    picked = picked_by_labels(np.asarray(selection.source, dtype=object)[idx])
+    manual = picked == MANUAL
+    measured = np.asarray(selection.measured, dtype=bool)[idx]
+    score = np.asarray(getattr(selection, "score", np.full(len(rnd), np.nan)), dtype=float)[idx]
+    palette = np.array([_hex_to_rgba(c) for c in _ROUND_PALETTE], dtype=np.float32)
+    face = palette[rnd[idx] % len(_ROUND_PALETTE)].reshape(-1, 4)
+    face[~measured, 3] = 0.55
+    border = np.tile(np.array([[0.0, 0.0, 0.0, 1.0]], np.float32), (len(idx), 1))
+    border[manual] = (1.0, 1.0, 1.0, 1.0)
+    feats = pd.DataFrame(
+        {
+            "spot_id": np.asarray(adata.obs_names, dtype=object)[idx],
+            "round": rnd[idx].astype(int),
+            "rank": rank[idx].astype(int),
+            "picked_by": picked,
+            "score": score,
+            "state": np.where(measured, "sequenced", "selected").astype(object),
+        }
+    )
+    legend = {f"round {r}": round_color(r) for r in sorted(set(rnd[idx].tolist()))}
+    kwargs = {
+        "name": name or layer_name(lib, "selected"),
+        "size": spot_diameter_px(adata, lib) * 1.0,
+        "features": feats,
+        "face_color": face if len(idx) else "transparent",
+        "border_color": border if len(idx) else "black",
+        "border_width": 0.18,
+        "border_width_is_relative": True,
+        "symbol": np.where(manual, "star", "disc").tolist() if manual.any() else "disc",
+        "opacity": 1.0,
+        "metadata": {"section": lib, "legend": legend, "symbols": {"manual pick": "star", "sampler/policy": "disc"}},
+    }
+    return spot_yx(adata)[idx].reshape(-1, 2), kwargs, "points"
+
+
+def measured_expression(adata, gene: str, measured: np.ndarray) -> np.ndarray:
+    """log1p-normalised values of ``gene`` for the ``measured`` rows, NaN elsewhere (reads the
+    counts of measured rows only)."""
+    from .data.expression import log1p_normalized
+
+    measured = np.asarray(measured, dtype=bool)
+    out = np.full(adata.n_obs, np.nan, dtype=np.float32)
+    if measured.any():
+        out[measured] = log1p_normalized(adata, [gene], rows=measured)[:, 0]
+    return out
+
+
+def expression_values(adata, gene: str, *, source: str = "predicted", measured=None, predicted=None) -> np.ndarray:
+    """Per-spot values of ``gene`` (NaN where unknown).
+
+    ``source="predicted"``: the column of ``predicted`` (default ``obsm["X_pred"]``);
+    ``"measured"``: log1p-normalised counts where ``measured`` is True (a mask, or an (n,) array
+    of values with NaN for unmeasured spots).
+    """
+    if source == "measured":
+        if measured is None:
+            raise ValueError("measured values need a mask of sequenced spots")
+        m = np.asarray(measured)
+        if m.dtype != bool:
+            return m.astype(np.float32)
+        return measured_expression(adata, gene, m)
+    if source != "predicted":
+        raise ValueError(f"source must be 'predicted' or 'measured', got {source!r}")
+    pred = predicted if predicted is not None else adata.obsm.get("X_pred")
+    if pred is None:
+        raise KeyError("no prediction: train a model and predict first (obsm['X_pred'] is missing)")
+    if not isinstance(pred, pd.DataFrame):
+        raise TypeError("predictions must be a DataFrame with gene columns")
+    if gene not in pred.columns:
+        raise KeyError(f"gene {gene!r} is not in the predicted panel ({len(pred.columns)} genes)")
+    return np.asarray(pred[gene], dtype=np.float32)
+
+
+def expression_layer(
+    adata,
+    gene: str,
+    values: np.ndarray,
+    *,
+    source: str = "predicted",
+    library: str | None = None,
+    name: str | None = None,
+    colormap: str = "magma",
+    contrast_limits: tuple[float, float] | None = None,
+):
+    """Expression map of ``gene``: one filled spot per spot with a value (NaN spots hidden),
+    coloured with ``colormap`` between ``contrast_limits`` (default: 1st-99th percentile).
+    ``metadata["colorbar"]`` asks the viewer glue to show the layer's colour bar."""
+    lib = library or library_id(adata)
+    v = np.asarray(values, dtype=np.float32)
+    if v.shape != (adata.n_obs,):
+        raise ValueError(f"values must have one entry per spot ({adata.n_obs}), got {v.shape}")
+    ok = np.isfinite(v)
+    if contrast_limits is None:
+        if ok.any():
+            lo, hi = np.percentile(v[ok], [1, 99])
+        else:
+            lo, hi = 0.0, 1.0
+        if hi <= lo:
+            hi = lo + 1e-3
+        contrast_limits = (float(lo), float(hi))
+    feats = pd.DataFrame(
+        {"spot_id": np.asarray(adata.obs_names, dtype=object), "value": np.where(ok, v, contrast_limits[0])}
+    )
+    feats[gene] = v
+    kwargs = {
+        "name": name or layer_name(lib, "expression"),
+        "size": spot_diameter_px(adata, lib),
+        "features": feats,
+        "face_color": "value",
+        "face_colormap": colormap,
+        "face_contrast_limits": tuple(map(float, contrast_limits)),
+        "border_width": 0,
+        "shown": ok,
+        "opacity": 0.9,
+        "metadata": {"section": lib, "gene": gene, "source": source, "colorbar": True},
+    }
+    return spot_yx(adata), kwargs, "points"
+
+
+def celltype_layer(adata, cell_types, *, categories=None, library: str | None = None, name: str | None = None):
+    """Cell types as categorical spot colours (precomputed RGBA) with a legend in
+    ``metadata["legend"]`` (``{type: hex}``); spots of unknown type ("") are hidden."""
+    lib = library or library_id(adata)
+    ct = np.asarray(cell_types, dtype=object).astype(str)
+    if ct.shape != (adata.n_obs,):
+        raise ValueError(f"cell_types must have one entry per spot ({adata.n_obs}), got {ct.shape}")
+    cats = [str(c) for c in (categories if categories is not None else sorted(set(ct) - {""}))]
+    colors = celltype_colors(cats)
+    rgba = np.array([_hex_to_rgba(colors[c]) if c in colors else _hex_to_rgba("#000000", 0.0) for c in ct], np.float32)
+    kwargs = {
+        "name": name or layer_name(lib, "cell_types"),
+        "size": spot_diameter_px(adata, lib),
+        "features": pd.DataFrame({"spot_id": np.asarray(adata.obs_names, dtype=object), "cell_type": ct}),
+        "face_color": rgba.reshape(-1, 4),
+        "border_width": 0,
+        "shown": ct != "",
+        "opacity": 0.85,
+        "metadata": {"section": lib, "legend": colors},
+    }
+    return spot_yx(adata), kwargs, "points"
+
+
+def roi_layer(kind: str, *, library: str, name: str | None = None):
+    """An empty Shapes layer for ``kind`` = ``"include"`` (green: only spots inside may be
+    picked) or ``"exclude"`` (red: spots inside are never picked)."""
+    if kind not in ("include", "exclude"):
+        raise ValueError(f"kind must be 'include' or 'exclude', got {kind!r}")
+    color = "#32cd32" if kind == "include" else "#ff3030"
+    kwargs = {
+        "name": name or layer_name(library, kind),
+        "shape_type": "polygon",
+        "edge_color": color,
+        "face_color": _hex_to_rgba(color, 0.12),
+        "edge_width": 4,
+        "metadata": {"section": library, "roi": kind},
+    }
+    return [], kwargs, "shapes"
+
+
+def inspect_layer(adata, query: int, neighbours=(), kept=(), *, library: str | None = None, name: str | None = None):
+    """The inspected spot (cyan ring) and its retrieved neighbours in this section (kept: green
+    ring, filtered: red cross)."""
+    lib = library or library_id(adata)
+    yx = spot_yx(adata)
+    nb = np.asarray(list(neighbours), dtype=np.int64).ravel()
+    kp = np.asarray(list(kept), dtype=bool).ravel() if len(nb) else np.zeros(0, bool)
+    ok = nb >= 0
+    nb, kp = nb[ok], kp[ok]
+    idx = np.concatenate([[int(query)], nb]).astype(np.int64)
+    role = np.array(["query"] + ["kept" if k else "filtered" for k in kp], dtype=object)
+    colors = {"query": "#00ffff", "kept": "#32cd32", "filtered": "#ff3030"}
+    border = np.array([_hex_to_rgba(colors[r]) for r in role], np.float32)
+    kwargs = {
+        "name": name or layer_name(lib, "inspect"),
+        "size": spot_diameter_px(adata, lib) * 1.5,
+        "features": pd.DataFrame({"spot_id": np.asarray(adata.obs_names, dtype=object)[idx], "role": role}),
+        "face_color": "transparent",
+        "border_color": border,
+        "border_width": 0.2,
+        "border_width_is_relative": True,
+        "symbol": ["ring" if r != "filtered" else "x" for r in role],
+        "metadata": {"section": lib},
+    }
+    return yx[idx].reshape(-1, 2), kwargs, "points"
+
+
+def _in_polygon(yx: np.ndarray, poly: np.ndarray) -> np.ndarray:
+    """Even-odd rule, vectorised over points (``poly`` (k, 2) vertices, any order)."""
+    y, x = yx[:, 0][:, None], yx[:, 1][:, None]
+    py, px = poly[:, 0][None, :], poly[:, 1][None, :]
+    qy, qx = np.roll(poly[:, 0], -1)[None, :], np.roll(poly[:, 1], -1)[None, :]
+    crosses = (py > y) != (qy > y)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        xint = px + (y - py) * (qx - px) / (qy - py)
+    return (crosses & (x < xint)).sum(axis=1) % 2 == 1
+
+
+def _in_ellipse(yx: np.ndarray, corners: np.ndarray) -> np.ndarray:
+    c = corners.mean(axis=0)
+    u = (corners[1] - corners[0]) / 2.0
+    w = (corners[3] - corners[0]) / 2.0
+    d = yx - c
+    nu, nw = float(u @ u), float(w @ w)
+    if nu <= 0 or nw <= 0:
+        return np.zeros(len(yx), dtype=bool)
+    return (d @ u) ** 2 / nu**2 + (d @ w) ** 2 / nw**2 <= 1.0
+
+
+def spots_in_shapes(yx: np.ndarray, shapes, shape_types=None) -> np.ndarray:
+    """Boolean mask of points (napari (y, x)) inside ANY of ``shapes`` (list of vertex arrays
+    in (y, x), as a napari Shapes layer's ``data``). Polygons and rectangles use their
+    outline; ellipses their 4 bounding-box corners; lines and paths enclose nothing."""
+    yx = np.asarray(yx, dtype=float).reshape(-1, 2)
+    out = np.zeros(len(yx), dtype=bool)
+    types = list(shape_types) if shape_types is not None else ["polygon"] * len(shapes)
+    for verts, kind in zip(shapes, types, strict=True):
+        v = np.asarray(verts, dtype=float)[:, -2:]
+        if kind in ("line", "path") or len(v) < 3:
+            continue
+        out |= _in_ellipse(yx, v) if kind == "ellipse" else _in_polygon(yx, v)
+    return out
+
+
 def section_layers(adata, *, library: str | None = None):
     """Image (if any) + spots for one section, ready for napari's reader/sample-data protocol."""
     out = []
@@ -130,3 +500,29 @@ def section_layers(adata, *, library: str | None = None):
         out.append(img)
     out.append(spots_layer(adata, library=library))
     return out
+
+
+def spot_patch(adata, index: int, *, scale: float = 2.0, out_size: int = 96, library: str | None = None) -> np.ndarray:
+    """RGB uint8 patch (``out_size`` square) around spot ``index``: ``scale`` spot diameters of
+    the full-resolution image (or the stored low-resolution one), padded white at the border.
+    A grey square when the section has no image."""
+    from PIL import Image
+
+    lib = library or library_id(adata)
+    x, y = np.asarray(adata.obsm[SPATIAL_KEY], dtype=float)[int(index), :2]
+    half = max(2.0, scale * spot_diameter_px(adata, lib) / 2.0)
+    img = get_fullres_image(adata, lib)
+    f = 1.0
+    if img is None:
+        low = get_lowres_image(adata, lib)
+        if low is None:
+            return np.full((out_size, out_size, 3), 128, np.uint8)
+        img, f = low
+    cx, cy, h = x * f, y * f, max(1.0, half * f)
+    x0, x1, y0, y1 = int(round(cx - h)), int(round(cx + h)), int(round(cy - h)), int(round(cy + h))
+    H, W = img.shape[:2]
+    out = np.full((y1 - y0, x1 - x0, 3), 255, np.uint8)
+    sx0, sx1, sy0, sy1 = max(0, x0), min(W, x1), max(0, y0), min(H, y1)
+    if sx1 > sx0 and sy1 > sy0:
+        out[sy0 - y0 : sy1 - y0, sx0 - x0 : sx1 - x0] = np.asarray(img[sy0:sy1, sx0:sx1, :3])
+    return np.asarray(Image.fromarray(out).resize((out_size, out_size), Image.Resampling.BILINEAR))

@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import os
+
+#: ``SCR2ST_SAMPLE_SPOTS`` changes the size of the synthetic sample (tests use a few hundred)
+SAMPLE_SPOTS_ENV = "SCR2ST_SAMPLE_SPOTS"
+
 
 def synthetic_sample():
     """The embedded SYNTHETIC section (2,000 spots, seed 0): image, spots coloured by nothing,
@@ -9,7 +14,8 @@ def synthetic_sample():
     from ..data import make_sample
     from ..layers import section_layers, spots_layer
 
-    s = make_sample(n_spots=2000, seed=0)
+    n = int(os.environ.get(SAMPLE_SPOTS_ENV, "2000") or 2000)
+    s = make_sample(n_spots=n, seed=0)
     layers = section_layers(s.section)
     layers[-1][1]["metadata"]["reference"] = s.reference  # the matching single-cell reference travels along
     data, kw, kind = spots_layer(

@@ -1,0 +1,155 @@
+"""Export / import dock: selection CSV for the lab, QuPath GeoJSON, predictions .h5ad, and the
+import of the lab's counts file that reveals the next round."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from qtpy.QtWidgets import (
+    QFileDialog,
+    QGroupBox,
+    QHBoxLayout,
+    QPushButton,
+    QRadioButton,
+    QVBoxLayout,
+)
+
+from ..io import export as X
+from . import _glue as G
+from ._base import SectionDock
+
+
+class ExportWidget(SectionDock):
+    """Write the spots to sequence (CSV, GeoJSON), the predictions (.h5ad); import the results.
+
+    Exporting the spots to sequence next fixes the current proposal: it is 'sent for
+    sequencing' and the sampler waits until its counts are imported.
+    """
+
+    def __init__(self, napari_viewer, parent=None) -> None:
+        self._ready = False
+        super().__init__(napari_viewer, parent)
+        box = QGroupBox("Export")
+        v = QVBoxLayout(box)
+        row = QHBoxLayout()
+        self.pending_radio = QRadioButton("spots to sequence next")
+        self.all_radio = QRadioButton("every selected spot")
+        self.pending_radio.setChecked(True)
+        row.addWidget(self.pending_radio)
+        row.addWidget(self.all_radio)
+        v.addLayout(row)
+        self.csv_btn = QPushButton("Selection CSV (sequencing lab)…")
+        self.csv_btn.setToolTip("Columns: " + ", ".join(X.SELECTION_COLUMNS))
+        self.geojson_btn = QPushButton("QuPath GeoJSON (point annotations)…")
+        self.geojson_btn.setToolTip("Opens in QuPath (File > Import objects); coordinates in full-resolution pixels")
+        self.h5ad_btn = QPushButton("Predictions .h5ad…")
+        self.h5ad_btn.setToolTip("The section with obsm['X_pred'] and the selection columns, for scanpy/squidpy")
+        for b in (self.csv_btn, self.geojson_btn, self.h5ad_btn):
+            v.addWidget(b)
+        self._layout.addWidget(box)
+        ibox = QGroupBox("Import")
+        iv = QVBoxLayout(ibox)
+        self.import_btn = QPushButton("Sequencing results (counts CSV/TSV)…")
+        self.import_btn.setToolTip("A spots x genes table with a spot_id column (and section): the counts of the "
+                                   "spots you sent for sequencing. They are revealed and the next round starts.")
+        iv.addWidget(self.import_btn)
+        self._layout.addWidget(ibox)
+        self._layout.addWidget(self.status)
+        self._layout.addStretch(1)
+        self.csv_btn.clicked.connect(lambda: self._dialog("csv"))
+        self.geojson_btn.clicked.connect(lambda: self._dialog("geojson"))
+        self.h5ad_btn.clicked.connect(lambda: self._dialog("h5ad"))
+        self.import_btn.clicked.connect(self._import_dialog)
+        self.last_path: Path | None = None
+        self._ready = True
+        self.on_session_changed()
+
+    def _bind(self, session) -> None:
+        self._link(session.selection_changed, self._update_buttons)
+        self._link(session.predictions_changed, self._update_buttons)
+
+    def on_session_changed(self) -> None:
+        if getattr(self, "_ready", False):
+            self._update_buttons()
+
+    def _update_buttons(self) -> None:
+        s = self.session
+        ready = s is not None and s.is_prepared
+        for b in (self.csv_btn, self.geojson_btn, self.import_btn):
+            b.setEnabled(ready)
+        self.h5ad_btn.setEnabled(ready and s.predictions is not None)
+
+    @property
+    def which(self) -> str:
+        return "pending" if self.pending_radio.isChecked() else "all"
+
+    # ------------------------------------------------------------------ handlers (paths given)
+    def _frame(self):
+        s = self.require_session()
+        if self.which == "pending":
+            s.commit_for_export()
+        return s.selection_frame(self.which)
+
+    def export_csv(self, path) -> Path | None:
+        return self._write(path, lambda df, p: X.write_selection_csv(df, p), "selection CSV")
+
+    def export_geojson(self, path) -> Path | None:
+        return self._write(path, lambda df, p: X.write_selection_geojson(df, p), "QuPath GeoJSON")
+
+    def _write(self, path, fn, what: str) -> Path | None:
+        try:
+            df = self._frame()
+            if df.empty:
+                raise ValueError("no spots to export (propose a round in the sampling dock first)")
+            out = fn(df, path)
+        except Exception as e:  # noqa: BLE001
+            G.notify_error(f"Writing the {what} failed: {e}")
+            self.set_status(f"Writing the {what} failed: {e}")
+            return None
+        self.last_path = Path(out)
+        self.set_status(f"{len(df)} spots written to {out}")
+        G.notify_info(f"{what}: {len(df)} spots written to {Path(out).name}")
+        return Path(out)
+
+    def export_h5ad(self, path) -> Path | None:
+        s = self.require_session()
+        try:
+            st = s.selection_for_layers()
+            out = X.write_predictions_h5ad(s.adata, path, selection=st, predicted_cell_type=s.cell_types())
+        except Exception as e:  # noqa: BLE001
+            G.notify_error(f"Writing the predictions failed: {e}")
+            self.set_status(f"Writing the predictions failed: {e}")
+            return None
+        self.last_path = Path(out)
+        self.set_status(f"predictions written to {out}")
+        return Path(out)
+
+    def import_results(self, path):
+        s = self.require_session()
+        try:
+            idx = s.import_results(path)
+        except Exception as e:  # noqa: BLE001
+            G.notify_error(f"Importing {Path(path).name} failed: {e}")
+            self.set_status(f"Import failed: {e}")
+            return None
+        self.set_status(f"{len(idx)} spots imported from {Path(path).name}; now round {s.current_round + 1}")
+        G.notify_info(f"{len(idx)} sequenced spots imported")
+        return idx
+
+    # ------------------------------------------------------------------ dialogs
+    def _dialog(self, kind: str) -> None:
+        s = self.session
+        base = f"{s.library if s else 'section'}_"
+        spec = {
+            "csv": ("Save selection", base + "to_sequence.csv", "CSV (*.csv)", self.export_csv),
+            "geojson": ("Save QuPath GeoJSON", base + "to_sequence.geojson", "GeoJSON (*.geojson *.json)", self.export_geojson),
+            "h5ad": ("Save predictions", base + "predictions.h5ad", "AnnData (*.h5ad)", self.export_h5ad),
+        }[kind]
+        path, _ = QFileDialog.getSaveFileName(self, spec[0], spec[1], spec[2])
+        if path:
+            spec[3](path)
+
+    def _import_dialog(self) -> None:
+        path, _ = QFileDialog.getOpenFileName(self, "Import sequencing results", "", "Counts (*.csv *.tsv *.txt *.gz)")
+        if path:
+            self.import_results(path)

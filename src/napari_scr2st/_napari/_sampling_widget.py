@@ -1,0 +1,545 @@
+"""Sampling dock: budget, rounds, sampler, reward weights (live), manual picks, ROIs, rounds."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+from qtpy.QtCore import Qt, QTimer
+from qtpy.QtWidgets import (
+    QCheckBox,
+    QComboBox,
+    QFileDialog,
+    QFormLayout,
+    QGroupBox,
+    QHBoxLayout,
+    QLabel,
+    QPushButton,
+    QSpinBox,
+    QVBoxLayout,
+)
+from superqt import QLabeledDoubleSlider
+
+from .. import layers as L
+from . import _core_adapter as core
+from . import _glue as G
+from ._base import SectionDock
+
+DEBOUNCE_MS = 40
+
+
+class SamplingWidget(SectionDock):
+    """Choose spots to sequence: budget, rounds, sampler and the three reward weights.
+
+    Moving a weight slider re-selects live (debounced; the SCRL policy re-runs only its
+    weight-conditioned head). Clicking a spot with "pick manually" on toggles a manual pick;
+    ROI shapes restrict (include) or exclude spots. "Sequence round" reveals the proposal from
+    the section's own counts (simulation); in real use export it from the export dock.
+    """
+
+    def __init__(self, napari_viewer, parent=None) -> None:
+        self._ready = False
+        super().__init__(napari_viewer, parent)
+        d = G.plugin_defaults()
+        self.defaults = d
+        lay = self._layout
+
+        row = QHBoxLayout()
+        self.prepare_btn = QPushButton("Prepare section")
+        self.prepare_btn.setToolTip(G.tip("prepare"))
+        self.encoder_combo = QComboBox()
+        self.encoder_combo.setEditable(True)
+        self.encoder_combo.addItems(list(core.ENCODERS))
+        self.encoder_combo.setCurrentText(d.backbone)
+        self.encoder_combo.setToolTip(G.tip("backbone"))
+        row.addWidget(self.prepare_btn)
+        row.addWidget(self.encoder_combo)
+        lay.addLayout(row)
+        rrow = QHBoxLayout()
+        self.reference_btn = QPushButton("Single-cell reference…")
+        self.reference_btn.setToolTip(G.tip("reference"))
+        self.reference_label = QLabel("")
+        self.reference_label.setWordWrap(True)
+        rrow.addWidget(self.reference_btn)
+        rrow.addWidget(self.reference_label, 1)
+        lay.addLayout(rrow)
+
+        box = QGroupBox("Budget")
+        form = QFormLayout(box)
+        brow = QHBoxLayout()
+        self.budget_spin = QSpinBox()
+        self.budget_spin.setRange(1, 1_000_000)
+        self.budget_unit = QComboBox()
+        self.budget_unit.addItems(["%", "spots"])
+        value, unit = _parse_budget(d.budget)
+        self.budget_unit.setCurrentText(unit)
+        self.budget_spin.setValue(value)
+        for w in (self.budget_spin, self.budget_unit):
+            w.setToolTip(G.tip("budget"))
+        brow.addWidget(self.budget_spin)
+        brow.addWidget(self.budget_unit)
+        form.addRow("Budget", brow)
+        self.rounds_spin = QSpinBox()
+        self.rounds_spin.setRange(1, 50)
+        self.rounds_spin.setValue(int(d.rounds))
+        self.rounds_spin.setToolTip(G.tip("rounds"))
+        form.addRow("Rounds", self.rounds_spin)
+        self.sampler_combo = QComboBox()
+        for name in core.SAMPLERS:
+            self.sampler_combo.addItem(core.SAMPLER_LABELS[name], name)
+        self.sampler_combo.setToolTip(G.tip("sampler"))
+        form.addRow("Sampler", self.sampler_combo)
+        lay.addWidget(box)
+
+        wbox = QGroupBox("Reward weights")
+        wform = QFormLayout(wbox)
+        self.sliders = {}
+        for key, label, val in (("w_sc", "Cell-state coverage", d.w_sc), ("w_type", "Cell-type diversity", d.w_type),
+                                ("w_sp", "Spatial coverage", d.w_sp)):
+            s = QLabeledDoubleSlider(Qt.Orientation.Horizontal)
+            s.setRange(0.0, 5.0)
+            s.setDecimals(2)
+            s.setSingleStep(0.05)
+            s.setValue(float(val))
+            s.setToolTip(G.tip(key))
+            wform.addRow(label, s)
+            self.sliders[key] = s
+        self.chart = G.make_canvas(self.viewer, height=1.9)
+        self.chart.setToolTip("Reward terms of the sequenced spots and those expected with the proposal "
+                              "(cell states and types of unsequenced spots are predicted)")
+        wform.addRow(self.chart)
+        lay.addWidget(wbox)
+
+        pbox = QGroupBox("Picks")
+        pl = QVBoxLayout(pbox)
+        self.pick_check = QCheckBox(f"Click spots to pick manually ({G.SHORTCUTS['toggle_pick']})")
+        self.pick_check.setToolTip(G.tip("pick"))
+        pl.addWidget(self.pick_check)
+        r2 = QHBoxLayout()
+        self.roi_btn = QPushButton("Draw ROIs")
+        self.roi_btn.setToolTip(G.tip("roi"))
+        self.reselect_btn = QPushButton(f"Re-select ({G.SHORTCUTS['reselect']})")
+        self.reselect_btn.setToolTip(G.tip("reselect"))
+        r2.addWidget(self.roi_btn)
+        r2.addWidget(self.reselect_btn)
+        pl.addLayout(r2)
+        r3 = QHBoxLayout()
+        self.sequence_btn = QPushButton("Sequence round (simulate)")
+        self.sequence_btn.setToolTip(G.tip("sequence"))
+        self.reset_btn = QPushButton("Reset")
+        self.reset_btn.setToolTip("Forget every pick and revealed count of this section")
+        r3.addWidget(self.sequence_btn)
+        r3.addWidget(self.reset_btn)
+        pl.addLayout(r3)
+        lay.addWidget(pbox)
+
+        polbox = QGroupBox("Policy")
+        pol = QHBoxLayout(polbox)
+        self.load_policy_btn = QPushButton("Load…")
+        self.save_policy_btn = QPushButton("Save…")
+        self.pretrain_spin = QSpinBox()
+        self.pretrain_spin.setRange(1, 10_000)
+        self.pretrain_spin.setValue(20)
+        self.pretrain_spin.setSuffix(" episodes")
+        self.pretrain_btn = QPushButton("Pre-train")
+        self.pretrain_btn.setToolTip(G.tip("pretrain"))
+        for w in (self.load_policy_btn, self.save_policy_btn, self.pretrain_spin, self.pretrain_btn):
+            pol.addWidget(w)
+        lay.addWidget(polbox)
+        lay.addWidget(self.status)
+        lay.addStretch(1)
+
+        # debounced live re-selection and ROI updates
+        self._timer = QTimer(self)
+        self._timer.setSingleShot(True)
+        self._timer.setInterval(DEBOUNCE_MS)
+        self._timer.timeout.connect(self.reselect)
+        self._roi_timer = QTimer(self)
+        self._roi_timer.setSingleShot(True)
+        self._roi_timer.setInterval(150)
+        self._roi_timer.timeout.connect(self.update_rois)
+        for s in self.sliders.values():
+            s.valueChanged.connect(self._schedule)
+        self.budget_spin.valueChanged.connect(self._schedule)
+        self.budget_unit.currentIndexChanged.connect(self._schedule)
+        self.rounds_spin.valueChanged.connect(self._schedule)
+        self.sampler_combo.currentIndexChanged.connect(self._schedule)
+        self.prepare_btn.clicked.connect(self.prepare)
+        self.reference_btn.clicked.connect(self._reference_dialog)
+        self.reselect_btn.clicked.connect(self.reselect)
+        self.sequence_btn.clicked.connect(self.sequence_round)
+        self.reset_btn.clicked.connect(self.reset)
+        self.roi_btn.clicked.connect(self.draw_rois)
+        self.load_policy_btn.clicked.connect(self._load_policy_dialog)
+        self.save_policy_btn.clicked.connect(self._save_policy_dialog)
+        self.pretrain_btn.clicked.connect(self.pretrain)
+        self.worker = None
+        self._roi_layers = []
+        self.add_viewer_mouse("_on_mouse")
+        self.bind_viewer_key(G.SHORTCUTS["toggle_pick"], "_key_toggle")
+        self.bind_viewer_key(G.SHORTCUTS["reselect"], "_key_reselect")
+        self._ready = True
+        self.on_session_changed()
+
+    # ------------------------------------------------------------------ binding
+    def _bind(self, session) -> None:
+        self._link(session.selection_changed, self._on_selection)
+        self._link(session.prepared, self._on_prepared)
+
+    def on_session_changed(self) -> None:
+        if not getattr(self, "_ready", False):
+            return
+        s = self.session
+        self._apply_settings_to(s)
+        self._update_buttons()
+        if s is not None and s.is_prepared:
+            self._on_prepared()
+            self._on_selection()
+        elif s is not None:
+            ref = "with" if s.reference is not None else "WITHOUT a single-cell reference (load one from the reference field)"
+            self.set_status(f"{s.library}: {s.n} spots, {ref}. Press 'Prepare section'.")
+        else:
+            self.set_status("Open a section (File > Open Sample > SCR2-ST spot sampling).")
+
+    def load_reference(self, path) -> None:
+        """Use a single-cell reference (.h5ad with a cell-type column) for this section."""
+        s = self.require_session()
+        try:
+            ref = core.read_reference(path)
+        except Exception as e:  # noqa: BLE001
+            self._failed("Reading the reference", e)
+            return
+        s.reference = ref
+        if s.space is not None:  # a new reference: the space is refitted by Prepare
+            s.space = None
+            s.policy = None
+        self._update_reference_label()
+        self.set_status(f"Reference {Path(str(path)).name}: {ref.n_obs} cells. Press 'Prepare section'.")
+
+    def _reference_dialog(self) -> None:
+        path, _ = QFileDialog.getOpenFileName(self, "Single-cell reference", "", "AnnData (*.h5ad)")
+        if path:
+            self.load_reference(path)
+
+    def _update_reference_label(self) -> None:
+        s = self.session
+        if s is None:
+            self.reference_label.setText("")
+        elif s.space is not None:
+            self.reference_label.setText(f"{s.space.n_types} cell types, {s.space.n_clusters} cell states")
+        elif s.reference is not None:
+            self.reference_label.setText(f"{s.reference.n_obs} cells (not fitted yet)")
+        else:
+            self.reference_label.setText("none: only histology samplers")
+
+    def _update_buttons(self) -> None:
+        self._update_reference_label()
+        s = self.session
+        busy = self.worker is not None and getattr(self.worker, "is_running", False)
+        ready = s is not None and s.is_prepared
+        self.prepare_btn.setEnabled(s is not None and not busy)
+        self.reference_btn.setEnabled(s is not None and not busy)
+        for w in (self.reselect_btn, self.reset_btn, self.roi_btn):
+            w.setEnabled(ready and not busy)
+        self.sequence_btn.setEnabled(ready and not busy and s.oracle is not None)
+        has_policy = ready and s.policy is not None
+        self.save_policy_btn.setEnabled(has_policy and not busy)
+        self.load_policy_btn.setEnabled(ready and s.space is not None and not busy)
+        self.pretrain_btn.setEnabled(has_policy and s.has_counts and not busy)
+
+    # ------------------------------------------------------------------ settings
+    def budget_text(self) -> str:
+        v = self.budget_spin.value()
+        return f"{v}%" if self.budget_unit.currentText() == "%" else str(v)
+
+    def _collect(self) -> dict:
+        return {
+            "budget": self.budget_text(),
+            "rounds": int(self.rounds_spin.value()),
+            "sampler": self.sampler_combo.currentData(),
+            "w_sc": float(self.sliders["w_sc"].value()),
+            "w_type": float(self.sliders["w_type"].value()),
+            "w_sp": float(self.sliders["w_sp"].value()),
+        }
+
+    def _apply_settings_to(self, s) -> None:
+        if s is None:
+            return
+        if s.is_prepared:  # the session keeps its own settings: show them
+            st = s.sampling
+            widgets = [self.budget_spin, self.budget_unit, self.rounds_spin, self.sampler_combo, *self.sliders.values()]
+            for w in widgets:
+                w.blockSignals(True)
+            v, u = _parse_budget(st.budget)
+            self.budget_spin.setValue(v)
+            self.budget_unit.setCurrentText(u)
+            self.rounds_spin.setValue(st.rounds)
+            i = self.sampler_combo.findData(st.sampler)
+            if i >= 0:
+                self.sampler_combo.setCurrentIndex(i)
+            for k in ("w_sc", "w_type", "w_sp"):
+                self.sliders[k].setValue(getattr(st, k))
+            for w in widgets:
+                w.blockSignals(False)
+        else:
+            s.update_settings(**self._collect())
+
+    def set_weights(self, w_sc: float | None = None, w_type: float | None = None, w_sp: float | None = None) -> None:
+        """Move the sliders (as a user would); the re-selection is debounced."""
+        for k, v in (("w_sc", w_sc), ("w_type", w_type), ("w_sp", w_sp)):
+            if v is not None:
+                self.sliders[k].setValue(float(v))
+
+    def _schedule(self, *_) -> None:
+        self._timer.start()
+
+    # ------------------------------------------------------------------ actions
+    def prepare(self) -> None:
+        try:
+            s = self.require_session()
+        except RuntimeError as e:
+            G.notify_error(str(e))
+            return
+        s.update_settings(**self._collect())
+        encoder = self.encoder_combo.currentText().strip() or core.DEFAULT_ENCODER
+        policy_path = self.defaults.policy_path or None
+        self.set_status("preparing…")
+        self.worker = G.start_worker(
+            lambda: s.iter_prepare(encoder, policy_path=policy_path, device=self.defaults.device),
+            desc="SCR2-ST: preparing section",
+            on_done=lambda _: self._prepared_done(s),
+            on_error=lambda e: self._failed("Preparing the section", e),
+            on_finished=self._finished,
+        )
+        self._update_buttons()
+
+    def _prepared_done(self, s) -> None:
+        try:
+            s.finish_prepare()
+        except Exception as e:  # noqa: BLE001
+            self._failed("The first selection", e)
+
+    def _finished(self) -> None:
+        self.worker = None
+        self._update_buttons()
+
+    def _failed(self, what: str, e: BaseException) -> None:
+        G.notify_error(f"{what} failed: {e}")
+        self.set_status(f"{what} failed: {e}")
+
+    def reselect(self) -> None:
+        """Apply the dock's settings and recompute the proposal (live path)."""
+        s = self.session
+        if s is None or not s.is_prepared:
+            return
+        s.update_settings(**self._collect())
+        try:
+            s.reselect()
+        except Exception as e:  # noqa: BLE001 - e.g. a budget larger than the pool
+            G.notify_error(f"Selection failed: {e}")
+            self.set_status(f"Selection failed: {e}")
+
+    def sequence_round(self) -> None:
+        s = self.session
+        if s is None:
+            return
+        try:
+            idx = s.sequence_simulated()
+        except Exception as e:  # noqa: BLE001
+            self._failed("Sequencing (simulated)", e)
+            return
+        G.notify_info(f"{len(idx)} spots sequenced (simulated from this section's counts)")
+
+    def reset(self) -> None:
+        if self.session is not None:
+            self.session.reset_selection()
+
+    def toggle_pick(self, index: int) -> str:
+        s = self.session
+        if s is None:
+            return ""
+        try:
+            msg = s.toggle_manual(index)
+        except Exception as e:  # noqa: BLE001
+            msg = f"manual pick failed: {e}"
+            G.notify_error(msg)
+        self.viewer.status = msg
+        return msg
+
+    def toggle_pick_at(self, position) -> str | None:
+        s = self.session
+        if s is None:
+            return None
+        i = G.nearest_spot(s, position)
+        if i is None:
+            return None
+        return self.toggle_pick(i)
+
+    def _on_mouse(self, viewer, event):
+        if not self.pick_check.isChecked() or self.session is None or not self.session.is_prepared:
+            return
+        active = viewer.layers.selection.active
+        if active is not None and getattr(active, "mode", "pan_zoom") not in ("pan_zoom", "select", "transform"):
+            return  # the user is drawing or editing a layer
+        pos = event.position
+        dragged = False
+        yield
+        while event.type == "mouse_move":
+            dragged = True
+            yield
+        if not dragged:
+            self.toggle_pick_at(pos)
+
+    def _key_toggle(self, viewer):
+        """SCR2-ST: add or remove a manual pick at the spot under the mouse"""
+        self.toggle_pick_at(viewer.cursor.position)
+
+    def _key_reselect(self, viewer):
+        """SCR2-ST: run the sampler again"""
+        self.reselect()
+
+    # ------------------------------------------------------------------ ROIs
+    def draw_rois(self) -> None:
+        s = self.session
+        if s is None:
+            return
+        layers = G.ensure_roi_layers(self.viewer, s)
+        self._watch_rois(layers)
+        inc = layers["include"]
+        self.viewer.layers.selection.active = inc
+        inc.mode = "add_polygon"
+        self.viewer.status = "Draw include (green) or exclude (red) regions; select the other ROI layer to switch."
+
+    def _watch_rois(self, layers) -> None:
+        for ly in layers.values():
+            if ly not in self._roi_layers:
+                ly.events.data.connect(self._roi_changed)
+                self._roi_layers.append(ly)
+
+    def _roi_changed(self, *_) -> None:
+        self._roi_timer.start()
+
+    def update_rois(self) -> None:
+        s = self.session
+        if s is None or not s.is_prepared:
+            return
+        inc, exc = G.roi_masks(self.viewer, s)
+        notes = s.set_rois(inc, exc)
+        for n in notes:
+            G.notify_info(n)
+        self.reselect()
+
+    # ------------------------------------------------------------------ policy
+    def pretrain(self, episodes: int | None = None) -> None:
+        s = self.session
+        if s is None or s.policy is None:
+            return
+        from .._engine import CancelToken
+
+        token = CancelToken()
+        n = int(episodes or self.pretrain_spin.value())
+        self.set_status(f"pre-training the policy ({n} episodes)…")
+        self._token = token
+        self.worker = G.start_worker(
+            lambda: s.iter_pretrain(n, token=token),
+            desc="SCR2-ST: pre-training the policy",
+            on_done=lambda pol: s.set_policy(pol, f"pre-trained here ({len(pol.history)} episodes)"),
+            on_error=lambda e: self._failed("Pre-training the policy", e),
+            on_finished=self._finished,
+        )
+        self._update_buttons()
+
+    def load_policy(self, path) -> None:
+        s = self.require_session()
+        try:
+            pol = core.load_policy(path)
+            s.set_policy(pol, f"loaded from {path}")
+        except Exception as e:  # noqa: BLE001
+            self._failed("Loading the policy", e)
+
+    def save_policy(self, path) -> None:
+        s = self.require_session()
+        try:
+            core.save_policy(s.policy, path)
+            G.notify_info(f"policy saved to {path}")
+        except Exception as e:  # noqa: BLE001
+            self._failed("Saving the policy", e)
+
+    def _load_policy_dialog(self) -> None:
+        path, _ = QFileDialog.getOpenFileName(self, "Load SCRL policy", "", "Policy (*.pt)")
+        if path:
+            self.load_policy(path)
+
+    def _save_policy_dialog(self) -> None:
+        path, _ = QFileDialog.getSaveFileName(self, "Save SCRL policy", "scrl_policy.pt", "Policy (*.pt)")
+        if path:
+            self.save_policy(path)
+
+    # ------------------------------------------------------------------ session events
+    def _on_prepared(self) -> None:
+        s = self.session
+        if s is None:
+            return
+        layers = {k: self.viewer.layers[L.layer_name(s.library, k)] for k in ("include", "exclude")
+                  if L.layer_name(s.library, k) in self.viewer.layers}
+        self._watch_rois(layers)
+        self._update_buttons()
+
+    def _on_selection(self) -> None:
+        s = self.session
+        if s is None or s.preview is None:
+            return
+        p = s.preview
+        n_manual = len(s.manual)
+        rnd = min(s.current_round, s.sampling.rounds)
+        lines = [
+            f"Round {rnd + (0 if s.rounds_done else 1)} of {s.sampling.rounds}: {len(p.proposal)} proposed"
+            f"{f' + {n_manual} manual' if n_manual else ''}; {int(s.committed.measured.sum())} sequenced; "
+            f"budget {p.total_budget} spots",
+            f"Policy: {s.policy_source}" if s.sampling.sampler == "scrl" else f"Sampler: {s.sampling.sampler}",
+            f"Re-selection took {p.seconds * 1000:.0f} ms",
+        ]
+        if p.message:
+            lines.insert(0, p.message)
+        self.set_status("\n".join(lines))
+        self._draw_chart(p)
+        self._update_buttons()
+
+    def _draw_chart(self, p) -> None:
+        """Bars of the reward terms; built once, then only their heights change (live path)."""
+        ax = self.chart.ax
+        bars = getattr(self, "_bars", None)
+        if bars is None:
+            ax.clear()
+            c = self.chart.colors()
+            x = np.arange(3)
+            accent = c["accent"] if c["accent"] not in ("#000000", "#000") else "#00bfff"
+            b1 = ax.bar(x - 0.2, [0, 0, 0], 0.4, label="sequenced", color="#8a8f98")
+            b2 = ax.bar(x + 0.2, [0, 0, 0], 0.4, label="with proposal (expected)", color=accent)
+            ax.set_xticks(x, ["cell states", "cell types", "spatial"])
+            ax.set_ylim(0, 1.0)
+            ax.set_ylabel("reward term")
+            ax.legend(fontsize=6, loc="upper left", frameon=False)
+            self.chart.restyle()
+            bars = self._bars = (list(b1), list(b2))
+        for rect, v in zip(bars[0], p.terms_measured, strict=True):
+            rect.set_height(float(v))
+        for rect, v in zip(bars[1], p.terms_expected, strict=True):
+            rect.set_height(float(v))
+        self.chart.draw_idle()
+
+
+def _parse_budget(text: str) -> tuple[int, str]:
+    t = str(text).strip()
+    if t.endswith("%"):
+        try:
+            return max(1, int(round(float(t[:-1])))), "%"
+        except ValueError:
+            return 15, "%"
+    try:
+        v = float(t)
+    except ValueError:
+        return 15, "%"
+    if 0 < v < 1:
+        return max(1, int(round(v * 100))), "%"
+    return max(1, int(v)), "spots"

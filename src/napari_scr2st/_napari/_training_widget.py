@@ -1,0 +1,301 @@
+"""Training dock: train SCR2Net on the sequenced spots in a thread worker, with a live loss curve."""
+
+from __future__ import annotations
+
+import math
+import time
+
+import numpy as np
+from qtpy.QtWidgets import QComboBox, QFormLayout, QGroupBox, QHBoxLayout, QPushButton, QSpinBox
+
+from .._engine import CancelToken, Progress
+from . import _core_adapter as core
+from . import _glue as G
+from ._base import SectionDock
+
+DEVICES = ("auto", "cpu", "gpu")
+MODES = ("full", "regression", "retrieval")
+REDRAW_S = 0.25  # the loss curve is redrawn at most 4 times per second
+
+
+def _warm_up():
+    """Import the training code once, in the background, when the dock opens: importing torch's
+    optimiser stack (``torch._dynamo``) holds the GIL for ~0.3 s, which would otherwise stall
+    the viewer at the start of the first training."""
+    yield Progress(0, 1, "importing")
+    core.warm_up_training()
+    yield Progress(1, 1, "ready")
+
+
+class TrainingWidget(SectionDock):
+    """Backbone, epochs, device; start and cancel; progress in the activity dock; loss curve.
+
+    Training runs in a napari ``thread_worker`` on the core's generator (``SCR2ST_SYNC_WORKERS=1``
+    runs it synchronously, for tests). Cancel sets the core's cancel token and quits the worker
+    at its next step. When training ends the predictions appear as layers.
+    """
+
+    def __init__(self, napari_viewer, parent=None) -> None:
+        self._ready = False
+        super().__init__(napari_viewer, parent)
+        d = G.plugin_defaults()
+        box = QGroupBox("SCR2Net")
+        form = QFormLayout(box)
+        self.backbone_combo = QComboBox()
+        self.backbone_combo.setEditable(True)
+        self.backbone_combo.addItems(list(core.ENCODERS))
+        self.backbone_combo.setCurrentText(d.backbone)
+        self.backbone_combo.setToolTip(G.tip("backbone"))
+        form.addRow("Backbone", self.backbone_combo)
+        self.epochs_spin = QSpinBox()
+        self.epochs_spin.setRange(1, 1000)
+        self.epochs_spin.setValue(int(d.epochs))
+        self.epochs_spin.setToolTip(G.tip("epochs"))
+        form.addRow("Epochs", self.epochs_spin)
+        self.device_combo = QComboBox()
+        self.device_combo.addItems(list(DEVICES))
+        self.device_combo.setCurrentText(d.device if d.device in DEVICES else "auto")
+        self.device_combo.setToolTip(G.tip("device"))
+        form.addRow("Device", self.device_combo)
+        self.mode_combo = QComboBox()
+        self.mode_combo.addItems(list(MODES))
+        self.mode_combo.setToolTip("full: regression + retrieval soft labels (SCR2Net); regression: ST-Net-like; "
+                                   "retrieval: BLEEP-like")
+        form.addRow("Model", self.mode_combo)
+        row = QHBoxLayout()
+        self.train_btn = QPushButton("Train")
+        self.train_btn.setToolTip(G.tip("train"))
+        self.cancel_btn = QPushButton("Cancel")
+        self.cancel_btn.setToolTip(G.tip("cancel"))
+        self.cancel_btn.setEnabled(False)
+        row.addWidget(self.train_btn)
+        row.addWidget(self.cancel_btn)
+        form.addRow(row)
+        self._layout.addWidget(box)
+        self.canvas = G.make_canvas(self.viewer, height=2.2)
+        self.canvas.setToolTip("Training loss per step and validation PCC per epoch")
+        self._layout.addWidget(self.canvas)
+        self._layout.addWidget(self.status)
+        self._layout.addStretch(1)
+        self.train_btn.clicked.connect(self.start)
+        self.cancel_btn.clicked.connect(self.cancel)
+        self.worker = None
+        self.token: CancelToken | None = None
+        self._draw_cid = None
+        self._total_steps = 0
+        self.losses: list[float] = []
+        self._loss_x: list[float] = []
+        self._epochs = 1
+        self.val: list[tuple[int, float]] = []
+        self._last_draw = 0.0
+        self.extra_config: dict = {}
+        self._ready = True
+        self.on_session_changed()
+        self._warm = G.start_worker(_warm_up, desc="SCR2-ST: loading the model code", quiet=True)
+
+    # ------------------------------------------------------------------ binding
+    def _bind(self, session) -> None:
+        self._link(session.selection_changed, self._refresh_status)
+
+    def on_session_changed(self) -> None:
+        if not getattr(self, "_ready", False):
+            return
+        self._refresh_status()
+
+    def _refresh_status(self) -> None:
+        if self.is_running:
+            return
+        s = self.session
+        if s is None:
+            self.set_status("Open a section first.")
+        elif not s.is_prepared:
+            self.set_status("Prepare the section in the sampling dock first.")
+        else:
+            n = int(s.committed.measured.sum())
+            model = f"; current model: {s.predictor.config.mode}, {len(s.predictor.genes)} genes" if s.predictor else ""
+            self.set_status(f"{n} sequenced spots to train on{model}.")
+        self.train_btn.setEnabled(s is not None and s.is_prepared and not self.is_running)
+
+    @property
+    def is_running(self) -> bool:
+        return self.worker is not None and bool(getattr(self.worker, "is_running", False))
+
+    # ------------------------------------------------------------------ actions
+    def start(self) -> None:
+        """Start training (in a worker); returns immediately."""
+        try:
+            s = self.require_session()
+            adata, mask = s.training_snapshot()
+        except Exception as e:  # noqa: BLE001
+            G.notify_error(f"Cannot train: {e}")
+            self.set_status(f"Cannot train: {e}")
+            return
+        s.training.backbone = self.backbone_combo.currentText().strip() or core.DEFAULT_ENCODER
+        s.training.epochs = int(self.epochs_spin.value())
+        s.training.device = self.device_combo.currentText()
+        s.training.mode = self.mode_combo.currentText()
+        for k, v in self.extra_config.items():
+            setattr(s.training, k, v)
+        self.token = CancelToken()
+        token = self.token
+        self.losses, self.val, self._loss_x = [], [], []
+        self._total_steps = 0
+        self._epochs = int(s.training.epochs)
+        self._setup_axes(self._epochs)
+        G.prepare_expression_layer(self.viewer, s)  # created now, filled when training ends
+        self._t0 = time.perf_counter()
+        self.set_status(f"training on {int(mask.sum())} sequenced spots…")
+        self.train_btn.setEnabled(False)
+        self.cancel_btn.setEnabled(True)
+        self.worker = G.start_worker(
+            lambda: s.iter_train(adata, mask, token=token, threads=core.gui_training_threads()),
+            desc="SCR2-ST: training SCR2Net",
+            on_progress=self._on_progress,
+            on_done=lambda res: self._on_done(s, adata, res),
+            on_error=self._on_error,
+            on_finished=self._on_finished,
+            on_aborted=self._on_aborted,
+        )
+
+    def cancel(self) -> None:
+        """Cancel at the next step: the core's token and the worker's quit."""
+        if self.token is not None:
+            self.token.cancel()
+        if self.worker is not None and hasattr(self.worker, "quit"):
+            self.worker.quit()
+        self.set_status("cancelling…")
+
+    def _on_progress(self, ev: Progress) -> None:
+        is_train = "epoch" in ev.message and ev.total > 0
+        if is_train:
+            self._total_steps = int(ev.total)
+        per_epoch = self._total_steps / max(1, self._epochs) if self._total_steps else 1.0
+        loss = ev.metrics.get("loss")
+        if is_train and loss is not None and "done" not in ev.message and math.isfinite(loss):
+            self.losses.append(float(loss))
+            self._loss_x.append(ev.step / per_epoch)
+        vp = ev.metrics.get("val_pcc")
+        if is_train and "done" in ev.message and vp is not None and math.isfinite(vp):
+            self.val.append((float(ev.metrics.get("epoch", ev.step / per_epoch)), float(vp)))
+        now = time.perf_counter()
+        if now - self._last_draw >= REDRAW_S:
+            self._last_draw = now
+            self.draw_curve()
+            if ev.total:
+                self.set_status(f"{ev.message} · step {ev.step}/{ev.total}" + (f" · loss {loss:.3f}" if loss else ""))
+
+    def _setup_axes(self, epochs: int) -> None:
+        """Axes of the curve for a run of ``epochs`` (one full matplotlib draw, in the GUI thread
+        when training starts); during training only the lines are blitted."""
+        canvas = self.canvas
+        ax = canvas.ax
+        if getattr(self, "_artists", None) is None or self._artists[0].axes is None:
+            ax.clear()
+            for other in list(canvas.figure.axes[1:]):
+                other.remove()
+            (loss_line,) = ax.plot([], [], color="#00bfff", lw=1.0, label="loss", animated=True)
+            ax.set_xlabel("epoch")
+            ax.set_ylabel("loss / first-step loss")
+            ax2 = ax.twinx()
+            (val_line,) = ax2.plot([], [], "o-", color="#ffb000", ms=3, lw=1.0, label="val PCC", animated=True)
+            ax2.set_ylabel("validation PCC")
+            self._artists = (loss_line, val_line, ax2)
+            if getattr(self, "_draw_cid", None) is None:
+                # matplotlib's blitting pattern: after every full draw (also Qt repaints on
+                # resize/show) cache the background and paint the animated lines on it
+                self._draw_cid = canvas.mpl_connect("draw_event", self._on_mpl_draw)
+        loss_line, val_line, ax2 = self._artists
+        loss_line.set_data([], [])
+        val_line.set_data([], [])
+        ax.set_xlim(0, max(1, epochs))
+        ax.set_ylim(0, 1.3)
+        ax2.set_ylim(-0.2, 1.0)
+        canvas.restyle(draw=False)  # no deferred redraw: it would land in the middle of training
+        self._full_draw()
+
+    def _full_draw(self) -> None:
+        self.canvas.draw()  # -> _on_mpl_draw
+
+    def _on_mpl_draw(self, event=None) -> None:
+        if getattr(self, "_artists", None) is None:
+            return
+        canvas = self.canvas
+        self._background = canvas.copy_from_bbox(canvas.figure.bbox)
+        loss_line, val_line, ax2 = self._artists
+        canvas.ax.draw_artist(loss_line)
+        ax2.draw_artist(val_line)
+
+    def _blit(self) -> None:
+        canvas = self.canvas
+        loss_line, val_line, ax2 = self._artists
+        canvas.restore_region(self._background)
+        canvas.ax.draw_artist(loss_line)
+        ax2.draw_artist(val_line)
+        canvas.blit(canvas.figure.bbox)
+
+    def draw_curve(self) -> None:
+        """Loss per step (relative to the first step) and validation PCC per epoch, against
+        epochs. Limits only grow when a value leaves them (then one full redraw)."""
+        if getattr(self, "_artists", None) is None or getattr(self, "_background", None) is None:
+            self._setup_axes(int(self.epochs_spin.value()))
+        loss_line, val_line, ax2 = self._artists
+        ax = self.canvas.ax
+        full = False
+        if self.losses:
+            x = np.asarray(self._loss_x, dtype=float)
+            y = np.asarray(self.losses, dtype=float) / max(self.losses[0], 1e-12)
+            loss_line.set_data(x, y)
+            if y.max() > ax.get_ylim()[1]:
+                ax.set_ylim(0, float(y.max()) * 1.15)
+                full = True
+            if x.max() > ax.get_xlim()[1]:
+                ax.set_xlim(0, float(x.max()) * 1.2)
+                full = True
+        if self.val:
+            xs, ys = zip(*self.val, strict=True)
+            val_line.set_data(xs, ys)
+            y0, y1 = ax2.get_ylim()
+            if min(ys) < y0 or max(ys) > y1:
+                ax2.set_ylim(min(y0, min(ys) - 0.05), max(y1, max(ys) + 0.05))
+                full = True
+        if full:
+            self._full_draw()
+        else:
+            self._blit()
+
+    def _on_done(self, s, adata, res) -> None:
+        if res is None:
+            return
+        predictor, pred = res
+        if self.token is not None and self.token.cancelled or pred is None:
+            self.set_status("Training cancelled; the previous model (if any) is kept.")
+            return
+        try:
+            s.set_model(predictor, adata, pred)
+        except Exception as e:  # noqa: BLE001
+            self._on_error(e)
+            return
+        took = time.perf_counter() - self._t0
+        h = predictor.history[-1] if predictor.history else {}
+        vp = h.get("val_pcc", float("nan"))
+        try:
+            device = core.pick_device_name(predictor.config.device)
+        except Exception:  # noqa: BLE001
+            device = predictor.config.device
+        self.set_status(f"Trained in {took:.1f} s on {device}: {len(predictor.genes)} genes, "
+                        f"{predictor.result.epochs_completed if predictor.result else '?'} epochs, "
+                        f"validation PCC {vp:.3f} (held-out sequenced spots).")
+        self.draw_curve()
+        G.notify_info(f"SCR2Net trained: predictions for {len(predictor.genes)} genes are in the layer list")
+
+    def _on_error(self, e: BaseException) -> None:
+        G.notify_error(f"Training failed: {e}")
+        self.set_status(f"Training failed: {e}")
+
+    def _on_aborted(self) -> None:
+        self.set_status("Training cancelled; the previous model (if any) is kept.")
+
+    def _on_finished(self) -> None:
+        self.worker = None
+        self.cancel_btn.setEnabled(False)
+        self.train_btn.setEnabled(self.session is not None and self.session.is_prepared)

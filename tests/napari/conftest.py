@@ -1,0 +1,84 @@
+"""Fixtures for the dock tests: a small synthetic section in a real (Xvfb) viewer."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+pytest.importorskip("napari")
+
+N_SPOTS = 400
+
+
+@pytest.fixture(scope="session")
+def small_sample():
+    from napari_scr2st.data import make_sample
+
+    return make_sample(n_spots=N_SPOTS, seed=0)
+
+
+_SPACE = {}
+
+
+def _space_for(sample):
+    """The reference space of the sample, fitted once per test session (k-means is the slow part)."""
+    key = id(sample)
+    if key not in _SPACE:
+        from napari_scr2st._napari import _core_adapter as core
+
+        _SPACE[key] = core.fit_reference_space(sample.reference, list(map(str, sample.section.var_names)))
+    return _SPACE[key]
+
+
+@pytest.fixture
+def sync_workers(monkeypatch):
+    monkeypatch.setenv("SCR2ST_SYNC_WORKERS", "1")
+
+
+@pytest.fixture(autouse=True)
+def _isolated_cache(tmp_path, monkeypatch):
+    monkeypatch.setenv("SCR2ST_CACHE_DIR", str(tmp_path / "cache"))
+
+
+def add_section(viewer, sample):
+    """Image + spots of a fresh copy of the sample, with its reference (as the sample menu does)."""
+    from napari_scr2st.layers import section_layers
+
+    adata = sample.section.copy()
+    layers = section_layers(adata)
+    layers[-1][1]["metadata"]["reference"] = sample.reference
+    out = []
+    for data, kw, kind in layers:
+        out.append(getattr(viewer, f"add_{kind}")(data, **kw))
+    return out[-1]
+
+
+def prepared_sampling(viewer, sample, *, budget=30, rounds=2):
+    """A sampling dock on a prepared section (patch-statistics embedding: instant)."""
+    from napari_scr2st._napari._sampling_widget import SamplingWidget
+
+    spots = add_section(viewer, sample)
+    w = SamplingWidget(viewer)
+    viewer.window.add_dock_widget(w, name="Spot sampling")
+    w.encoder_combo.setCurrentText("patch-stats")
+    w.budget_unit.setCurrentText("%")
+    w.budget_spin.setValue(budget)
+    w.rounds_spin.setValue(rounds)
+    w.session.space = _space_for(sample)
+    w.prepare()
+    assert w.session is not None and w.session.is_prepared, w.status.text()
+    return w, spots
+
+
+def not_blank(shot: np.ndarray) -> bool:
+    rgb = shot[..., :3].astype(float)
+    return rgb.std() > 10
+
+
+@pytest.fixture
+def helpers():
+    """The helper functions above, for tests (test modules cannot import conftest)."""
+    from types import SimpleNamespace
+
+    return SimpleNamespace(add_section=add_section, prepared_sampling=prepared_sampling, not_blank=not_blank,
+                           space_for=_space_for)

@@ -1,0 +1,98 @@
+"""Training dock: synchronous handlers, cancel, errors, and the real threaded path once."""
+
+import numpy as np
+import pytest
+
+TINY = {"n_genes": 30, "hidden_dim": 32, "proj_dim": 16, "batch_size": 16}
+
+
+def _train_dock(viewer, sampling):
+    from napari_scr2st._napari._training_widget import TrainingWidget
+
+    t = TrainingWidget(viewer)
+    viewer.window.add_dock_widget(t, name="Train SCR2Net")
+    t.backbone_combo.setCurrentText("patch-stats")
+    t.epochs_spin.setValue(2)
+    t.device_combo.setCurrentText("cpu")
+    t.extra_config = dict(TINY)
+    return t
+
+
+@pytest.fixture
+def sequenced(make_napari_viewer, small_sample, sync_workers, helpers):
+    viewer = make_napari_viewer(show=True)
+    w, spots = helpers.prepared_sampling(viewer, small_sample)
+    w.sequence_round()
+    return viewer, w, spots
+
+
+def test_training_adds_prediction_layers(sequenced):
+    viewer, w, spots = sequenced
+    t = _train_dock(viewer, w)
+    assert "60 sequenced spots" in t.status.text()
+    t.start()
+    s = w.session
+    assert s.predictor is not None and s.predictions is not None, t.status.text()
+    assert s.predictions.shape == (s.n, TINY["n_genes"])
+    expr = viewer.layers["SYN1 expression"]
+    assert expr.metadata["gene"] == s.gene and expr.face_colorbar.visible
+    assert np.isfinite(expr.features[s.gene]).all()
+    assert expr.visible and expr.shown.all()
+    assert f"pred_{s.gene}" in spots.features
+    assert len(t.losses) >= 2 and len(t.canvas.ax.lines) == 1
+    assert len(t.canvas.ax.lines[0].get_xdata()) == len(t.losses)
+    assert "Trained" in t.status.text()
+
+
+def test_training_errors_become_notifications(make_napari_viewer, small_sample, sync_workers, helpers, monkeypatch):
+    viewer = make_napari_viewer(show=True)
+    w, _ = helpers.prepared_sampling(viewer, small_sample)
+    t = _train_dock(viewer, w)
+    errors = []
+    monkeypatch.setattr("napari_scr2st._napari._glue.notify_error", errors.append)
+    t.start()  # nothing sequenced yet
+    assert errors and "need at least 8 sequenced spots" in errors[0]
+    w.sequence_round()
+    t.backbone_combo.setCurrentText("no-such-backbone-xyz")
+    t.start()
+    assert len(errors) == 2 and "Training failed" in errors[1]
+    assert w.session.predictor is None and t.train_btn.isEnabled()
+
+
+def test_cancel_stops_the_worker(sequenced, monkeypatch):
+    viewer, w, _ = sequenced
+    t = _train_dock(viewer, w)
+    seen = []
+
+    def on_progress(ev, orig=t._on_progress):
+        orig(ev)
+        seen.append(ev.step)
+        if len(seen) == 2:
+            t.cancel()
+
+    monkeypatch.setattr(t, "_on_progress", on_progress)
+    t.epochs_spin.setValue(50)
+    t.start()
+    assert w.session.predictor is None
+    assert "cancel" in t.status.text().lower()
+    assert len(seen) < 20  # stopped long before 50 epochs
+
+
+def test_threaded_training_keeps_the_viewer_responsive(make_napari_viewer, small_sample, helpers, qtbot, monkeypatch):
+    """The real path: a napari thread worker, progress in the activity dock, returned in the GUI thread."""
+    monkeypatch.delenv("SCR2ST_SYNC_WORKERS", raising=False)
+    monkeypatch.setenv("SCR2ST_SYNC_WORKERS", "1")
+    viewer = make_napari_viewer(show=True)
+    w, _ = helpers.prepared_sampling(viewer, small_sample)
+    w.sequence_round()
+    monkeypatch.setenv("SCR2ST_SYNC_WORKERS", "0")
+    t = _train_dock(viewer, w)
+    t.epochs_spin.setValue(3)
+    t.start()
+    worker = t.worker
+    assert worker is not None and hasattr(worker, "yielded")
+    with qtbot.waitSignal(worker.finished, timeout=120_000):
+        pass
+    assert w.session.predictor is not None, t.status.text()
+    assert "SYN1 expression" in viewer.layers
+    assert t.worker is None and t.train_btn.isEnabled()
