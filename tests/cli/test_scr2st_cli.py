@@ -57,3 +57,17 @@ def test_demo_runs_and_writes_the_overview(tmp_path, capsys):
     img = np.asarray(Image.open(png).convert("RGB")).astype(float)
     assert img.std() > 20  # a picture, not a blank canvas
     assert "vision embeddings efficientnet_lite0" in out
+    # the whole pipeline ran: selection CSV, cell types of the sequenced spots, metrics
+    import json
+
+    import pandas as pd
+
+    sel = pd.read_csv(tmp_path / "demo" / "selection.csv")
+    assert 40 <= len(sel) <= 50  # 15% of ~300 spots
+    assert sel["spot_id"].is_unique and set(sel["round"]) == {0, 1, 2}
+    assert (sel["predicted_cell_type"].str.len() > 0).all()
+    metrics = json.loads((tmp_path / "demo" / "metrics.json").read_text())
+    assert metrics["n_train"] == len(sel) and metrics["n_test"] + metrics["n_train"] >= 280
+    assert metrics["pcc_all"] > 0.2  # real signal on the synthetic sample, not noise
+    assert (tmp_path / "demo" / "selection.png").stat().st_size > 10_000
+    assert "[5] evaluation" in out
