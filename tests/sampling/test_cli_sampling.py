@@ -51,8 +51,11 @@ def test_select_simulated_then_real_rounds(tmp_path, capsys):
     out = tmp_path / "sel.csv"
     assert _run(["select", *COMMON, "--sampler", "greedy", "--budget", "10%", "--rounds", "2", "--out", str(out)]) == 0
     df = pd.read_csv(out)
-    assert len(df) == 30 and set(df.columns) >= {"spot_id", "section", "round", "source", "rank"}
-    assert sorted(df["round"].unique()) == [0, 1] and df["measured"].all()
+    # the sequencing lab's CSV format (io.export.SELECTION_COLUMNS)
+    from napari_scr2st.io.export import SELECTION_COLUMNS
+
+    assert len(df) == 30 and list(df.columns) == SELECTION_COLUMNS
+    assert sorted(df["round"].unique()) == [0, 1] and set(df["picked_by"]) == {"greedy"}
     assert "total=" in capsys.readouterr().out
     # locks and exclusions from the command line
     ids = df["spot_id"].tolist()
@@ -61,7 +64,7 @@ def test_select_simulated_then_real_rounds(tmp_path, capsys):
           "--exclude", ",".join(ids[3:10]), "--out", str(out2)])
     d2 = pd.read_csv(out2)
     assert len(d2) == 20 and set(ids[:3]) <= set(d2["spot_id"]) and not set(ids[3:10]) & set(d2["spot_id"])
-    assert (d2.set_index("spot_id").loc[ids[:3], "source"] == "manual").all()
+    assert (d2.set_index("spot_id").loc[ids[:3], "picked_by"] == "manual").all()
 
 
 def test_train_policy_then_select_with_it(tmp_path, capsys):

@@ -232,9 +232,12 @@ def run_select(args: argparse.Namespace) -> int:
                    desc="selection", use_tqdm=not args.quiet)
     st = result.state
     st.meta.update(weights=str(weights), inputs=list(map(str, args.inputs)) or ["embedded synthetic sample"])
-    table = st.to_frame()
-    with atomic_path(args.out) as tmp:
-        table.to_csv(tmp, index=False)
+    # the sequencing lab's CSV (io.export): in simulation every selected spot, in real use the
+    # spots still to be sequenced (the next round)
+    from ..io.export import selection_table, write_selection_csv
+
+    table = selection_table(adata, st, which="all" if simulate else "pending")
+    write_selection_csv(table, args.out)
     if state_path is not None:
         st.save(state_path)
     msg = f"selected {st.n_selected} of {pool.n_in_pool} spots (budget {st.budget}) with {args.sampler} -> {args.out}"
