@@ -248,7 +248,8 @@ def run_select(args: argparse.Namespace) -> int:
     else:
         sp = spatial_coverage(pool.spatial_index(), selected=st.selected.nonzero()[0])
         msg += (f"\nround {st.current_round - 1} of {args.rounds} selected; spatial coverage of the selection r_sp={sp:.3f}; "
-                "sequence these spots, then run 'scr2st import-counts' and select again with the same --state")
+                "sequence these spots, then run 'scr2st import-counts' and select again with the same --state"
+                + ("" if state_path is not None else " (add --state run.npz to keep this selection for the next round)"))
     if state_path is not None:
         msg += f"\nstate: {state_path}"
     print(msg)
