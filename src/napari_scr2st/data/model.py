@@ -126,7 +126,7 @@ def make_section(
         "fiducial_diameter_fullres": float(spot_diameter_fullres) * 1.6,
     }
     if image is not None:
-        image = _as_rgb_uint8(image)
+        image = as_rgb_uint8(image)
         image_shape = image.shape
         low, s = downscale_image(image, lowres_max_side)
         images["lowres"] = low
@@ -147,17 +147,19 @@ def make_section(
     return adata
 
 
-def _as_rgb_uint8(image: np.ndarray) -> np.ndarray:
+def as_rgb_uint8(image: np.ndarray) -> np.ndarray:
+    """An RGB uint8 copy of ``image`` (grey, RGBA, float in [0, 1] or 0..255 accepted)."""
     image = np.asarray(image)
     if image.ndim == 2:
         image = np.repeat(image[..., None], 3, axis=2)
     if image.shape[-1] == 4:
         image = image[..., :3]
     if image.dtype != np.uint8:
-        if np.issubdtype(image.dtype, np.floating) and image.max() <= 1.0:
-            image = image * 255
-        image = np.clip(image, 0, 255).astype(np.uint8)
-    return image
+        image = image.astype(np.float64)
+        if image.size and np.nanmax(image) <= 1.0:
+            image = image * 255.0
+        image = np.clip(np.rint(image), 0, 255).astype(np.uint8)
+    return np.ascontiguousarray(image)
 
 
 def library_id(adata) -> str:

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..data.model import SectionError
+from ..data.model import SectionError, as_rgb_uint8
 
 __all__ = [
     "require_file",
@@ -135,16 +135,3 @@ def image_size(path: PathLike) -> tuple[int, int, int]:
     return h, w, 3 if c >= 3 else c
 
 
-def as_rgb_uint8(image: np.ndarray) -> np.ndarray:
-    """An RGB uint8 copy of ``image`` (grey, RGBA, float in [0, 1] or 0..255 accepted)."""
-    image = np.asarray(image)
-    if image.ndim == 2:
-        image = np.repeat(image[..., None], 3, axis=2)
-    if image.shape[-1] == 4:
-        image = image[..., :3]
-    if image.dtype != np.uint8:
-        image = image.astype(np.float64)
-        if image.size and np.nanmax(image) <= 1.0:
-            image = image * 255.0
-        image = np.clip(np.rint(image), 0, 255).astype(np.uint8)
-    return np.ascontiguousarray(image)
