@@ -7,7 +7,7 @@ import os
 import tempfile
 from pathlib import Path
 
-__all__ = ["pick_device", "atomic_write", "atomic_path"]
+__all__ = ["pick_device", "atomic_write", "atomic_path", "save_npz_atomic"]
 
 
 def pick_device(preference: str = "auto"):
@@ -64,3 +64,14 @@ def atomic_write(path: str | os.PathLike, mode: str = "w", **kwargs):
     with atomic_path(path) as tmp:
         with open(tmp, mode, **kwargs) as fh:
             yield fh
+
+
+def save_npz_atomic(path: str | os.PathLike, **arrays) -> Path:
+    """``np.savez_compressed`` to ``path`` through :func:`atomic_path` (no half-written file)."""
+    import numpy as np
+
+    path = Path(path)
+    with atomic_path(path) as tmp:
+        with open(tmp, "wb") as fh:
+            np.savez_compressed(fh, **arrays)
+    return path

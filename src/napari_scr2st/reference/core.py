@@ -37,7 +37,7 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
-from .._utils import atomic_path
+from .._utils import save_npz_atomic
 from ..data.expression import TARGET_SUM, log1p_normalized
 
 __all__ = [
@@ -517,10 +517,7 @@ class ReferenceSpace:
         }
         if self.is_gene_space:
             arrays.update(mean=self.mean, std=self.std, components=self.components, pca_center=self.pca_center)
-        with atomic_path(path) as tmp:
-            with open(tmp, "wb") as fh:
-                np.savez_compressed(fh, **arrays)
-        return path
+        return save_npz_atomic(path, **arrays)
 
     @classmethod
     def load(cls, path: str | Path) -> ReferenceSpace:

@@ -24,7 +24,7 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
-from .._utils import atomic_path
+from .._utils import save_npz_atomic
 
 __all__ = ["SelectionState", "MeasuredView", "import_counts", "STATE_FORMAT_VERSION"]
 
@@ -291,10 +291,7 @@ class SelectionState:
                           counts_shape=np.array(c.shape))
         for k, v in self._obsm.items():
             arrays[f"obsm__{k}"] = v
-        with atomic_path(path) as tmp:
-            with open(tmp, "wb") as fh:
-                np.savez_compressed(fh, **arrays)
-        return path
+        return save_npz_atomic(path, **arrays)
 
     @classmethod
     def load(cls, path: str | Path) -> SelectionState:
