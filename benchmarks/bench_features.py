@@ -25,36 +25,10 @@ DEFAULT_HER2ST = ROOT / ".." / "shared" / "data" / "her2st"
 
 
 def _read_her2st(root: Path, section: str):
-    """The her2st section, read with the package's reader, or a small inline reader if it is absent."""
-    try:
-        from napari_scr2st.io.legacy_st import read_her2st
+    """The her2st section, read with the package's reader (image kept lazily)."""
+    from napari_scr2st.io.legacy_st import read_her2st
 
-        return read_her2st(root, section, annotations=False)
-    except ImportError:
-        pass
-    import pandas as pd
-
-    from napari_scr2st.data.model import make_section
-
-    spots = pd.read_csv(root / "data" / "ST-spotfiles" / f"{section}_selection.tsv", sep="\t")
-    img = next((root / "data" / "ST-imgs" / section[0] / section).glob("*.jpg"))
-    from PIL import Image
-
-    Image.MAX_IMAGE_PIXELS = None
-    with Image.open(img) as im:
-        w, h = im.size
-    xy = spots[["pixel_x", "pixel_y"]].to_numpy(float)
-    pitch = np.median(np.linalg.norm(np.diff(xy, axis=0), axis=1))  # rough: ~ one array step
-    return make_section(
-        np.ones((len(spots), 1)),
-        ["dummy"],
-        [f"{a}x{b}" for a, b in zip(spots["x"], spots["y"], strict=True)],
-        xy,
-        section=section,
-        image_path=img,
-        image_shape=(h, w, 3),
-        spot_diameter_fullres=pitch / 2,
-    )
+    return read_her2st(root, section, annotations=False)
 
 
 def _time_crops(adata, *, batch_size: int, out_size: int) -> tuple[float, int]:
