@@ -213,13 +213,20 @@ def sampler_select(sampler, pool, state, n: int, available=None) -> tuple[np.nda
 
 def iter_pretrain_policy(policy, adata, space, *, episodes: int, rounds: int = 3, group_size: int = 4,
                          seed: int = 0, token: CancelToken | None = None):
-    """Simulated-episode REINFORCE on a fully measured section (yields Progress)."""
+    """Simulated-episode training on a fully measured section (yields Progress): the CLI's recipe
+    (``scr2st train-policy``) scaled to ``episodes``: a short imitation warm start from the
+    greedy reward maximiser (``episodes // 5``), then REINFORCE, both with the auxiliary
+    term-gain loss and corner/Dirichlet(0.5) weight sampling (``iter_train_policy``'s defaults),
+    so the trained policy follows the weight sliders (docs/benchmarks.md, weight sensitivity)."""
     guard_triton()
     from ..sampling.policy import PolicyEnv, iter_train_policy
 
     env = PolicyEnv.from_adata(adata, space)
-    return (yield from iter_train_policy(policy, [env], space, episodes=int(episodes), rounds=int(rounds),
-                                         group_size=int(group_size), seed=seed, token=token))
+    episodes = int(episodes)
+    imitation = episodes // 5
+    return (yield from iter_train_policy(policy, [env], space, episodes=episodes - imitation, rounds=int(rounds),
+                                         group_size=int(group_size), seed=seed, imitation_episodes=imitation,
+                                         token=token))
 
 
 def measured_embedder(space):
