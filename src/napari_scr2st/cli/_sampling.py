@@ -192,7 +192,6 @@ def _has_counts(adata) -> bool:
 # ------------------------------------------------------------------------------ verbs
 def run_select(args: argparse.Namespace) -> int:
     from .._engine import drive
-    from .._utils import atomic_path
     from ..sampling.loop import SimulatedOracle, iter_acquisition
     from ..sampling.measured import RewardEvaluator
     from ..sampling.pool import Pool, SelectionRequest

@@ -23,7 +23,7 @@ def gene_indices(var_names, genes: Sequence[str], *, where: str = "data") -> np.
     index = pd.Index(var_names)
     idx = index.get_indexer(list(genes))
     if (idx < 0).any():
-        missing = [g for g, i in zip(genes, idx) if i < 0]
+        missing = [g for g, i in zip(genes, idx, strict=True) if i < 0]
         raise KeyError(f"{len(missing)} gene(s) not found in {where}: {missing[:10]}{' ...' if len(missing) > 10 else ''}")
     return idx
 

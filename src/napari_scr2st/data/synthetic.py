@@ -232,7 +232,7 @@ def make_sample(
     if with_image:
         image = _render_he(rng, (height, width), comp_coarse, tissue_score >= tissue_thr, cell)
 
-    spot_ids = [f"{c}x{r}" for r, c in zip(rows, cols)]
+    spot_ids = [f"{c}x{r}" for r, c in zip(rows, cols, strict=True)]
     adata = make_section(
         sp.csr_matrix(counts),
         genes,
