@@ -237,6 +237,17 @@ def prepare_expression_layer(viewer, session: Session):
     return apply_layer(viewer, data, kw, kind)
 
 
+def released_without_drag(event):
+    """For napari mouse-drag callbacks: ``if (yield from released_without_drag(event)):`` runs the
+    body only when the press ended without a drag (a click, not a pan)."""
+    dragged = False
+    yield
+    while event.type == "mouse_move":
+        dragged = True
+        yield
+    return not dragged
+
+
 def nearest_spot(session: Session, position, *, max_dist_factor: float = 0.75) -> int | None:
     """Index of the spot under a canvas position (world (y, x)), or None."""
     from scipy.spatial import cKDTree

@@ -234,12 +234,7 @@ class InspectorWidget(SectionDock):
         if not self.click_check.isChecked() or self.session is None:
             return
         pos = event.position
-        dragged = False
-        yield
-        while event.type == "mouse_move":
-            dragged = True
-            yield
-        if not dragged:
+        if (yield from G.released_without_drag(event)):
             i = G.nearest_spot(self.session, pos)
             if i is not None:
                 self.inspect(i)

@@ -382,12 +382,7 @@ class SamplingWidget(SectionDock):
         if active is not None and getattr(active, "mode", "pan_zoom") not in ("pan_zoom", "select", "transform"):
             return  # the user is drawing or editing a layer
         pos = event.position
-        dragged = False
-        yield
-        while event.type == "mouse_move":
-            dragged = True
-            yield
-        if not dragged:
+        if (yield from G.released_without_drag(event)):
             self.toggle_pick_at(pos)
 
     def _key_toggle(self, viewer):
