@@ -1,10 +1,5 @@
-"""The napari layer of the plugin: reader, sample data and widget glue (imports napari/Qt).
+"""The napari layer of the plugin: reader, sample data, docks and their wiring (imports napari/Qt).
 
-Everything here is thin: it calls the Qt-free core and returns layer data or wires events.
+Everything here is thin: docks drive the core's
+:class:`~napari_scr2st.session.AcquisitionSession` and draw its layers.
 """
-
-from ._core_adapter import guard_triton as _guard_triton
-
-# torch + Triton + Mesa's software OpenGL crash together (see guard_triton); napari has its GL
-# context before any plugin module is imported, so checking here covers the usual order.
-_guard_triton()

@@ -15,8 +15,8 @@ from qtpy.QtWidgets import (
 )
 
 from ..io import export as X
-from . import _glue as G
-from ._base import SectionDock
+from . import _workers as W
+from ._section_dock import SectionDock
 
 
 class ExportWidget(SectionDock):
@@ -103,12 +103,12 @@ class ExportWidget(SectionDock):
                 raise ValueError("no spots to export (propose a round in the sampling dock first)")
             out = fn(df, path)
         except Exception as e:  # noqa: BLE001
-            G.notify_error(f"Writing the {what} failed: {e}")
+            W.notify_error(f"Writing the {what} failed: {e}")
             self.set_status(f"Writing the {what} failed: {e}")
             return None
         self.last_path = Path(out)
         self.set_status(f"{len(df)} spots written to {out}")
-        G.notify_info(f"{what}: {len(df)} spots written to {Path(out).name}")
+        W.notify_info(f"{what}: {len(df)} spots written to {Path(out).name}")
         return Path(out)
 
     def export_h5ad(self, path) -> Path | None:
@@ -117,7 +117,7 @@ class ExportWidget(SectionDock):
             st = s.selection_for_layers()
             out = X.write_predictions_h5ad(s.adata, path, selection=st, predicted_cell_type=s.cell_types())
         except Exception as e:  # noqa: BLE001
-            G.notify_error(f"Writing the predictions failed: {e}")
+            W.notify_error(f"Writing the predictions failed: {e}")
             self.set_status(f"Writing the predictions failed: {e}")
             return None
         self.last_path = Path(out)
@@ -129,11 +129,11 @@ class ExportWidget(SectionDock):
         try:
             idx = s.import_results(path)
         except Exception as e:  # noqa: BLE001
-            G.notify_error(f"Importing {Path(path).name} failed: {e}")
+            W.notify_error(f"Importing {Path(path).name} failed: {e}")
             self.set_status(f"Import failed: {e}")
             return None
         self.set_status(f"{len(idx)} spots imported from {Path(path).name}; now round {s.current_round + 1}")
-        G.notify_info(f"{len(idx)} sequenced spots imported")
+        W.notify_info(f"{len(idx)} sequenced spots imported")
         return idx
 
     # ------------------------------------------------------------------ dialogs

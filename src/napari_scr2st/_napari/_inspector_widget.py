@@ -20,8 +20,10 @@ from qtpy.QtWidgets import (
 )
 
 from .. import layers as L
-from . import _glue as G
-from ._base import SectionDock
+from . import _dock_kit as K
+from . import _viewer_layers as V
+from . import _workers as W
+from ._section_dock import SectionDock
 
 THUMB = 72
 KEPT, FILTERED = "#32cd32", "#ff3030"
@@ -44,8 +46,8 @@ class InspectorWidget(SectionDock):
         super().__init__(napari_viewer, parent)
         lay = self._layout
         row = QHBoxLayout()
-        self.click_check = QCheckBox(f"Inspect on click ({G.SHORTCUTS['inspect']})")
-        self.click_check.setToolTip(G.tip("inspect"))
+        self.click_check = QCheckBox(f"Inspect on click ({K.SHORTCUTS['inspect']})")
+        self.click_check.setToolTip(K.tip("inspect"))
         self.spot_edit = QLineEdit()
         self.spot_edit.setPlaceholderText("spot id")
         row.addWidget(self.click_check)
@@ -53,17 +55,17 @@ class InspectorWidget(SectionDock):
         lay.addLayout(row)
         form = QFormLayout()
         self.gene_combo = QComboBox()
-        self.gene_combo.setToolTip(G.tip("gene"))
+        self.gene_combo.setToolTip(K.tip("gene"))
         form.addRow("Gene", self.gene_combo)
         krow = QHBoxLayout()
         self.k_spin = QSpinBox()
         self.k_spin.setRange(1, 200)
         self.k_spin.setValue(8)
-        self.k_spin.setToolTip(G.tip("k"))
+        self.k_spin.setToolTip(K.tip("k"))
         self.m_spin = QSpinBox()
         self.m_spin.setRange(0, 50)
         self.m_spin.setValue(2)
-        self.m_spin.setToolTip(G.tip("m"))
+        self.m_spin.setToolTip(K.tip("m"))
         krow.addWidget(QLabel("k"))
         krow.addWidget(self.k_spin)
         krow.addWidget(QLabel("m"))
@@ -87,7 +89,7 @@ class InspectorWidget(SectionDock):
         scroll.setWidget(self.grid_host)
         scroll.setMinimumHeight(2 * (THUMB + 56))
         lay.addWidget(scroll)
-        self.chart = G.make_canvas(self.viewer, height=1.8)
+        self.chart = K.make_canvas(self.viewer, height=1.8)
         self.chart.setToolTip("Soft label (mean of the kept neighbours), regression output, the blended "
                               "prediction and the measured value (sequenced spots only)")
         lay.addWidget(self.chart)
@@ -104,7 +106,7 @@ class InspectorWidget(SectionDock):
         self.gene_combo.currentIndexChanged.connect(self._timer.start)
         self.spot_edit.returnPressed.connect(self._from_edit)
         self.add_viewer_mouse("_on_mouse")
-        self.bind_viewer_key(G.SHORTCUTS["inspect"], "_key_inspect")
+        self.bind_viewer_key(K.SHORTCUTS["inspect"], "_key_inspect")
         self._ready = True
         self.on_session_changed()
 
@@ -168,7 +170,7 @@ class InspectorWidget(SectionDock):
         try:
             r = s.inspect(self.index, gene, self.k_spin.value(), self.m_spin.value())
         except Exception as e:  # noqa: BLE001
-            G.notify_error(f"Inspection failed: {e}")
+            W.notify_error(f"Inspection failed: {e}")
             self.set_status(f"Inspection failed: {e}")
             return
         self.result = r
@@ -211,7 +213,7 @@ class InspectorWidget(SectionDock):
         # the query and its neighbours on the canvas
         data, kw, kind = L.inspect_layer(ad, r.index, [nb.obs_index for nb in r.neighbours],
                                          [nb.kept for nb in r.neighbours], library=s.library)
-        G.apply_layer(self.viewer, data, kw, kind)
+        V.apply_layer(self.viewer, data, kw, kind)
         n_kept = sum(nb.kept for nb in r.neighbours)
         self.set_status(f"{len(r.neighbours)} neighbours, {n_kept} kept by the majority filter (m={r.m})")
 
@@ -234,8 +236,8 @@ class InspectorWidget(SectionDock):
         if not self.click_check.isChecked() or self.session is None:
             return
         pos = event.position
-        if (yield from G.released_without_drag(event)):
-            i = G.nearest_spot(self.session, pos)
+        if (yield from V.released_without_drag(event)):
+            i = V.nearest_spot(self.session, pos)
             if i is not None:
                 self.inspect(i)
 
@@ -243,6 +245,6 @@ class InspectorWidget(SectionDock):
         """SCR2-ST: inspect the spot under the mouse"""
         if self.session is None:
             return
-        i = G.nearest_spot(self.session, viewer.cursor.position)
+        i = V.nearest_spot(self.session, viewer.cursor.position)
         if i is not None:
             self.inspect(i)

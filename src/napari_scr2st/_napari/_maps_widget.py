@@ -9,8 +9,9 @@ from qtpy.QtWidgets import QComboBox, QFormLayout, QHBoxLayout, QLabel, QPushBut
 from superqt import QLabeledDoubleRangeSlider
 
 from .. import layers as L
-from . import _glue as G
-from ._base import SectionDock
+from . import _dock_kit as K
+from . import _viewer_layers as V
+from ._section_dock import SectionDock
 
 COLORMAPS = ("magma", "viridis", "inferno", "plasma", "turbo", "gray")
 
@@ -32,14 +33,14 @@ class MapsWidget(SectionDock):
         form = QFormLayout()
         self.gene_combo = QComboBox()
         self.gene_combo.setEditable(True)
-        self.gene_combo.setToolTip(G.tip("gene"))
+        self.gene_combo.setToolTip(K.tip("gene"))
         form.addRow("Gene", self.gene_combo)
         srow = QHBoxLayout()
         self.pred_radio = QRadioButton("predicted")
         self.meas_radio = QRadioButton("measured")
         self.pred_radio.setChecked(True)
         for w in (self.pred_radio, self.meas_radio):
-            w.setToolTip(G.tip("source"))
+            w.setToolTip(K.tip("source"))
             srow.addWidget(w)
         form.addRow("Values", srow)
         self.cmap_combo = QComboBox()
@@ -144,7 +145,7 @@ class MapsWidget(SectionDock):
         data, kw, kind = L.expression_layer(s.adata, gene, vals, source=self.source, library=s.library,
                                             colormap=self.cmap_combo.currentText(),
                                             contrast_limits=tuple(self.clim.value()))
-        layer = G.apply_layer(self.viewer, data, kw, kind)
+        layer = V.apply_layer(self.viewer, data, kw, kind)
         layer.visible = True
         self.set_status(f"{gene}, {self.source}: {int(ok.sum())} spots with a value")
         return layer
@@ -168,7 +169,7 @@ class MapsWidget(SectionDock):
         if s is None or s.space is None or s.committed is None:
             self.set_status("cell types need a prepared section with a single-cell reference")
             return None
-        layer = G.update_celltype_layer(self.viewer, s, visible=True)
+        layer = V.update_celltype_layer(self.viewer, s, visible=True)
         self._legend()
         return layer
 

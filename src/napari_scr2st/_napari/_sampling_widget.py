@@ -21,9 +21,11 @@ from qtpy.QtWidgets import (
 from superqt import QLabeledDoubleSlider
 
 from .. import layers as L
-from . import _core_adapter as core
-from . import _glue as G
-from ._base import SectionDock
+from ..config import DEFAULT_ENCODER, ENCODERS, SAMPLER_LABELS, SAMPLERS
+from . import _dock_kit as K
+from . import _viewer_layers as V
+from . import _workers as W
+from ._section_dock import SectionDock
 
 DEBOUNCE_MS = 40
 
@@ -40,24 +42,24 @@ class SamplingWidget(SectionDock):
     def __init__(self, napari_viewer, parent=None) -> None:
         self._ready = False
         super().__init__(napari_viewer, parent)
-        d = G.plugin_defaults()
+        d, self.train_defaults = K.plugin_defaults()
         self.defaults = d
         lay = self._layout
 
         row = QHBoxLayout()
         self.prepare_btn = QPushButton("Prepare section")
-        self.prepare_btn.setToolTip(G.tip("prepare"))
+        self.prepare_btn.setToolTip(K.tip("prepare"))
         self.encoder_combo = QComboBox()
         self.encoder_combo.setEditable(True)
-        self.encoder_combo.addItems(list(core.ENCODERS))
-        self.encoder_combo.setCurrentText(d.backbone)
-        self.encoder_combo.setToolTip(G.tip("backbone"))
+        self.encoder_combo.addItems(list(ENCODERS))
+        self.encoder_combo.setCurrentText(d.encoder)
+        self.encoder_combo.setToolTip(K.tip("backbone"))
         row.addWidget(self.prepare_btn)
         row.addWidget(self.encoder_combo)
         lay.addLayout(row)
         rrow = QHBoxLayout()
         self.reference_btn = QPushButton("Single-cell reference…")
-        self.reference_btn.setToolTip(G.tip("reference"))
+        self.reference_btn.setToolTip(K.tip("reference"))
         self.reference_label = QLabel("")
         self.reference_label.setWordWrap(True)
         rrow.addWidget(self.reference_btn)
@@ -75,19 +77,19 @@ class SamplingWidget(SectionDock):
         self.budget_unit.setCurrentText(unit)
         self.budget_spin.setValue(value)
         for w in (self.budget_spin, self.budget_unit):
-            w.setToolTip(G.tip("budget"))
+            w.setToolTip(K.tip("budget"))
         brow.addWidget(self.budget_spin)
         brow.addWidget(self.budget_unit)
         form.addRow("Budget", brow)
         self.rounds_spin = QSpinBox()
         self.rounds_spin.setRange(1, 50)
         self.rounds_spin.setValue(int(d.rounds))
-        self.rounds_spin.setToolTip(G.tip("rounds"))
+        self.rounds_spin.setToolTip(K.tip("rounds"))
         form.addRow("Rounds", self.rounds_spin)
         self.sampler_combo = QComboBox()
-        for name in core.SAMPLERS:
-            self.sampler_combo.addItem(core.SAMPLER_LABELS[name], name)
-        self.sampler_combo.setToolTip(G.tip("sampler"))
+        for name in SAMPLERS:
+            self.sampler_combo.addItem(SAMPLER_LABELS[name], name)
+        self.sampler_combo.setToolTip(K.tip("sampler"))
         form.addRow("Sampler", self.sampler_combo)
         lay.addWidget(box)
 
@@ -101,10 +103,10 @@ class SamplingWidget(SectionDock):
             s.setDecimals(2)
             s.setSingleStep(0.05)
             s.setValue(float(val))
-            s.setToolTip(G.tip(key))
+            s.setToolTip(K.tip(key))
             wform.addRow(label, s)
             self.sliders[key] = s
-        self.chart = G.make_canvas(self.viewer, height=1.9)
+        self.chart = K.make_canvas(self.viewer, height=1.9)
         self.chart.setToolTip("Reward terms of the sequenced spots and those expected with the proposal "
                               "(cell states and types of unsequenced spots are predicted)")
         wform.addRow(self.chart)
@@ -112,20 +114,20 @@ class SamplingWidget(SectionDock):
 
         pbox = QGroupBox("Picks")
         pl = QVBoxLayout(pbox)
-        self.pick_check = QCheckBox(f"Click spots to pick manually ({G.SHORTCUTS['toggle_pick']})")
-        self.pick_check.setToolTip(G.tip("pick"))
+        self.pick_check = QCheckBox(f"Click spots to pick manually ({K.SHORTCUTS['toggle_pick']})")
+        self.pick_check.setToolTip(K.tip("pick"))
         pl.addWidget(self.pick_check)
         r2 = QHBoxLayout()
         self.roi_btn = QPushButton("Draw ROIs")
-        self.roi_btn.setToolTip(G.tip("roi"))
-        self.reselect_btn = QPushButton(f"Re-select ({G.SHORTCUTS['reselect']})")
-        self.reselect_btn.setToolTip(G.tip("reselect"))
+        self.roi_btn.setToolTip(K.tip("roi"))
+        self.reselect_btn = QPushButton(f"Re-select ({K.SHORTCUTS['reselect']})")
+        self.reselect_btn.setToolTip(K.tip("reselect"))
         r2.addWidget(self.roi_btn)
         r2.addWidget(self.reselect_btn)
         pl.addLayout(r2)
         r3 = QHBoxLayout()
         self.sequence_btn = QPushButton("Sequence round (simulate)")
-        self.sequence_btn.setToolTip(G.tip("sequence"))
+        self.sequence_btn.setToolTip(K.tip("sequence"))
         self.reset_btn = QPushButton("Reset")
         self.reset_btn.setToolTip("Forget every pick and revealed count of this section")
         r3.addWidget(self.sequence_btn)
@@ -142,7 +144,7 @@ class SamplingWidget(SectionDock):
         self.pretrain_spin.setValue(20)
         self.pretrain_spin.setSuffix(" episodes")
         self.pretrain_btn = QPushButton("Pre-train")
-        self.pretrain_btn.setToolTip(G.tip("pretrain"))
+        self.pretrain_btn.setToolTip(K.tip("pretrain"))
         for w in (self.load_policy_btn, self.save_policy_btn, self.pretrain_spin, self.pretrain_btn):
             pol.addWidget(w)
         lay.addWidget(polbox)
@@ -176,8 +178,8 @@ class SamplingWidget(SectionDock):
         self.worker = None
         self._roi_layers = []
         self.add_viewer_mouse("_on_mouse")
-        self.bind_viewer_key(G.SHORTCUTS["toggle_pick"], "_key_toggle")
-        self.bind_viewer_key(G.SHORTCUTS["reselect"], "_key_reselect")
+        self.bind_viewer_key(K.SHORTCUTS["toggle_pick"], "_key_toggle")
+        self.bind_viewer_key(K.SHORTCUTS["reselect"], "_key_reselect")
         self._ready = True
         self.on_session_changed()
 
@@ -205,7 +207,7 @@ class SamplingWidget(SectionDock):
         """Use a single-cell reference (.h5ad with a cell-type column) for this section."""
         s = self.require_session()
         try:
-            ref = core.read_reference(path)
+            ref = _read_reference(path)
         except Exception as e:  # noqa: BLE001
             self._failed("Reading the reference", e)
             return
@@ -298,14 +300,15 @@ class SamplingWidget(SectionDock):
         try:
             s = self.require_session()
         except RuntimeError as e:
-            G.notify_error(str(e))
+            W.notify_error(str(e))
             return
         s.update_settings(**self._collect())
-        encoder = self.encoder_combo.currentText().strip() or core.DEFAULT_ENCODER
+        encoder = self.encoder_combo.currentText().strip() or DEFAULT_ENCODER
         policy_path = self.defaults.policy_path or None
+        device = self.train_defaults.device
         self.set_status("preparing…")
-        self.worker = G.start_worker(
-            lambda: s.iter_prepare(encoder, policy_path=policy_path, device=self.defaults.device),
+        self.worker = W.start_worker(
+            lambda: s.iter_prepare(encoder=encoder, policy=policy_path, device=device),
             desc="SCR2-ST: preparing section",
             on_done=lambda _: self._prepared_done(s),
             on_error=lambda e: self._failed("Preparing the section", e),
@@ -324,7 +327,7 @@ class SamplingWidget(SectionDock):
         self._update_buttons()
 
     def _failed(self, what: str, e: BaseException) -> None:
-        G.notify_error(f"{what} failed: {e}")
+        W.notify_error(f"{what} failed: {e}")
         self.set_status(f"{what} failed: {e}")
 
     def reselect(self) -> None:
@@ -336,7 +339,7 @@ class SamplingWidget(SectionDock):
         try:
             s.reselect()
         except Exception as e:  # noqa: BLE001 - e.g. a budget larger than the pool
-            G.notify_error(f"Selection failed: {e}")
+            W.notify_error(f"Selection failed: {e}")
             self.set_status(f"Selection failed: {e}")
 
     def sequence_round(self) -> None:
@@ -348,7 +351,7 @@ class SamplingWidget(SectionDock):
         except Exception as e:  # noqa: BLE001
             self._failed("Sequencing (simulated)", e)
             return
-        G.notify_info(f"{len(idx)} spots sequenced (simulated from this section's counts)")
+        W.notify_info(f"{len(idx)} spots sequenced (simulated from this section's counts)")
 
     def reset(self) -> None:
         if self.session is not None:
@@ -362,7 +365,7 @@ class SamplingWidget(SectionDock):
             msg = s.toggle_manual(index)
         except Exception as e:  # noqa: BLE001
             msg = f"manual pick failed: {e}"
-            G.notify_error(msg)
+            W.notify_error(msg)
         self.viewer.status = msg
         return msg
 
@@ -370,7 +373,7 @@ class SamplingWidget(SectionDock):
         s = self.session
         if s is None:
             return None
-        i = G.nearest_spot(s, position)
+        i = V.nearest_spot(s, position)
         if i is None:
             return None
         return self.toggle_pick(i)
@@ -382,7 +385,7 @@ class SamplingWidget(SectionDock):
         if active is not None and getattr(active, "mode", "pan_zoom") not in ("pan_zoom", "select", "transform"):
             return  # the user is drawing or editing a layer
         pos = event.position
-        if (yield from G.released_without_drag(event)):
+        if (yield from V.released_without_drag(event)):
             self.toggle_pick_at(pos)
 
     def _key_toggle(self, viewer):
@@ -398,7 +401,7 @@ class SamplingWidget(SectionDock):
         s = self.session
         if s is None:
             return
-        layers = G.ensure_roi_layers(self.viewer, s)
+        layers = V.ensure_roi_layers(self.viewer, s)
         self._watch_rois(layers)
         inc = layers["include"]
         self.viewer.layers.selection.active = inc
@@ -418,10 +421,10 @@ class SamplingWidget(SectionDock):
         s = self.session
         if s is None or not s.is_prepared:
             return
-        inc, exc = G.roi_masks(self.viewer, s)
+        inc, exc = V.roi_masks(self.viewer, s)
         notes = s.set_rois(inc, exc)
         for n in notes:
-            G.notify_info(n)
+            W.notify_info(n)
         self.reselect()
 
     # ------------------------------------------------------------------ policy
@@ -435,7 +438,7 @@ class SamplingWidget(SectionDock):
         n = int(episodes or self.pretrain_spin.value())
         self.set_status(f"pre-training the policy ({n} episodes)…")
         self._token = token
-        self.worker = G.start_worker(
+        self.worker = W.start_worker(
             lambda: s.iter_pretrain(n, token=token),
             desc="SCR2-ST: pre-training the policy",
             on_done=lambda pol: s.set_policy(pol, f"pre-trained here ({len(pol.history)} episodes)"),
@@ -447,7 +450,7 @@ class SamplingWidget(SectionDock):
     def load_policy(self, path) -> None:
         s = self.require_session()
         try:
-            pol = core.load_policy(path)
+            pol = _load_policy(path)
             s.set_policy(pol, f"loaded from {path}")
         except Exception as e:  # noqa: BLE001
             self._failed("Loading the policy", e)
@@ -455,8 +458,8 @@ class SamplingWidget(SectionDock):
     def save_policy(self, path) -> None:
         s = self.require_session()
         try:
-            core.save_policy(s.policy, path)
-            G.notify_info(f"policy saved to {path}")
+            s.policy.save(path)
+            W.notify_info(f"policy saved to {path}")
         except Exception as e:  # noqa: BLE001
             self._failed("Saving the policy", e)
 
@@ -488,7 +491,7 @@ class SamplingWidget(SectionDock):
         n_manual = len(s.manual)
         rnd = min(s.current_round, s.sampling.rounds)
         lines = [
-            f"Round {rnd + (0 if s.rounds_done else 1)} of {s.sampling.rounds}: {len(p.proposal)} proposed"
+            f"Round {rnd + (0 if s.rounds_done else 1)} of {s.sampling.rounds}: {len(p.picks)} proposed"
             f"{f' + {n_manual} manual' if n_manual else ''}; {int(s.committed.measured.sum())} sequenced; "
             f"budget {p.total_budget} spots",
             f"Policy: {s.policy_source}" if s.sampling.sampler == "scrl" else f"Sampler: {s.sampling.sampler}",
@@ -538,3 +541,15 @@ def _parse_budget(text: str) -> tuple[int, str]:
     if 0 < v < 1:
         return max(1, int(round(v * 100))), "%"
     return max(1, int(v)), "spots"
+
+
+def _read_reference(path):
+    from ..reference import read_reference
+
+    return read_reference(path)
+
+
+def _load_policy(path):
+    from ..session import load_policy
+
+    return load_policy(path)

@@ -9,9 +9,12 @@ import numpy as np
 from qtpy.QtWidgets import QComboBox, QFormLayout, QGroupBox, QHBoxLayout, QPushButton, QSpinBox
 
 from .._engine import CancelToken, Progress
-from . import _core_adapter as core
-from . import _glue as G
-from ._base import SectionDock
+from .._utils import pick_device
+from ..config import DEFAULT_ENCODER, ENCODERS
+from . import _dock_kit as K
+from . import _viewer_layers as V
+from . import _workers as W
+from ._section_dock import SectionDock
 
 DEVICES = ("auto", "cpu", "gpu")
 MODES = ("full", "regression", "retrieval")
@@ -23,7 +26,9 @@ def _warm_up():
     optimiser stack (``torch._dynamo``) holds the GIL for ~0.3 s, which would otherwise stall
     the viewer at the start of the first training."""
     yield Progress(0, 1, "importing")
-    core.warm_up_training()
+    from ..session import warm_up_training
+
+    warm_up_training()
     yield Progress(1, 1, "ready")
 
 
@@ -38,24 +43,24 @@ class TrainingWidget(SectionDock):
     def __init__(self, napari_viewer, parent=None) -> None:
         self._ready = False
         super().__init__(napari_viewer, parent)
-        d = G.plugin_defaults()
+        _, d = K.plugin_defaults()
         box = QGroupBox("SCR2Net")
         form = QFormLayout(box)
         self.backbone_combo = QComboBox()
         self.backbone_combo.setEditable(True)
-        self.backbone_combo.addItems(list(core.ENCODERS))
+        self.backbone_combo.addItems(list(ENCODERS))
         self.backbone_combo.setCurrentText(d.backbone)
-        self.backbone_combo.setToolTip(G.tip("backbone"))
+        self.backbone_combo.setToolTip(K.tip("backbone"))
         form.addRow("Backbone", self.backbone_combo)
         self.epochs_spin = QSpinBox()
         self.epochs_spin.setRange(1, 1000)
         self.epochs_spin.setValue(int(d.epochs))
-        self.epochs_spin.setToolTip(G.tip("epochs"))
+        self.epochs_spin.setToolTip(K.tip("epochs"))
         form.addRow("Epochs", self.epochs_spin)
         self.device_combo = QComboBox()
         self.device_combo.addItems(list(DEVICES))
         self.device_combo.setCurrentText(d.device if d.device in DEVICES else "auto")
-        self.device_combo.setToolTip(G.tip("device"))
+        self.device_combo.setToolTip(K.tip("device"))
         form.addRow("Device", self.device_combo)
         self.mode_combo = QComboBox()
         self.mode_combo.addItems(list(MODES))
@@ -64,15 +69,15 @@ class TrainingWidget(SectionDock):
         form.addRow("Model", self.mode_combo)
         row = QHBoxLayout()
         self.train_btn = QPushButton("Train")
-        self.train_btn.setToolTip(G.tip("train"))
+        self.train_btn.setToolTip(K.tip("train"))
         self.cancel_btn = QPushButton("Cancel")
-        self.cancel_btn.setToolTip(G.tip("cancel"))
+        self.cancel_btn.setToolTip(K.tip("cancel"))
         self.cancel_btn.setEnabled(False)
         row.addWidget(self.train_btn)
         row.addWidget(self.cancel_btn)
         form.addRow(row)
         self._layout.addWidget(box)
-        self.canvas = G.make_canvas(self.viewer, height=2.2)
+        self.canvas = K.make_canvas(self.viewer, height=2.2)
         self.canvas.setToolTip("Training loss per step and validation PCC per epoch")
         self._layout.addWidget(self.canvas)
         self._layout.addWidget(self.status)
@@ -91,7 +96,7 @@ class TrainingWidget(SectionDock):
         self.extra_config: dict = {}
         self._ready = True
         self.on_session_changed()
-        self._warm = G.start_worker(_warm_up, desc="SCR2-ST: loading the model code", quiet=True)
+        self._warm = W.start_worker(_warm_up, desc="SCR2-ST: loading the model code", quiet=True)
 
     # ------------------------------------------------------------------ binding
     def _bind(self, session) -> None:
@@ -127,10 +132,10 @@ class TrainingWidget(SectionDock):
             s = self.require_session()
             adata, mask = s.training_snapshot()
         except Exception as e:  # noqa: BLE001
-            G.notify_error(f"Cannot train: {e}")
+            W.notify_error(f"Cannot train: {e}")
             self.set_status(f"Cannot train: {e}")
             return
-        s.training.backbone = self.backbone_combo.currentText().strip() or core.DEFAULT_ENCODER
+        s.training.backbone = self.backbone_combo.currentText().strip() or DEFAULT_ENCODER
         s.training.epochs = int(self.epochs_spin.value())
         s.training.device = self.device_combo.currentText()
         s.training.mode = self.mode_combo.currentText()
@@ -142,13 +147,13 @@ class TrainingWidget(SectionDock):
         self._total_steps = 0
         self._epochs = int(s.training.epochs)
         self._setup_axes(self._epochs)
-        G.prepare_expression_layer(self.viewer, s)  # created now, filled when training ends
+        V.prepare_expression_layer(self.viewer, s)  # created now, filled when training ends
         self._t0 = time.perf_counter()
         self.set_status(f"training on {int(mask.sum())} sequenced spots…")
         self.train_btn.setEnabled(False)
         self.cancel_btn.setEnabled(True)
-        self.worker = G.start_worker(
-            lambda: s.iter_train(adata, mask, token=token, threads=core.gui_training_threads()),
+        self.worker = W.start_worker(
+            lambda: s.iter_train(adata, mask, token=token, threads=_gui_training_threads()),
             desc="SCR2-ST: training SCR2Net",
             on_progress=self._on_progress,
             on_done=lambda res: self._on_done(s, adata, res),
@@ -279,17 +284,17 @@ class TrainingWidget(SectionDock):
         h = predictor.history[-1] if predictor.history else {}
         vp = h.get("val_pcc", float("nan"))
         try:
-            device = core.pick_device_name(predictor.config.device)
+            device = str(pick_device(predictor.config.device))
         except Exception:  # noqa: BLE001
             device = predictor.config.device
         self.set_status(f"Trained in {took:.1f} s on {device}: {len(predictor.genes)} genes, "
                         f"{predictor.result.epochs_completed if predictor.result else '?'} epochs, "
                         f"validation PCC {vp:.3f} (held-out sequenced spots).")
         self.draw_curve()
-        G.notify_info(f"SCR2Net trained: predictions for {len(predictor.genes)} genes are in the layer list")
+        W.notify_info(f"SCR2Net trained: predictions for {len(predictor.genes)} genes are in the layer list")
 
     def _on_error(self, e: BaseException) -> None:
-        G.notify_error(f"Training failed: {e}")
+        W.notify_error(f"Training failed: {e}")
         self.set_status(f"Training failed: {e}")
 
     def _on_aborted(self) -> None:
@@ -299,3 +304,10 @@ class TrainingWidget(SectionDock):
         self.worker = None
         self.cancel_btn.setEnabled(False)
         self.train_btn.setEnabled(self.session is not None and self.session.is_prepared)
+
+
+def _gui_training_threads() -> int:
+    """Intra-op threads for training inside napari: all cores but one, kept for the event loop."""
+    import os
+
+    return max(1, (os.cpu_count() or 2) - 1)

@@ -32,7 +32,10 @@ from ._common import CLIError
 __all__ = ["register", "run_select", "run_import_counts", "run_train_policy", "run_benchmark_sampling",
            "demo_selection_step", "DemoSelection"]
 
-SAMPLER_CHOICES = ("random", "grid", "kcenter", "typiclust", "ar", "greedy", "scrl")
+from ..config import SAMPLERS as SAMPLER_CHOICES
+from ..config import SamplingSettings
+
+_D = SamplingSettings()  # the defaults of select's options
 
 
 # ------------------------------------------------------------------------------ registration
@@ -44,12 +47,14 @@ def register(subparsers) -> None:
                                           "and revealed round by round).")
     _add_inputs(p)
     _add_reference(p)
-    p.add_argument("--sampler", default="greedy", choices=SAMPLER_CHOICES, help="sampler (default greedy)")
-    p.add_argument("--budget", default="15%", help="spots to sequence: a count (30) or a percentage (15%%) (default 15%%)")
-    p.add_argument("--rounds", type=int, default=1, help="acquisition rounds (default 1)")
-    p.add_argument("--weights", default="1,1,1", help="reward weights sc,type,sp (default 1,1,1)")
+    p.add_argument("--sampler", default=_D.sampler, choices=SAMPLER_CHOICES, help=f"sampler (default {_D.sampler})")
+    p.add_argument("--budget", default=_D.budget,
+                   help=f"spots to sequence: a count (30) or a percentage (15%%) (default {_D.budget.replace('%', '%%')})")
+    p.add_argument("--rounds", type=int, default=_D.rounds, help=f"acquisition rounds (default {_D.rounds})")
+    p.add_argument("--weights", default=",".join(f"{w:g}" for w in _D.weights),
+                   help="reward weights sc,type,sp (default %(default)s)")
     p.add_argument("--policy", default=None, help="trained SCRL policy (.pt) for --sampler scrl")
-    p.add_argument("--seed", type=int, default=0, help="random seed of the samplers (default 0)")
+    p.add_argument("--seed", type=int, default=_D.seed, help=f"random seed of the samplers (default {_D.seed})")
     p.add_argument("--per-section", action="store_true", help="apply the budget to each section instead of the pooled spots")
     p.add_argument("--lock", default=None, help="spots that must be sequenced (ids, comma-separated, or a file): count toward the budget")
     p.add_argument("--exclude", default=None, help="spots never to pick (ids, comma-separated, or a file)")
@@ -114,8 +119,8 @@ def _add_inputs(p: argparse.ArgumentParser) -> None:
     p.add_argument("--sections", nargs="+", default=None, help="sections to read (her2st folder or multi-section h5ad)")
     p.add_argument("--n-spots", type=int, default=2000, help="spots of the synthetic sample (default 2000)")
     p.add_argument("--sample-seed", type=int, default=0, help="seed of the synthetic sample (default 0)")
-    p.add_argument("--vision-key", default="X_vision", help="obsm key of the vision embedding (computed if missing)")
-    p.add_argument("--encoder", default="efficientnet_lite0",
+    p.add_argument("--vision-key", default=_D.vision_key, help="obsm key of the vision embedding (computed if missing)")
+    p.add_argument("--encoder", default=_D.encoder,
                    help="vision encoder used when the embedding is missing (timm name, or 'patch-stats' for the instant stand-in)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
 
@@ -155,20 +160,25 @@ def _ensure_vision(adata, args) -> str:
     return vision_embeddings(adata, model=args.encoder, key=args.vision_key)
 
 
-def _space(args, adata, embedded_ref, spots_name: str):
-    from ..reference import ReferenceSpace, prepare_reference, read_reference
+def _reference(args, embedded_ref):
+    """The single-cell reference of ``--reference`` (or the embedded sample's), else None."""
+    from ..reference import read_reference
 
     if args.reference:
-        ref = read_reference(args.reference, celltype_key=args.celltype_key)
-    elif embedded_ref is not None:
-        ref = embedded_ref
-    else:
+        return read_reference(args.reference, celltype_key=args.celltype_key)
+    return embedded_ref
+
+
+def _space(args, adata, embedded_ref, spots_name: str):
+    from ..session import fit_reference_space
+
+    ref = _reference(args, embedded_ref)
+    if ref is None:
         return None
-    n_top = 2000
-    prepared = prepare_reference(ref, list(map(str, adata.var_names)), n_top, celltype_key=args.celltype_key,
-                                 spots_name=spots_name, min_shared=min(200, max(20, adata.n_vars // 2)))
-    print(f"gene overlap: {prepared.overlap}", file=sys.stderr)
-    return ReferenceSpace.fit(prepared, embedding_key=args.embedding_key)
+    space, overlap = fit_reference_space(ref, list(map(str, adata.var_names)), celltype_key=args.celltype_key,
+                                         embedding_key=args.embedding_key, spots_name=spots_name, return_overlap=True)
+    print(f"gene overlap: {overlap}", file=sys.stderr)
+    return space
 
 
 def _ids(text: str | None) -> list[str]:
@@ -190,64 +200,70 @@ def _has_counts(adata) -> bool:
 
 
 # ------------------------------------------------------------------------------ verbs
+def _settings(args) -> SamplingSettings:
+    from ..sampling.reward import RewardWeights
+
+    try:
+        weights = RewardWeights.parse(args.weights)
+        return SamplingSettings(budget=args.budget, rounds=args.rounds, sampler=args.sampler, seed=args.seed,
+                                per_section=args.per_section, policy_path=args.policy or "", encoder=args.encoder,
+                                vision_key=args.vision_key).with_weights(weights)
+    except ValueError as e:
+        raise CLIError(str(e)) from e
+
+
 def run_select(args: argparse.Namespace) -> int:
     from .._engine import drive
-    from ..sampling.loop import SimulatedOracle, iter_acquisition
-    from ..sampling.measured import RewardEvaluator
-    from ..sampling.pool import Pool, SelectionRequest
-    from ..sampling.reward import RewardWeights, spatial_coverage
-    from ..sampling.samplers import make_sampler
-    from ..sampling.state import SelectionState
+    from ..sampling.reward import spatial_coverage
+    from ..session import AcquisitionSession, has_counts
 
-    weights = RewardWeights.parse(args.weights)
+    settings = _settings(args)
+    if settings.sampler == "scrl" and not settings.policy_path:
+        raise CLIError("--sampler scrl needs --policy FILE (train one with 'scr2st train-policy')")
     adata, embedded_ref, embedded = _load(args)
-    vis = _ensure_vision(adata, args)
-    names = "+".join(map(str, adata.obs["section"].astype(str).unique()))
-    print(f"{adata.n_obs} spots in {names}; vision: {vis}", file=sys.stderr)
-    space = _space(args, adata, embedded_ref, names)
-    policy = None
-    if args.sampler == "scrl":
-        if not args.policy:
-            raise CLIError("--sampler scrl needs --policy FILE (train one with 'scr2st train-policy')")
-        from ..sampling.policy import SCRLPolicy
-
-        policy = SCRLPolicy.load(args.policy)
-    if args.sampler in ("greedy", "scrl") and space is None:
-        raise CLIError(f"--sampler {args.sampler} needs --reference (a single-cell reference .h5ad)")
-    pool = Pool.from_adata(adata, vision_key=args.vision_key)
-    state_path = Path(args.state) if args.state else None
-    state = SelectionState.load(state_path) if state_path is not None and state_path.exists() else SelectionState.for_pool(pool)
-    state.check_pool(pool)
     simulate = args.simulate or embedded
-    if simulate and not _has_counts(adata):
+    if simulate and not has_counts(adata):
         raise CLIError("--simulate needs fully measured sections (their counts are revealed round by round)")
-    sampler = make_sampler(args.sampler, seed=args.seed, space=space, weights=weights, policy=policy)
-    request = SelectionRequest(budget=args.budget, rounds=args.rounds, seed=args.seed, locked=_ids(args.lock),
-                               excluded=_ids(args.exclude), per_section=args.per_section)
-    oracle = SimulatedOracle(adata, pool) if simulate else None
-    evaluator = RewardEvaluator(space, pool, weights) if space is not None else None
-    result = drive(iter_acquisition(pool, sampler, request, oracle=oracle, state=state,
-                                    evaluator=evaluator if simulate else None),
-                   desc="selection", use_tqdm=not args.quiet)
-    st = result.state
-    st.meta.update(weights=str(weights), inputs=list(map(str, args.inputs)) or ["embedded synthetic sample"])
-    # the sequencing lab's CSV (io.export): in simulation every selected spot, in real use the
-    # spots still to be sequenced (the next round)
-    from ..io.export import selection_table, write_selection_csv
-
-    table = selection_table(adata, st, which="all" if simulate else "pending")
-    write_selection_csv(table, args.out)
-    if state_path is not None:
-        st.save(state_path)
-    msg = f"selected {st.n_selected} of {pool.n_in_pool} spots (budget {st.budget}) with {args.sampler} -> {args.out}"
-    if simulate and result.final is not None:
-        t = result.final
-        msg += (f"\nreward of the measured set (weights {weights}): r_sc={t.sc:.3f} r_type={t.type:.3f} "
-                f"r_sp={t.sp:.3f} total={t.total(weights):.3f}")
-    else:
-        sp = spatial_coverage(pool.spatial_index(), selected=st.selected.nonzero()[0])
-        msg += (f"\nround {st.current_round - 1} of {args.rounds} selected; spatial coverage of the selection r_sp={sp:.3f}; "
-                "sequence these spots, then run 'scr2st import-counts' and select again with the same --state"
+    ref = _reference(args, embedded_ref)
+    if settings.sampler in ("greedy", "scrl") and ref is None:
+        raise CLIError(f"--sampler {settings.sampler} needs --reference (a single-cell reference .h5ad)")
+    session = AcquisitionSession(adata, reference=ref, settings=settings, simulate=simulate,
+                                 celltype_key=args.celltype_key, embedding_key=args.embedding_key)
+    state_path = Path(args.state) if args.state else None
+    if state_path is not None and state_path.exists():
+        session.load(state_path)
+        session.sampling = settings  # the command line decides this round's settings
+    drive(session.iter_prepare(encoder=args.encoder), desc="prepare", use_tqdm=not args.quiet)
+    session.finish_prepare()
+    if session.gene_overlap is not None:
+        print(f"gene overlap: {session.gene_overlap}", file=sys.stderr)
+    names = session.library
+    vis = f"existing obsm['{args.vision_key}']" if session.vision_model is None else str(session.vision_model)
+    print(f"{adata.n_obs} spots in {names}; vision: {vis}", file=sys.stderr)
+    if _ids(args.exclude):
+        session.exclude(_ids(args.exclude))
+    if _ids(args.lock):
+        session.lock(_ids(args.lock))
+    if simulate:
+        drive(session.iter_run_simulated(), desc="selection", use_tqdm=not args.quiet)
+    was_waiting = session.waiting_for_counts
+    st = session.committed
+    st.meta.update(weights=str(session.weights), inputs=list(map(str, args.inputs)) or ["embedded synthetic sample"])
+    session.export_round(args.out, state_path=state_path)
+    st = session.committed
+    msg = (f"selected {st.n_selected} of {session.pool.n_in_pool} spots (budget {st.budget}) with "
+           f"{settings.sampler} -> {args.out}")
+    if simulate and session.acq.history:
+        t = session.acq.history[-1].terms
+        w = session.weights
+        msg += (f"\nreward of the measured set (weights {w}): r_sc={t.sc:.3f} r_type={t.type:.3f} "
+                f"r_sp={t.sp:.3f} total={t.total(w):.3f}")
+    elif not simulate:
+        sp = spatial_coverage(session.pool.spatial_index(), selected=st.selected.nonzero()[0])
+        head = (f"round {st.current_round - 1} is still waiting for its counts (written again)" if was_waiting
+                else f"round {st.current_round - 1} of {settings.rounds} selected")
+        msg += (f"\n{head}; spatial coverage of the selection r_sp={sp:.3f}; sequence these spots, then run "
+                "'scr2st import-counts' and select again with the same --state"
                 + ("" if state_path is not None else " (add --state run.npz to keep this selection for the next round)"))
     if state_path is not None:
         msg += f"\nstate: {state_path}"
@@ -256,10 +272,9 @@ def run_select(args: argparse.Namespace) -> int:
 
 
 def run_import_counts(args: argparse.Namespace) -> int:
-    from ..sampling.state import SelectionState, import_counts
+    from ..session import import_counts_into
 
-    state = SelectionState.load(args.state)
-    idx = import_counts(state, args.counts, section=args.section, overwrite=args.overwrite, save_to=args.state)
+    idx, state = import_counts_into(args.state, args.counts, section=args.section, overwrite=args.overwrite)
     print(f"imported counts of {len(idx)} spots ({len(state.genes or [])} genes); "
           f"{int(state.measured.sum())} of {state.n_selected} selected spots are measured -> {args.state}")
     return 0
@@ -419,33 +434,24 @@ class DemoSelection:
 
 def demo_selection_step(sample, *, sampler: str = "greedy", budget: str | int | float = "15%", rounds: int = 3,
                         weights: Any = None, seed: int = 0, policy: Any = None, vision_key: str = "X_vision") -> DemoSelection:
-    """Select spots on a (synthetic) sample in simulated rounds; returns the selection and reward.
+    """Select spots on a (synthetic) sample in simulated rounds with an
+    :class:`~napari_scr2st.session.AcquisitionSession`; returns the selection and reward.
 
     ``sample``: a :class:`~napari_scr2st.data.synthetic.SyntheticSample` (``.section``,
     ``.reference``). A missing vision embedding is replaced by patch statistics. Prints nothing.
     """
-    from .._engine import drive
-    from ..reference import ReferenceSpace, prepare_reference
-    from ..sampling.loop import SimulatedOracle, iter_acquisition
-    from ..sampling.measured import RewardEvaluator
-    from ..sampling.pool import Pool, SelectionRequest
+    from ..config import PATCH_STATS
     from ..sampling.reward import RewardWeights
-    from ..sampling.samplers import make_sampler
-    from ..sampling.standin import patch_statistics_embedding
+    from ..session import AcquisitionSession
 
-    section, reference = sample.section, sample.reference
-    if vision_key not in section.obsm:
-        section.obsm[vision_key] = patch_statistics_embedding(section)
     w = RewardWeights.parse(weights)
-    space = ReferenceSpace.fit(prepare_reference(reference, section.var_names), seed=seed)
-    if sampler == "scrl" and policy is None:
-        from ..sampling.policy import SCRLPolicy
-
-        policy = SCRLPolicy.for_space(space, seed=seed)  # untrained: a smoke path for the demo
-    pool = Pool.from_adata(section, vision_key=vision_key)
-    smp = make_sampler(sampler, seed=seed, space=space, weights=w, policy=policy)
-    ev = RewardEvaluator(space, pool, w)
-    res = drive(iter_acquisition(pool, smp, SelectionRequest(budget=budget, rounds=rounds, seed=seed),
-                                 oracle=SimulatedOracle(section, pool), evaluator=ev), use_tqdm=False)
-    return DemoSelection(state=res.state, table=res.state.to_frame(), terms=res.final, history=res.history,
-                         space=space, sampler=sampler, weights=w)
+    settings = SamplingSettings(budget=str(budget), rounds=rounds, sampler=sampler, seed=seed,
+                                encoder=PATCH_STATS, vision_key=vision_key).with_weights(w)
+    session = AcquisitionSession(sample.section, reference=sample.reference, settings=settings, simulate=True)
+    for _ in session.iter_prepare(policy=policy):
+        pass
+    for _ in session.iter_run_simulated():
+        pass
+    hist = [h.terms for h in session.acq.history]
+    return DemoSelection(state=session.committed, table=session.committed.to_frame(), terms=hist[-1] if hist else None,
+                         history=hist, space=session.space, sampler=sampler, weights=w, session=session)

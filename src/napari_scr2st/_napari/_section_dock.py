@@ -7,8 +7,10 @@ import weakref
 from qtpy.QtWidgets import QComboBox, QFormLayout, QLabel, QVBoxLayout, QWidget
 
 from .. import layers as L
-from . import _glue as G
-from ._state import Session
+from ..session import AcquisitionSession
+from . import _dock_kit as K
+from . import _viewer_layers as V
+from . import _workers as W
 
 HOVER_DELAY_MS = 250
 
@@ -21,7 +23,7 @@ class LayerSync:
     """One per (viewer, session): turns session signals into layer updates, so several docks
     can change the session without each redrawing the same layers."""
 
-    def __init__(self, viewer, session: Session, spots_layer) -> None:
+    def __init__(self, viewer, session: AcquisitionSession, spots_layer) -> None:
         # napari hands plugins a PublicOnlyProxy: keep weak references to the real objects
         self._viewer = weakref.ref(_unwrap(viewer))
         self.session = session
@@ -42,7 +44,7 @@ class LayerSync:
         return self._viewer()
 
     @classmethod
-    def get(cls, viewer, session: Session, spots_layer) -> LayerSync:
+    def get(cls, viewer, session: AcquisitionSession, spots_layer) -> LayerSync:
         syncs = session.__dict__.setdefault("_syncs", {})
         key = id(_unwrap(viewer))
         old = syncs.get(key)
@@ -59,33 +61,33 @@ class LayerSync:
     def on_prepared(self) -> None:
         if not self._alive():
             return
-        G.ensure_roi_layers(self.viewer, self.session)
+        V.ensure_roi_layers(self.viewer, self.session)
         spots = self._spots()
         self.viewer.layers.selection.active = spots
 
     def on_selection(self) -> None:
         if not self._alive():
             return
-        G.update_selection_layer(self.viewer, self.session)
-        if G.sync_workers():  # tests: everything at once
+        V.update_selection_layer(self.viewer, self.session)
+        if W.sync_workers():  # tests: everything at once
             self.update_hover()
         else:
             self._hover_timer.start()
 
     def update_hover(self) -> None:
         if self._alive():
-            G.update_spots_features(self.viewer, self.session, self._spots())
+            V.update_spots_features(self.viewer, self.session, self._spots())
 
     def on_predictions(self) -> None:
         if not self._alive():
             return
         s = self.session
         if s.predictions is not None and s.gene:
-            G.update_expression_layer(self.viewer, s, s.gene)
+            V.update_expression_layer(self.viewer, s, s.gene)
         name = L.layer_name(s.library, "cell_types")
         if s.space is not None and name in self.viewer.layers:  # created by the maps dock
-            G.update_celltype_layer(self.viewer, s)
-        G.update_spots_features(self.viewer, s, self._spots())
+            V.update_celltype_layer(self.viewer, s)
+        V.update_spots_features(self.viewer, s, self._spots())
         # keep the selection on top of the maps
         sel = L.layer_name(s.library, "selected")
         if sel in self.viewer.layers:
@@ -106,12 +108,12 @@ class SectionDock(QWidget):
         self._layout.setContentsMargins(6, 6, 6, 6)
         form = QFormLayout()
         self.layer_combo = QComboBox()
-        self.layer_combo.setToolTip(G.tip("layer"))
+        self.layer_combo.setToolTip(K.tip("layer"))
         form.addRow("Section", self.layer_combo)
         self._layout.addLayout(form)
         self.status = QLabel("")
         self.status.setWordWrap(True)
-        self._session: Session | None = None
+        self._session: AcquisitionSession | None = None
         self._connections: list = []
         self._life = {"ok": True}
         self._mouse_hooks: list = []
@@ -161,7 +163,7 @@ class SectionDock(QWidget):
     def _refresh_layers(self, *_) -> None:
         if not self._life["ok"]:
             return
-        layers = G.spots_layers(self.viewer)
+        layers = V.spots_layers(self.viewer)
         names = [ly.name for ly in layers]
         current = self.layer_combo.currentText()
         old = [self.layer_combo.itemText(i) for i in range(self.layer_combo.count())]
@@ -183,12 +185,12 @@ class SectionDock(QWidget):
         return None
 
     @property
-    def session(self) -> Session | None:
+    def session(self) -> AcquisitionSession | None:
         return self._session
 
     def _on_layer_changed(self, *_) -> None:
         layer = self.spots_layer
-        new = G.session_for(layer)
+        new = V.session_for(layer)
         if new is self._session:
             return
         if self._session is not None:
@@ -199,7 +201,7 @@ class SectionDock(QWidget):
             self._bind(new)
         self.on_session_changed()
 
-    def _bind(self, session: Session) -> None:
+    def _bind(self, session: AcquisitionSession) -> None:
         """Connect to the session signals with :meth:`_link` (override)."""
 
     def _link(self, signal, slot) -> None:
@@ -207,7 +209,7 @@ class SectionDock(QWidget):
         signal.connect(slot)
         self._connections.append((signal, slot))
 
-    def _unbind(self, session: Session) -> None:
+    def _unbind(self, session: AcquisitionSession) -> None:
         for sig, slot in self._connections:
             try:
                 sig.disconnect(slot)
@@ -218,7 +220,7 @@ class SectionDock(QWidget):
     def on_session_changed(self) -> None:
         """The dock's section changed (override)."""
 
-    def require_session(self) -> Session:
+    def require_session(self) -> AcquisitionSession:
         if self._session is None:
             raise RuntimeError("open a section first (File > Open Sample > SCR2-ST, or File > Open)")
         return self._session

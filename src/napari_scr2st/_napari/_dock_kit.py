@@ -1,0 +1,130 @@
+"""What every dock shares that is not data: plugin settings, shortcuts, tooltips, themed canvases."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+from ..config import SamplingSettings, TrainingSettings
+
+PLUGIN = "napari-scr2st"
+
+# ------------------------------------------------------------------ shortcuts and tooltips
+SHORTCUTS = {
+    "toggle_pick": "Shift-M",
+    "reselect": "Shift-R",
+    "inspect": "Shift-I",
+}
+
+TIPS = {
+    "layer": "The spots layer (section) the dock works on.",
+    "prepare": "Compute the vision embedding of every spot (if missing), fit the single-cell reference "
+    "space and build the candidate pool. Needed once per section.",
+    "reference": "A single-cell reference (.h5ad of cells with a cell-type column, e.g. celltype_major) "
+    "shared genes with the spots: it defines the cell states and types the sampler tries to cover.",
+    "budget": "How many spots to sequence in total, over all rounds: a count or a percentage of the "
+    "selectable spots.",
+    "rounds": "Number of acquisition rounds; each round proposes its share of the budget.",
+    "sampler": "How spots are chosen. The SCRL policy follows the reward weights live; the others are the "
+    "baselines of the method paper.",
+    "w_sc": "Weight of manifold coverage: reach many distinct cell states of the single-cell reference.",
+    "w_type": "Weight of cell-type diversity: a balanced mix of the reference's cell types.",
+    "w_sp": "Weight of spatial coverage: spread the spots over the tissue.",
+    "pick": f"Click spots on the canvas to add or remove a manual pick ({SHORTCUTS['toggle_pick']} toggles the "
+    "spot under the cursor). Manual picks count toward the budget and the policy plans around them.",
+    "reselect": f"Run the sampler again with the current settings ({SHORTCUTS['reselect']}).",
+    "sequence": "Simulation: reveal the proposed spots from this section's own counts, as if they had been "
+    "sequenced, and start the next round.",
+    "roi": "Draw polygons/rectangles in the include (green) or exclude (red) ROI layer: spots outside include "
+    "regions or inside exclude regions are never picked.",
+    "pretrain": "Train the policy by simulated acquisition episodes on this fully sequenced section "
+    "(demonstration and benchmarks; for a new slide, load a policy trained on other slides).",
+    "backbone": "Image encoder whose embedding of each spot's patch feeds the predictor. efficientnet_lite0 "
+    "works offline; patch-stats is an instant colour/texture stand-in; other timm or hf-hub names need their "
+    "weights.",
+    "epochs": "Passes over the sequenced spots.",
+    "device": "auto picks a GPU (CUDA, Apple MPS) when there is one, else the CPU.",
+    "train": "Train SCR2Net on the sequenced spots and predict every spot (runs in the background).",
+    "cancel": "Stop training at the next step; nothing is kept.",
+    "k": "Number of sequenced spots retrieved as neighbours of the inspected spot.",
+    "m": "Majority filter: keep neighbours whose cell type is among the m most frequent ones.",
+    "inspect": f"Click a spot on the canvas with 'inspect on click' on, or press {SHORTCUTS['inspect']} over it.",
+    "gene": "Gene shown on the expression map.",
+    "source": "Predicted values (every spot) or measured values (sequenced spots only).",
+}
+
+
+def tip(key: str) -> str:
+    return TIPS.get(key, "")
+
+
+# ------------------------------------------------------------------ plugin settings
+def plugin_defaults() -> tuple[SamplingSettings, TrainingSettings]:
+    """Dock defaults: the settings dataclasses' defaults, overridden by napari's plugin settings
+    (npe2 ``configurations``, napari >= 0.9) when that API exists and works."""
+    sampling, training = SamplingSettings(), TrainingSettings()
+    try:
+        from napari.settings import get_plugin_settings
+    except ImportError:
+        return sampling, training
+    try:
+        s = get_plugin_settings(PLUGIN)
+        sm, tr = s.sampling, s.training
+        sampling = replace(sampling, budget=str(sm.budget), rounds=int(sm.rounds), w_sc=float(sm.weight_sc),
+                           w_type=float(sm.weight_type), w_sp=float(sm.weight_sp),
+                           policy_path=str(sm.policy_path or ""))
+        training = replace(training, device=str(tr.device), epochs=int(tr.epochs), backbone=str(tr.backbone))
+    except Exception:  # noqa: BLE001 - settings are a convenience; never break the dock
+        return SamplingSettings(), TrainingSettings()
+    return sampling, training
+
+
+# ------------------------------------------------------------------ matplotlib, themed
+def theme_colors(viewer) -> dict[str, str]:
+    try:
+        from napari.utils.theme import get_theme
+
+        t = get_theme(viewer.theme)
+        return {"bg": t.background.as_hex(), "fg": t.text.as_hex(), "grid": t.primary.as_hex(),
+                "accent": t.current.as_hex() if hasattr(t, "current") else "#00bfff"}
+    except Exception:  # noqa: BLE001
+        return {"bg": "#262930", "fg": "#f0f1f2", "grid": "#414851", "accent": "#00bfff"}
+
+
+def make_canvas(viewer, *, height: float = 2.2, width: float = 4.0):
+    """A small FigureCanvasQTAgg styled with the napari theme (re-styled on theme change)."""
+    from matplotlib.backends.backend_qtagg import FigureCanvasQTAgg
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(width, height), dpi=90, layout="constrained")
+    canvas = FigureCanvasQTAgg(fig)
+    ax = fig.add_subplot(111)
+    canvas.ax = ax
+
+    def restyle(*_, draw: bool = True):
+        c = theme_colors(viewer)
+        fig.set_facecolor(c["bg"])
+        for a in fig.axes:
+            a.set_facecolor(c["bg"])
+            a.tick_params(colors=c["fg"], labelsize=7)
+            for sp in a.spines.values():
+                sp.set_color(c["grid"])
+            a.xaxis.label.set_color(c["fg"])
+            a.yaxis.label.set_color(c["fg"])
+            a.title.set_color(c["fg"])
+            leg = a.get_legend()
+            if leg is not None:
+                leg.get_frame().set_facecolor(c["bg"])
+                for t in leg.get_texts():
+                    t.set_color(c["fg"])
+        if draw:
+            canvas.draw_idle()
+
+    canvas.restyle = restyle
+    canvas.colors = lambda: theme_colors(viewer)
+    restyle()
+    try:
+        viewer.events.theme.connect(restyle)
+    except Exception:  # noqa: BLE001
+        pass
+    canvas.setMinimumHeight(int(height * 60))
+    return canvas

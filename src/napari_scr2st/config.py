@@ -1,0 +1,140 @@
+"""The one place for settings: typed dataclasses with their defaults.
+
+The CLI options (``scr2st select``), the napari docks and the plugin settings (the npe2
+``configurations`` in ``napari.yaml``) take their defaults from these classes; a test checks
+that ``napari.yaml`` and the CLI parser agree with them. Plain values only (no numpy, no
+torch), so importing this module costs nothing.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, fields, replace
+from typing import Any
+
+__all__ = [
+    "SAMPLERS",
+    "SAMPLER_LABELS",
+    "ENCODERS",
+    "DEFAULT_ENCODER",
+    "PATCH_STATS",
+    "SamplingSettings",
+    "TrainingSettings",
+]
+
+#: the vision encoder used when a section has no embedding yet (ImageNet weights ship offline)
+DEFAULT_ENCODER = "efficientnet_lite0"
+#: the instant colour/texture stand-in for a vision encoder
+PATCH_STATS = "patch-stats"
+#: encoders offered in the docks (any timm name works from Python and the CLI)
+ENCODERS = (DEFAULT_ENCODER, PATCH_STATS, "resnet18", "hf-hub:MahmoodLab/UNI")
+
+#: sampler names, in the order the docks list them
+SAMPLERS = ("greedy", "scrl", "kcenter", "typiclust", "grid", "random", "ar")
+SAMPLER_LABELS = {
+    "greedy": "greedy reward maximiser",
+    "scrl": "SCRL policy (reward-weighted, live)",
+    "kcenter": "k-center greedy (coreset, vision)",
+    "typiclust": "TypiClust (vision)",
+    "grid": "regular grid",
+    "random": "random",
+    "ar": "adaptive resampling (vision)",
+}
+#: samplers whose reward needs the single-cell reference space
+REFERENCE_SAMPLERS = ("greedy", "scrl")
+#: what a reference-based default falls back to when a section has no reference
+FALLBACK_SAMPLER = "kcenter"
+
+
+@dataclass
+class SamplingSettings:
+    """What to select and how: the budget, the rounds, the sampler and its reward weights.
+
+    ``budget``: a count (``"60"``) or a percentage (``"15%"``) of the selectable spots (with
+    ``per_section``, of each section). Manual picks count toward it. ``rounds``: acquisition
+    rounds the budget is spread over (a round is sequenced before the next is chosen).
+    ``sampler``: one of :data:`SAMPLERS`. ``w_sc``, ``w_type``, ``w_sp``: reward weights of
+    cell-state coverage, cell-type diversity and spatial coverage. ``seed``: the seed of every
+    random choice of the run. ``policy_path``: an SCRL policy file (empty: an untrained
+    policy until one is pre-trained or loaded). ``encoder``: the vision encoder used when a
+    section has no embedding. ``vision_key``: the ``obsm`` key of that embedding.
+    """
+
+    budget: str = "15%"
+    rounds: int = 2
+    sampler: str = "greedy"
+    w_sc: float = 1.0
+    w_type: float = 1.0
+    w_sp: float = 1.0
+    seed: int = 0
+    per_section: bool = False
+    policy_path: str = ""
+    encoder: str = DEFAULT_ENCODER
+    vision_key: str = "X_vision"
+
+    def __post_init__(self) -> None:
+        self.budget = str(self.budget).strip()
+        if int(self.rounds) < 1:
+            raise ValueError(f"rounds must be >= 1, got {self.rounds}")
+        self.rounds = int(self.rounds)
+        if self.sampler not in SAMPLERS:
+            raise ValueError(f"unknown sampler {self.sampler!r}; choose from {', '.join(SAMPLERS)}")
+        for name in ("w_sc", "w_type", "w_sp"):
+            v = float(getattr(self, name))
+            if not v >= 0:  # also refuses NaN
+                raise ValueError(f"reward weight {name} must be >= 0, got {getattr(self, name)!r}")
+            setattr(self, name, v)
+        self.seed = int(self.seed)
+
+    @property
+    def weights(self) -> tuple[float, float, float]:
+        """``(w_sc, w_type, w_sp)``."""
+        return (self.w_sc, self.w_type, self.w_sp)
+
+    def with_weights(self, weights: Any) -> SamplingSettings:
+        """A copy with the weights of ``weights`` (a ``RewardWeights`` or a triple ``(sc, type, sp)``)."""
+        if hasattr(weights, "sc"):
+            weights = (weights.sc, weights.type, weights.sp)
+        sc, ty, spw = (float(v) for v in weights)
+        return replace(self, w_sc=sc, w_type=ty, w_sp=spw)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> SamplingSettings:
+        """Settings from a saved dict; unknown keys are ignored (newer files stay readable)."""
+        names = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in d.items() if k in names})
+
+
+@dataclass
+class TrainingSettings:
+    """What the training dock and ``scr2st train`` set for SCR2Net (the rest of
+    :class:`~napari_scr2st.model.TrainConfig` keeps its defaults).
+
+    ``backbone``: the image encoder (a timm name; ``patch-stats`` trains on the instant
+    stand-in embedding). ``device``: ``auto``, ``cpu``, ``gpu``/``cuda``, ``cuda:N`` or ``mps``.
+    ``mc_samples``: MC-dropout passes for the prediction's spread (0: none).
+    """
+
+    backbone: str = DEFAULT_ENCODER
+    epochs: int = 30
+    device: str = "auto"
+    mode: str = "full"
+    batch_size: int = 64
+    n_genes: int = 250
+    k: int = 8
+    m: int = 2
+    mc_samples: int = 0
+    hidden_dim: int = 256
+    proj_dim: int = 128
+
+    def to_train_config(self, **overrides: Any):
+        """The validated :class:`~napari_scr2st.model.TrainConfig` for these settings."""
+        from .model import TrainConfig
+
+        kw = {f.name: getattr(self, f.name) for f in fields(self) if f.name != "mc_samples"}
+        if kw["backbone"] == PATCH_STATS:
+            kw["backbone"] = DEFAULT_ENCODER  # the frozen path trains on the stand-in embedding
+        kw.update(overrides)
+        return TrainConfig(**kw).validate()

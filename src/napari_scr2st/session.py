@@ -1,0 +1,922 @@
+"""One acquisition session: the run that the Python API, ``scr2st`` and the napari docks drive.
+
+An :class:`AcquisitionSession` owns everything about choosing spots on one section (or a
+collection of sections joined with :func:`~napari_scr2st.data.model.concat_sections`):
+
+- the data: the section AnnData, its vision embedding, the single-cell reference and its space;
+- the run: the :class:`~napari_scr2st.sampling.acquisition.Acquisition` state machine (pool,
+  committed rounds, imported counts, manual picks, exclusions, budget and rounds), the sampler
+  and its :class:`~napari_scr2st.config.SamplingSettings`, the SCRL policy;
+- what the run produced: the live proposal (:attr:`preview`), the reward history, the cell
+  types, the trained SCR2Net predictor and its predictions;
+- its files: :meth:`save` / :meth:`load` of the state, :meth:`export_round` writing the lab's
+  table and the state together.
+
+It is Qt-free and evented with psygnal: ``prepared``, ``selection_changed``,
+``predictions_changed`` and ``rois_changed`` fire after the change. Long steps are generators
+yielding :class:`~napari_scr2st.progress.Progress` (:meth:`iter_prepare`,
+:meth:`iter_run_simulated`, :meth:`iter_pretrain`, :meth:`iter_train`): the CLI drives them
+with tqdm, napari with a thread worker, tests synchronously.
+
+A slider move is: ``update_settings(w_sp=...)`` -> :meth:`reselect` -> the sampler (for SCRL
+only the weight-conditioned head) -> :class:`Preview` -> ``selection_changed`` -> layers.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from collections.abc import Generator, Sequence
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from psygnal import Signal
+
+from ._engine import CancelToken, Progress
+from .config import (
+    FALLBACK_SAMPLER,
+    PATCH_STATS,
+    REFERENCE_SAMPLERS,
+    SamplingSettings,
+    TrainingSettings,
+)
+from .data.model import SECTION_KEY, VISION_KEY
+from .sampling.acquisition import Acquisition, Proposal
+from .sampling.pool import Pool, SelectionRequest
+from .sampling.reward import RewardWeights
+from .sampling.state import SelectionState
+
+__all__ = ["AcquisitionSession", "Preview", "fit_reference_space", "has_counts", "import_counts_into", "load_policy", "warm_up_training"]
+
+
+def has_counts(adata) -> bool:
+    """True when ``adata`` carries measured counts (a fully measured section: simulation)."""
+    X = adata.X
+    if X is None or X.shape[1] == 0:
+        return False
+    return bool(X.nnz > 0) if hasattr(X, "nnz") else bool(np.any(np.asarray(X) != 0))
+
+
+def fit_reference_space(reference, spot_genes: Sequence[str], *, celltype_key: str | None = None,
+                        embedding_key: str | None = None, seed: int = 0, spots_name: str = "spots",
+                        return_overlap: bool = False):
+    """A prepared single-cell reference -> :class:`~napari_scr2st.reference.ReferenceSpace`.
+
+    ``celltype_key``: the ``obs`` column with cell types (None: ``celltype_major`` when
+    present, else the first categorical column). ``embedding_key``: a reference ``obsm``
+    embedding used instead of a PCA (spots must bring it when they are measured).
+    ``return_overlap``: return ``(space, GeneOverlap)`` (the genes shared with the spots).
+    """
+    from .reference import ReferenceSpace, prepare_reference
+
+    key = celltype_key
+    if key is None:
+        if "celltype_major" in reference.obs:
+            key = "celltype_major"
+        else:
+            cats = [c for c in reference.obs.columns if str(reference.obs[c].dtype) in ("category", "object")]
+            if not cats:
+                raise ValueError("the single-cell reference has no categorical obs column with cell types")
+            key = cats[0]
+    genes = [str(g) for g in spot_genes]
+    prepared = prepare_reference(reference, genes, 2000, celltype_key=key, spots_name=spots_name,
+                                 min_shared=min(200, max(20, len(genes) // 2)))
+    space = ReferenceSpace.fit(prepared, embedding_key=embedding_key, seed=seed)
+    return (space, prepared.overlap) if return_overlap else space
+
+
+@dataclass
+class Preview:
+    """The selection shown now: committed + manual picks + the sampler's proposal.
+
+    ``terms_measured``: reward terms ``(r_sc, r_type, r_sp)`` of the sequenced set;
+    ``terms_expected``: the same for the proposed set, with the cell states of unsequenced
+    spots PREDICTED from the sequenced ones (nothing unsequenced is read; ``has_prediction``
+    says whether a prediction existed, else only sequenced spots count).
+    """
+
+    proposal: Proposal
+    terms_measured: tuple[float, float, float] = (0.0, 0.0, 0.0)
+    terms_expected: tuple[float, float, float] = (0.0, 0.0, 0.0)
+    has_prediction: bool = False
+
+    @property
+    def state(self) -> SelectionState:
+        return self.proposal.state
+
+    @property
+    def picks(self) -> np.ndarray:
+        return self.proposal.picks
+
+    @property
+    def scores(self) -> np.ndarray | None:
+        return self.proposal.scores
+
+    @property
+    def n_new(self) -> int:
+        return self.proposal.n_new
+
+    @property
+    def total_budget(self) -> int:
+        return self.proposal.budget
+
+    @property
+    def message(self) -> str:
+        return self.proposal.message
+
+    @property
+    def seconds(self) -> float:
+        return self.proposal.seconds
+
+
+@dataclass
+class _Cache:
+    sampler: Any = None
+    sampler_key: Any = None
+    proposal: Proposal | None = None
+    proposal_key: Any = None
+    predicted: Any = None
+    predicted_key: Any = None
+    cell_types: Any = None
+    cell_types_key: Any = None
+    extras: dict = field(default_factory=dict)
+
+
+class AcquisitionSession:
+    """One acquisition run over one section or collection (see the module docstring).
+
+    ``reference``: a single-cell reference AnnData (raw counts, cell types in ``obs``), or
+    ``space`` an already fitted :class:`~napari_scr2st.reference.ReferenceSpace`.
+    ``simulate``: reveal counts from the section itself (default: when it has counts).
+    """
+
+    prepared = Signal()
+    selection_changed = Signal()
+    predictions_changed = Signal()
+    rois_changed = Signal()
+
+    def __init__(self, adata, *, reference=None, space=None, settings: SamplingSettings | None = None,
+                 training: TrainingSettings | None = None, library: str | None = None,
+                 simulate: bool | None = None, celltype_key: str | None = None,
+                 embedding_key: str | None = None) -> None:
+        self.adata = adata
+        secs = adata.obs[SECTION_KEY].astype(str).unique() if SECTION_KEY in adata.obs else ["section"]
+        self.library = library or "+".join(map(str, secs))
+        self.reference = reference
+        self.space = space
+        self.celltype_key = celltype_key
+        self.embedding_key = embedding_key
+        self.gene_overlap = None  # GeneOverlap of the reference with the spots, once fitted
+        self.sampling = settings if settings is not None else SamplingSettings()
+        self.training = training if training is not None else TrainingSettings()
+        self.has_counts = has_counts(adata)
+        self.simulate = self.has_counts if simulate is None else bool(simulate)
+        if self.simulate and not self.has_counts:
+            raise ValueError("simulated sequencing needs a fully measured section (with counts)")
+        self.acq: Acquisition | None = None
+        self.policy = None
+        self.policy_source = "none"
+        self.vision_model = (adata.uns.get("vision_embedding", {}).get("model")
+                             if self.sampling.vision_key in adata.obsm else None)
+        self.embedder = None
+        self.evaluator = None
+        self.predictor = None
+        self.train_adata = None
+        self.predictions = None  # DataFrame (spots x panel genes), log1p scale
+        self.gene: str | None = None
+        self.preview: Preview | None = None
+        self.include_mask: np.ndarray | None = None
+        self.exclude_mask: np.ndarray | None = None
+        self._excluded_ids = np.zeros(adata.n_obs, dtype=bool)  # exclusions by id (API/CLI)
+        self._pending_state: SelectionState | None = None
+        self._cache = _Cache()
+
+    # ------------------------------------------------------------------ basics
+    @property
+    def n(self) -> int:
+        return int(self.adata.n_obs)
+
+    @property
+    def is_prepared(self) -> bool:
+        return self.acq is not None
+
+    @property
+    def pool(self) -> Pool | None:
+        return self.acq.pool if self.acq is not None else None
+
+    @property
+    def committed(self) -> SelectionState | None:
+        return self.acq.committed if self.acq is not None else None
+
+    @property
+    def oracle(self):
+        return self.acq.oracle if self.acq is not None else None
+
+    @property
+    def manual(self) -> list[int]:
+        return list(self.acq.manual) if self.acq is not None else []
+
+    @property
+    def history(self) -> list[dict[str, float]]:
+        """Reward terms of the measured set after each completed round."""
+        if self.acq is None:
+            return []
+        return [{"round": float(h.round), "n": float(h.n_measured), "r_sc": h.terms.sc, "r_type": h.terms.type,
+                 "r_sp": h.terms.sp} for h in self.acq.history]
+
+    @property
+    def current_round(self) -> int:
+        """Rounds committed so far (the index of the next round to propose)."""
+        return self.acq.current_round if self.acq is not None else 0
+
+    @property
+    def rounds_done(self) -> bool:
+        return self.acq is not None and self.acq.rounds_done
+
+    @property
+    def waiting_for_counts(self) -> bool:
+        return self.acq is not None and self.acq.waiting_for_counts
+
+    @property
+    def weights(self) -> RewardWeights:
+        return RewardWeights(*self.sampling.weights)
+
+    @property
+    def excluded(self) -> np.ndarray:
+        """Spots never to pick: ROI exclusions, outside the include ROIs, and excluded ids."""
+        ex = self._excluded_ids.copy()
+        if self.exclude_mask is not None:
+            ex |= self.exclude_mask
+        if self.include_mask is not None and self.include_mask.any():
+            ex |= ~self.include_mask
+        return ex
+
+    def _request(self) -> SelectionRequest:
+        s = self.sampling
+        return SelectionRequest(budget=s.budget, rounds=s.rounds, seed=s.seed, per_section=s.per_section)
+
+    # ------------------------------------------------------------------ preparation
+    def iter_prepare(self, *, encoder: str | None = None, device: str = "auto",
+                     policy: Any = None) -> Generator[Progress, None, None]:
+        """Vision embedding (if missing), reference space, pool, state, oracle and policy.
+
+        ``policy``: an SCRL policy or the path of one (default: ``settings.policy_path``, else
+        an untrained policy when the sampler is SCRL). Safe in a worker thread: attributes are
+        assigned only at the end. Call :meth:`finish_prepare` afterwards (main thread).
+        """
+        adata = self.adata
+        key = self.sampling.vision_key
+        vision_model = self.vision_model
+        if key not in adata.obsm:
+            enc = encoder or self.sampling.encoder
+            yield Progress(0, 0, f"embedding spots with {enc}")
+            vision_model = yield from _iter_vision(adata, enc, key=key, device=device)
+        space = self.space
+        if space is None and self.reference is not None:
+            yield Progress(0, 0, "fitting the single-cell reference space")
+            space, overlap = fit_reference_space(self.reference, list(map(str, adata.var_names)),
+                                                 celltype_key=self.celltype_key, embedding_key=self.embedding_key,
+                                                 seed=self.sampling.seed, spots_name=self.library,
+                                                 return_overlap=True)
+            self.gene_overlap = overlap
+        yield Progress(0, 0, "building the candidate pool")
+        pool = Pool.from_adata(adata, vision_key=key)
+        state = self._pending_state if self._pending_state is not None else SelectionState.for_pool(pool)
+        state.check_pool(pool)
+        oracle = None
+        if self.simulate:
+            from .sampling.loop import SimulatedOracle
+
+            oracle = SimulatedOracle(adata, pool)
+        pol, source = self.policy, self.policy_source
+        policy = policy if policy is not None else (self.sampling.policy_path or None)
+        if isinstance(policy, (str, os.PathLike)):
+            pol, source = _load_policy(policy), f"loaded from {policy}"
+        elif policy is not None:
+            pol, source = policy, "given"
+        if space is not None and pol is None and self.sampling.sampler == "scrl":
+            pol, source = _new_policy(space, seed=self.sampling.seed), "untrained (pre-train or load one)"
+        if space is not None and pol is not None:
+            pol.check_space(space)
+        embedder = evaluator = None
+        if space is not None:
+            from .sampling.measured import MeasuredEmbedder, RewardEvaluator
+
+            embedder = MeasuredEmbedder(space)
+            evaluator = RewardEvaluator(space, pool, self.weights, embedder=embedder)
+        acq = Acquisition(pool, self._request(), state=state, oracle=oracle, evaluator=evaluator)
+        saved = Acquisition.saved_settings(state)
+        if saved.excluded:
+            self._excluded_ids[np.asarray(saved.excluded, dtype=np.int64)] = True
+        acq.set_excluded(self.excluded)
+        if saved.manual:
+            acq.lock(saved.manual)
+        # all assignments at the end (a worker thread may run the part above)
+        self.vision_model = vision_model
+        self.space, self.policy, self.policy_source = space, pol, source
+        self.embedder, self.evaluator = embedder, evaluator
+        self.acq = acq
+        self._pending_state = None
+        self._cache = _Cache()
+        if self.sampling.sampler in REFERENCE_SAMPLERS and space is None:
+            self.sampling = replace(self.sampling, sampler=FALLBACK_SAMPLER)
+        yield Progress(1, 1, "ready")
+
+    def finish_prepare(self) -> None:
+        """After :meth:`iter_prepare` (main thread): signals and the first proposal."""
+        self.prepared.emit()
+        self.reselect()
+
+    def prepare(self, **kw) -> AcquisitionSession:
+        """:meth:`iter_prepare` to the end, then :meth:`finish_prepare`; returns self."""
+        for _ in self.iter_prepare(**kw):
+            pass
+        self.finish_prepare()
+        return self
+
+    def _require(self) -> Acquisition:
+        if self.acq is None:
+            raise RuntimeError("prepare the section first")
+        return self.acq
+
+    # ------------------------------------------------------------------ policy
+    def set_policy(self, policy, source: str) -> None:
+        if self.space is not None:
+            policy.check_space(self.space)
+        self.policy, self.policy_source = policy, source
+        self._cache.sampler_key = None
+        self.reselect()
+
+    def iter_pretrain(self, episodes: int, *, token: CancelToken | None = None) -> Generator[Progress, None, Any]:
+        """Pre-train the policy on this (fully measured) section by simulated episodes.
+
+        The recipe of ``scr2st train-policy`` scaled to ``episodes``: an imitation warm start
+        from the greedy reward maximiser (``episodes // 5``), then REINFORCE.
+        """
+        if self.space is None:
+            raise RuntimeError("prepare the section with a single-cell reference first")
+        if not self.has_counts:
+            raise RuntimeError("pre-training simulates sequencing and needs a section with counts")
+        from .sampling.policy import PolicyEnv, iter_train_policy
+
+        if self.policy is None:
+            self.policy, self.policy_source = _new_policy(self.space, seed=self.sampling.seed), "untrained"
+        policy = self.policy
+        env = PolicyEnv.from_adata(self.adata, self.space, vision_key=self.sampling.vision_key)
+        episodes = int(episodes)
+        imitation = episodes // 5
+        with _torch_guard():
+            yield from iter_train_policy(policy, [env], self.space, episodes=episodes - imitation,
+                                         rounds=max(2, int(self.sampling.rounds)), group_size=4,
+                                         seed=self.sampling.seed, imitation_episodes=imitation, token=token)
+        return policy
+
+    # ------------------------------------------------------------------ locks, ROIs, manual picks
+    def lock(self, ids: Sequence[Any]) -> int:
+        """Spots that must be sequenced (ids or ``section:id``): manual picks of the current round."""
+        acq = self._require()
+        added = acq.lock(self.pool.lookup(list(ids), what="locked spots"))
+        self.reselect()
+        return len(added)
+
+    def exclude(self, ids: Sequence[Any]) -> list[str]:
+        """Spots never to pick (ids); returns notes (manual picks dropped)."""
+        acq = self._require()
+        self._excluded_ids[self.pool.lookup(list(ids), what="excluded spots")] = True
+        return self._apply_exclusions(acq)
+
+    def set_rois(self, include: np.ndarray | None, exclude: np.ndarray | None) -> list[str]:
+        """New include/exclude masks (from ROI shapes); returns notes for the user."""
+        inc = None if include is None or not np.any(include) else np.array(include, dtype=bool)
+        exc = None if exclude is None or not np.any(exclude) else np.array(exclude, dtype=bool)
+        if _same(inc, self.include_mask) and _same(exc, self.exclude_mask):
+            return []
+        self.include_mask, self.exclude_mask = inc, exc
+        notes = self._apply_exclusions(self.acq) if self.acq is not None else []
+        self.rois_changed.emit()
+        return notes
+
+    def _apply_exclusions(self, acq: Acquisition) -> list[str]:
+        dropped = acq.set_excluded(self.excluded)
+        notes = [f"{len(dropped)} manual pick(s) inside an excluded region were removed"] if dropped else []
+        self.reselect()
+        return notes
+
+    def toggle_manual(self, index: int) -> str:
+        """Add or remove a manual pick for the current round; returns a status message."""
+        if self.acq is None:
+            return "prepare the section first"
+        i = int(index)
+        name = str(self.adata.obs_names[i])
+        if self.committed.selected[i]:
+            what = "sequenced" if self.committed.measured[i] else "already sent for sequencing"
+            return f"spot {name} is {what} and cannot be changed"
+        if self.excluded[i]:
+            return f"spot {name} is in an excluded region"
+        if self.rounds_done:
+            return "all rounds are done: raise the number of rounds to pick more"
+        if i in self.acq.manual:
+            self.acq.unlock([i])
+            msg = f"manual pick removed: {name}"
+        else:
+            self.acq.lock([i])
+            msg = f"manual pick: {name}"
+        self.reselect()
+        return msg
+
+    # ------------------------------------------------------------------ live selection
+    def update_settings(self, **changes) -> None:
+        """Change sampling settings (budget, rounds, sampler, weights, seed, ...)."""
+        self.sampling = replace(self.sampling, **changes)
+        if self.evaluator is not None:
+            self.evaluator.weights = self.weights
+        if self.acq is not None:
+            self.acq.set_request(budget=self.sampling.budget, rounds=self.sampling.rounds,
+                                 seed=self.sampling.seed, per_section=self.sampling.per_section)
+
+    def make_sampler(self):
+        """The sampler of the current settings (cached; its weights follow the settings)."""
+        from .sampling.samplers import make_sampler
+
+        s = self.sampling
+        if s.sampler in REFERENCE_SAMPLERS and self.space is None:
+            raise RuntimeError(f"the {s.sampler} sampler needs a single-cell reference")
+        key = (s.sampler, s.seed, id(self.policy), id(self.space))
+        if self._cache.sampler_key != key:
+            if s.sampler == "scrl" and self.policy is None:
+                self.policy = _new_policy(self.space, seed=s.seed)
+                self.policy_source = "untrained (pre-train or load one)"
+                key = (s.sampler, s.seed, id(self.policy), id(self.space))
+            smp = make_sampler(s.sampler, seed=s.seed, space=self.space, weights=self.weights, policy=self.policy)
+            if self.embedder is not None and hasattr(smp, "embedder"):
+                smp.embedder = self.embedder
+            self._cache.sampler, self._cache.sampler_key = smp, key
+        smp = self._cache.sampler
+        if hasattr(smp, "weights"):
+            smp.weights = self.weights
+        return smp
+
+    def propose(self) -> Proposal:
+        """The current round's proposal for the current settings (changes nothing)."""
+        acq = self._require()
+        s = self.sampling
+        key = (acq.version, s.sampler, s.seed, id(self.policy), getattr(self.policy, "_version", 0),
+               s.weights if s.sampler in REFERENCE_SAMPLERS else None)
+        if self._cache.proposal_key == key and self._cache.proposal is not None:
+            return self._cache.proposal
+        sampler = self.make_sampler()
+        with _single_thread():
+            prop = acq.propose(sampler)
+        self._cache.proposal, self._cache.proposal_key = prop, key
+        return prop
+
+    def reselect(self) -> Preview | None:
+        """Recompute the preview for the current settings and emit ``selection_changed``."""
+        if self.acq is None:
+            return None
+        prop = self.propose()
+        prev = Preview(prop)
+        self._fill_terms(prev)
+        self.preview = prev
+        self.selection_changed.emit()
+        return prev
+
+    def _fill_terms(self, prev: Preview) -> None:
+        """Reward terms of the sequenced set and the EXPECTED terms with the proposal."""
+        from .sampling.reward import celltype_entropy, manifold_coverage, spatial_coverage
+
+        pool = self.pool
+        sel = np.flatnonzero(prev.state.selected & ~pool.excluded)
+        measured = np.flatnonzero(self.committed.measured)
+
+        def sp_term(idx) -> float:
+            return float(spatial_coverage(pool.spatial_index(), selected=np.asarray(idx, dtype=np.int64)))
+
+        if self.space is None:
+            prev.terms_measured = (0.0, 0.0, sp_term(measured))
+            prev.terms_expected = (0.0, 0.0, sp_term(sel))
+            return
+        pred = self._predicted()
+        m = pred[3] if pred is not None else self.embedder(self.committed)
+
+        def terms(clusters, types, idx) -> tuple[float, float, float]:
+            c = np.asarray(clusters, dtype=np.int64)
+            t = np.asarray(types, dtype=np.int64)
+            return (float(manifold_coverage(c, self.space.n_clusters)) if c.size else 0.0,
+                    float(celltype_entropy(t, self.space.n_types)) if t.size else 0.0, sp_term(idx))
+
+        prev.terms_measured = terms(m.cluster, m.codes, m.index)
+        clusters, types = list(m.cluster), list(m.codes)
+        if pred is not None:
+            extra = np.setdiff1d(sel, m.index)
+            clusters += list(pred[0][extra])
+            types += list(pred[1][extra])
+            prev.has_prediction = True
+        prev.terms_expected = terms(clusters, types, sel)
+
+    def _predicted(self):
+        """Predicted reference-space cluster/type of every spot from the sequenced spots
+        (ridge on vision + location; None until 5 spots are sequenced). Cached per version."""
+        key = (self.acq.version, int(self.committed.measured.sum()))
+        if self._cache.predicted_key == key:
+            return self._cache.predicted
+        out = None
+        if self.space is not None and self.committed.measured.sum() >= 5:
+            from .sampling.predictors import SpacePredictor
+
+            m = self.embedder(self.committed)
+            zp = SpacePredictor(self.space, min_train=5)(self.pool, self.committed, m.index, m.z)
+            if zp is not None:
+                lt = self.space.transfer_labels(zp)
+                out = (self.space.nearest_cluster(zp), lt.codes, np.asarray(lt.labels, dtype=object), m)
+        self._cache.predicted, self._cache.predicted_key = out, key
+        return out
+
+    # ------------------------------------------------------------------ sequencing
+    def commit(self) -> SelectionState:
+        """Send the current proposal for sequencing (its spots become pending)."""
+        acq = self._require()
+        st = acq.commit(self.propose())
+        self.reselect()
+        return st
+
+    def sequence_simulated(self) -> np.ndarray:
+        """Commit the current proposal and reveal it from the section's own counts (simulation)."""
+        acq = self._require()
+        if acq.oracle is None:
+            raise RuntimeError("this section has no counts to simulate sequencing; export the selection instead")
+        if not acq.waiting_for_counts:
+            if acq.rounds_done:
+                raise RuntimeError("all rounds are done: raise the number of rounds to pick more")
+            acq.commit(self.propose())
+        if not acq.waiting_for_counts:
+            raise RuntimeError("nothing to sequence in this round")
+        idx = acq.reveal()
+        self.reselect()
+        return idx
+
+    def iter_run_simulated(self, *, token: CancelToken | None = None) -> Generator[Progress, None, SelectionState]:
+        """Every remaining round in simulation (propose -> commit -> reveal), one event per round."""
+        acq = self._require()
+        total = max(1, acq.n_rounds - acq.current_round)
+        step = 0
+        while not acq.rounds_done or acq.waiting_for_counts:
+            if token is not None:
+                token.raise_if_cancelled()
+            r = acq.current_round
+            self.sequence_simulated()
+            step += 1
+            metrics = {"selected": float(self.committed.n_selected)}
+            if acq.history:
+                metrics.update(acq.history[-1].terms.as_dict(self.weights))
+            yield Progress(step, total, f"round {r}", metrics=metrics)
+        return self.committed
+
+    def commit_for_export(self) -> SelectionState:
+        """Fix the current proposal for the lab unless a round already waits for counts."""
+        acq = self._require()
+        if not acq.waiting_for_counts and not acq.rounds_done:
+            prop = self.propose()
+            if prop.state.pending.any():
+                acq.commit(prop)
+                self.reselect()
+        return self.committed
+
+    def import_results(self, path, *, section: str | None = None, overwrite: bool = False) -> np.ndarray:
+        """Import the lab's counts file (spots x genes) into the committed selection."""
+        acq = self._require()
+        sec = section
+        if sec is None and self.pool.section_names and len(self.pool.section_names) == 1:
+            sec = self.pool.section_names[0]
+        idx = acq.import_counts(path, section=sec, overwrite=overwrite)
+        self.reselect()
+        return idx
+
+    def reset_selection(self) -> None:
+        """Forget every pick (the revealed counts too)."""
+        if self.acq is None:
+            return
+        self.acq.reset()
+        self.reselect()
+
+    # ------------------------------------------------------------------ files
+    def save(self, path: str | Path) -> Path:
+        """The run's state (selection, counts, request, manual picks, exclusions, settings)."""
+        acq = self._require()
+        acq.committed.meta["settings"] = self.sampling.to_dict()
+        return acq.save(path)
+
+    def load(self, path: str | Path) -> SelectionState:
+        """Continue the run saved in ``path`` (before :meth:`iter_prepare`, or re-prepares the pool).
+
+        Settings saved with it (budget, rounds, seed, per-section) are restored; sampler and
+        weights stay as set now.
+        """
+        st = SelectionState.load(path)
+        saved = st.meta.get("settings", {})
+        keep = {k: saved[k] for k in ("budget", "rounds", "seed", "per_section") if k in saved}
+        if keep:
+            self.sampling = replace(self.sampling, **keep)
+        self._pending_state = st
+        if self.acq is not None:
+            self.prepare()
+        return st
+
+    def selection_frame(self, which: str = "pending"):
+        """The lab's table of the shown selection (:func:`napari_scr2st.io.export.selection_table`)."""
+        from .io.export import selection_table
+
+        st = self.preview.state if self.preview is not None else self.committed
+        return selection_table(self.adata, st, which=which, predicted_cell_type=self.cell_types())
+
+    def export_round(self, out: str | Path, *, state_path: str | Path | None = None) -> tuple[Any, Path]:
+        """Commit the current round and write the lab's table with the state, as one step.
+
+        Returns ``(table, path)``. In simulation every selected spot is listed, in real use the
+        spots still to be sequenced. Both files are written to temporary names first; if
+        either write fails, neither file changes.
+        """
+        from .io.export import selection_table, write_selection_csv
+
+        acq = self._require()
+        if not self.simulate:
+            self.commit_for_export()
+        which = "all" if self.simulate else "pending"
+        table = selection_table(self.adata, self.committed, which=which, predicted_cell_type=self.cell_types())
+        out = Path(out)
+        tmp_csv = out.with_name(f".{out.name}.part")
+        tmp_state = None
+        try:
+            write_selection_csv(table, tmp_csv)
+            if state_path is not None:
+                state_path = Path(state_path)
+                tmp_state = state_path.with_name(f".{state_path.stem}.part.npz")
+                acq.committed.meta["settings"] = self.sampling.to_dict()
+                acq.save(tmp_state)
+            os.replace(tmp_csv, out)
+            if tmp_state is not None:
+                os.replace(tmp_state, state_path)
+        finally:
+            for t in (tmp_csv, tmp_state):
+                if t is not None:
+                    with contextlib.suppress(FileNotFoundError):
+                        os.unlink(t)
+        return table, out
+
+    # ------------------------------------------------------------------ cell types and values
+    def cell_types(self) -> np.ndarray:
+        """Per spot: the transferred label of sequenced spots, else the label predicted from
+        them (ridge on vision + location); "" when unknown. A copy."""
+        out = np.full(self.n, "", dtype=object)
+        if self.space is None or self.acq is None:
+            return out
+        key = (self.acq.version, int(self.committed.measured.sum()))
+        if self._cache.cell_types_key == key:
+            return self._cache.cell_types.copy()
+        pred = self._predicted()
+        if pred is not None:
+            out[:] = pred[2]
+            m = pred[3]
+        else:
+            m = self.embedder(self.committed)
+        if len(m):
+            out[m.index] = np.asarray(self.space.celltypes, dtype=object)[m.codes]
+        self._cache.cell_types, self._cache.cell_types_key = out, key
+        return out.copy()
+
+    def celltype_categories(self) -> list[str]:
+        return list(self.space.celltypes) if self.space is not None else []
+
+    def measured_values(self, gene: str) -> np.ndarray:
+        """log1p-normalised values of ``gene`` for sequenced spots (NaN elsewhere), from the
+        revealed counts only."""
+        out = np.full(self.n, np.nan, dtype=np.float32)
+        if self.committed is None or not self.committed.measured.any():
+            return out
+        view = self.committed.measured_view()
+        if gene not in view.genes:
+            raise KeyError(f"gene {gene!r} was not measured")
+        out[view.index] = view.log1p([gene])[:, 0]
+        return out
+
+    def measured_genes(self) -> list[str]:
+        if self.committed is None or self.committed.genes is None:
+            return []
+        return list(self.committed.genes)
+
+    def selection_for_layers(self) -> SelectionState | None:
+        return self.preview.state if self.preview is not None else self.committed
+
+    # ------------------------------------------------------------------ training and prediction
+    def training_snapshot(self):
+        """``(adata, mask)`` for training: counts of SEQUENCED spots only (taken in the main thread)."""
+        if self.acq is None:
+            raise RuntimeError("prepare the section and sequence some spots first")
+        mask = np.asarray(self.committed.measured, dtype=bool)
+        if mask.sum() < 8:
+            raise RuntimeError(f"need at least 8 sequenced spots to train, have {int(mask.sum())}")
+        a = self.pool.training_adata(self.committed)
+        a.obs_names = [str(s) for s in self.adata.obs_names]
+        a.uns["spatial"] = self.adata.uns.get("spatial", {})
+        ct = np.asarray(self.cell_types(), dtype=object).astype(str)
+        ct[~mask] = ""
+        a.obs["cell_type"] = ct
+        for k in self.adata.obsm:
+            if k.startswith(VISION_KEY) and k not in a.obsm:
+                a.obsm[k] = np.asarray(self.adata.obsm[k])
+        return a, mask
+
+    def iter_train(self, adata, mask, *, token: CancelToken | None = None,
+                   threads: int | None = None) -> Generator[Progress, None, Any]:
+        """SCR2Net training on the snapshot and prediction of every spot; returns
+        ``(predictor, predictions)`` (predictions None when cancelled). The backbone's
+        embedding is computed first if it is not the one the sampler used."""
+        t = self.training
+        key = self.sampling.vision_key
+        if t.backbone and t.backbone != self.vision_model:
+            key = f"{VISION_KEY}_{_safe(t.backbone)}"
+            if key not in self.adata.obsm:
+                yield Progress(0, 0, f"embedding spots with {t.backbone}")
+                yield from _iter_vision(self.adata, t.backbone, key=key, device=t.device)
+            adata.obsm[key] = np.asarray(self.adata.obsm[key])
+        config = t.to_train_config(embedding_key=key, seed=self.sampling.seed)
+        with _torch_guard():
+            from .model import SCR2NetPredictor, iter_predict_expression
+
+            predictor = SCR2NetPredictor(config)
+            with _torch_threads(threads):
+                yield from predictor.iter_fit(adata, mask, cancel=token)
+                if token is not None and token.cancelled:
+                    return predictor, None
+                yield from iter_predict_expression(predictor, adata, mc_samples=int(t.mc_samples), cancel=token)
+        return predictor, adata.obsm["X_pred"]
+
+    def set_model(self, predictor, adata, predictions) -> None:
+        self.predictor = predictor
+        self.train_adata = adata
+        if predictions is not None:
+            pred = predictions.copy()
+            pred.index = self.adata.obs_names.copy()
+            self.predictions = pred
+            self.adata.obsm["X_pred"] = pred
+            if self.gene is None or self.gene not in pred.columns:
+                self.gene = default_gene(pred)
+        self.predictions_changed.emit()
+
+    def inspect(self, index: int, gene: str | None, k: int, m: int):
+        """Why a spot got its prediction: retrieved neighbours and the cell-type filter."""
+        if self.predictor is None:
+            raise RuntimeError("train a model first")
+        with _torch_guard():
+            from .model import inspect_spot
+
+            return inspect_spot(self.predictor, self.train_adata, int(index), gene, k=int(k), m=int(m))
+
+    def predict_with(self, *, k: int | None = None, m: int | None = None):
+        """Predict every spot again with other retrieval settings (same model)."""
+        if self.predictor is None:
+            raise RuntimeError("train a model first")
+        from .model import predict_expression
+
+        predict_expression(self.predictor, self.train_adata, mc_samples=0, k=k, m=m)
+        return self.train_adata.obsm["X_pred"]
+
+    def __repr__(self) -> str:
+        state = repr(self.committed) if self.committed is not None else "not prepared"
+        return f"AcquisitionSession({self.library!r}, sampler={self.sampling.sampler!r}, {state})"
+
+
+def import_counts_into(state_path: str | Path, counts_path: str | Path, *, section: str | None = None,
+                       overwrite: bool = False) -> tuple[np.ndarray, SelectionState]:
+    """Import the lab's counts into a saved run without its section data (``scr2st import-counts``).
+
+    The same :meth:`~napari_scr2st.sampling.acquisition.Acquisition.import_counts` step a
+    session runs, on the state file alone (the import needs spot ids, not images); the request,
+    manual picks and exclusions saved with the state are kept. A state of one section takes
+    that section for ids without a ``section`` column. Returns ``(pool indices, state)``.
+    """
+    st = SelectionState.load(state_path)
+    saved = Acquisition.saved_settings(st)
+    pool = Pool(st.spot_ids, st.sections, np.zeros((st.n, 2)))
+    if saved.excluded:
+        pool.excluded[np.asarray(saved.excluded, dtype=np.int64)] = True
+    req = saved.request
+    request = SelectionRequest(budget=req.get("budget", st.budget or st.n_selected or 1),
+                               rounds=int(req.get("rounds", st.n_rounds or 1)), seed=int(req.get("seed", 0)),
+                               per_section=bool(req.get("per_section", False)))
+    acq = Acquisition(pool, request, state=st)
+    if saved.manual:
+        acq.lock(saved.manual)
+    if section is None and len(pool.section_names) == 1:
+        section = pool.section_names[0]
+    idx = acq.import_counts(counts_path, section=section, overwrite=overwrite)
+    acq.save(state_path)
+    return idx, acq.committed
+
+
+def default_gene(pred) -> str:
+    """The most variable predicted gene (a readable first map)."""
+    v = np.asarray(pred.var(axis=0))
+    return str(pred.columns[int(np.nanargmax(v))]) if len(v) else str(pred.columns[0])
+
+
+def _same(a, b) -> bool:
+    if a is None or b is None:
+        return a is None and b is None
+    return a.shape == b.shape and bool(np.array_equal(a, b))
+
+
+def _safe(name: str) -> str:
+    return "".join(c if c.isalnum() else "_" for c in name)
+
+
+# ---------------------------------------------------------------------- heavy helpers (lazy)
+def _iter_vision(adata, encoder: str, *, key: str, device: str = "auto") -> Generator[Progress, None, str]:
+    """Fill ``adata.obsm[key]`` with the embedding of ``encoder``; returns the encoder name."""
+    if encoder == PATCH_STATS:
+        from .sampling.standin import patch_statistics_embedding
+
+        yield Progress(0, 1, "patch colour/texture statistics")
+        adata.obsm[key] = patch_statistics_embedding(adata)
+        yield Progress(1, 1, "patch colour/texture statistics")
+        return encoder
+    with _torch_guard():
+        from .features import iter_vision_embeddings
+
+        yield from iter_vision_embeddings(adata, encoder, key_added=key, device=device, batch_size=64, out_size=224)
+    return encoder
+
+
+def load_policy(path):
+    """An SCRL policy saved with ``SCRLPolicy.save`` (``scr2st train-policy``)."""
+    return _load_policy(path)
+
+
+def warm_up_training() -> None:
+    """Import SCR2Net's training code and torch's optimiser stack (a GUI calls this early, in a
+    worker, so the first training does not stall the event loop on imports)."""
+    import importlib
+
+    with _torch_guard():
+        import torch
+
+        for name in ("napari_scr2st.model.train", "napari_scr2st.model.predict", "napari_scr2st.model.inspect"):
+            importlib.import_module(name)
+        torch.optim.AdamW(torch.nn.Linear(1, 1).parameters())  # the first optimiser imports torch._dynamo
+
+
+def _new_policy(space, *, seed: int = 0):
+    with _torch_guard():
+        from .sampling.policy import SCRLPolicy
+
+        return SCRLPolicy.for_space(space, seed=seed)
+
+
+def _load_policy(path):
+    with _torch_guard():
+        from .sampling.policy import SCRLPolicy
+
+        return SCRLPolicy.load(path)
+
+
+def _torch_guard():
+    """Torch work in a process whose OpenGL may be Mesa's llvmpipe (see torch_runtime)."""
+    try:
+        from .torch_runtime import triton_blocked
+    except ImportError:
+        return contextlib.nullcontext()
+    return triton_blocked()
+
+
+@contextlib.contextmanager
+def _single_thread():
+    """Small torch work on one intra-op thread (the live re-selection; restored after)."""
+    import sys
+
+    torch = sys.modules.get("torch")
+    n = torch.get_num_threads() if torch is not None else 1
+    try:
+        if n != 1:
+            torch.set_num_threads(1)
+        yield
+    finally:
+        if n != 1:
+            torch.set_num_threads(n)
+
+
+@contextlib.contextmanager
+def _torch_threads(n: int | None):
+    """Use ``n`` intra-op threads in the calling thread (restored after); None: unchanged."""
+    if not n:
+        yield
+        return
+    import torch
+
+    old = torch.get_num_threads()
+    try:
+        torch.set_num_threads(max(1, int(n)))
+        yield
+    finally:
+        torch.set_num_threads(old)
