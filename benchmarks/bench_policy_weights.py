@@ -19,7 +19,7 @@ Recipes (``--recipes``):
 - ``legacy-gui``: what the napari "Pre-train" button did before the fix: pure REINFORCE on the
   section itself, ``--episodes`` episodes, 2 rounds, group 4, Dirichlet(1) weights, no imitation,
   no auxiliary term-gain loss.
-- ``gui``: the napari "Pre-train" button now (``_napari._core_adapter.iter_pretrain_policy`` with
+- ``gui``: the napari "Pre-train" button now (``AcquisitionSession.iter_pretrain`` with
   ``--episodes`` episodes, 2 rounds), trained on the section itself.
 - ``imitation``: the CLI recipe (``--imitation`` imitation episodes of the greedy maximiser,
   then ``--episodes`` REINFORCE episodes, 4 rounds; current defaults of ``iter_train_policy``),
@@ -65,10 +65,12 @@ def make_policy(recipe: str, a, space, env, *, episodes: int, imitation: int, se
         drive(iter_train_policy(pol, [env], space, episodes=episodes, rounds=2, group_size=4, seed=seed,
                                 **_legacy_kwargs()), use_tqdm=False)
     elif recipe == "gui":
-        from napari_scr2st._napari._core_adapter import iter_pretrain_policy
+        from napari_scr2st.config import SamplingSettings
+        from napari_scr2st.session import AcquisitionSession
 
-        drive(iter_pretrain_policy(pol, a, space, episodes=episodes, rounds=2, group_size=4, seed=seed),
-              use_tqdm=False)
+        s = AcquisitionSession(a, space=space, settings=SamplingSettings(sampler="scrl", rounds=2, seed=seed))
+        s.policy = pol
+        drive(s.iter_pretrain(episodes), use_tqdm=False)
     elif recipe == "imitation":
         drive(iter_train_policy(pol, [env], space, episodes=episodes, rounds=4, seed=seed,
                                 imitation_episodes=imitation), use_tqdm=False)

@@ -97,38 +97,39 @@ class Preview:
     says whether a prediction existed, else only sequenced spots count).
     """
 
-    proposal: Proposal
+    result: Proposal
     terms_measured: tuple[float, float, float] = (0.0, 0.0, 0.0)
     terms_expected: tuple[float, float, float] = (0.0, 0.0, 0.0)
     has_prediction: bool = False
 
     @property
     def state(self) -> SelectionState:
-        return self.proposal.state
+        return self.result.state
 
     @property
-    def picks(self) -> np.ndarray:
-        return self.proposal.picks
+    def proposal(self) -> np.ndarray:
+        """The sampler's new picks (pool indices, pick order)."""
+        return self.result.picks
 
     @property
     def scores(self) -> np.ndarray | None:
-        return self.proposal.scores
+        return self.result.scores
 
     @property
     def n_new(self) -> int:
-        return self.proposal.n_new
+        return self.result.n_new
 
     @property
     def total_budget(self) -> int:
-        return self.proposal.budget
+        return self.result.budget
 
     @property
     def message(self) -> str:
-        return self.proposal.message
+        return self.result.message
 
     @property
     def seconds(self) -> float:
-        return self.proposal.seconds
+        return self.result.seconds
 
 
 @dataclass

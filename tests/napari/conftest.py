@@ -24,9 +24,9 @@ def _space_for(sample):
     """The reference space of the sample, fitted once per test session (k-means is the slow part)."""
     key = id(sample)
     if key not in _SPACE:
-        from napari_scr2st._napari import _core_adapter as core
+        from napari_scr2st.session import fit_reference_space
 
-        _SPACE[key] = core.fit_reference_space(sample.reference, list(map(str, sample.section.var_names)))
+        _SPACE[key] = fit_reference_space(sample.reference, list(map(str, sample.section.var_names)))
     return _SPACE[key]
 
 

@@ -112,7 +112,7 @@ def test_other_samplers_and_errors(dock):
 
 def test_keyboard_shortcuts_are_bound_and_in_tooltips(dock):
     viewer, w, _ = dock
-    from napari_scr2st._napari._glue import SHORTCUTS
+    from napari_scr2st._napari._dock_kit import SHORTCUTS
 
     assert SHORTCUTS["toggle_pick"] in w.pick_check.text()
     assert SHORTCUTS["reselect"] in w.reselect_btn.text() and SHORTCUTS["reselect"] in w.reselect_btn.toolTip()

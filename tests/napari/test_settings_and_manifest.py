@@ -6,7 +6,7 @@ import pytest
 def test_plugin_settings_feed_the_dock_defaults(plugin_settings, npe2pm, make_napari_viewer):
     from npe2 import PluginManifest
 
-    from napari_scr2st._napari._glue import plugin_defaults
+    from napari_scr2st._napari._dock_kit import plugin_defaults
 
     pm = PluginManifest.from_distribution("napari-scr2st")
     npe2pm.register(pm)
@@ -17,9 +17,8 @@ def test_plugin_settings_feed_the_dock_defaults(plugin_settings, npe2pm, make_na
     s.sampling.budget = "40"
     s.sampling.weight_sp = 2.5
     s.training.device = "cpu"
-    d = plugin_defaults()
-    assert d.source == "napari plugin settings"
-    assert (d.budget, d.w_sp, d.device) == ("40", 2.5, "cpu")
+    d, t = plugin_defaults()
+    assert (d.budget, d.w_sp, t.device) == ("40", 2.5, "cpu")
 
     from napari_scr2st._napari._sampling_widget import SamplingWidget
     from napari_scr2st._napari._training_widget import TrainingWidget
@@ -34,14 +33,15 @@ def test_plugin_settings_feed_the_dock_defaults(plugin_settings, npe2pm, make_na
 def test_settings_fall_back_when_unavailable(monkeypatch):
     import napari.settings
 
-    from napari_scr2st._napari._glue import plugin_defaults
+    from napari_scr2st._napari._dock_kit import plugin_defaults
+    from napari_scr2st.config import SamplingSettings, TrainingSettings
 
     def boom(*a, **k):
         raise RuntimeError("no settings")
 
     monkeypatch.setattr(napari.settings, "get_plugin_settings", boom)
-    d = plugin_defaults()
-    assert d.source == "built-in defaults" and d.budget == "15%"
+    d, t = plugin_defaults()
+    assert (d, t) == (SamplingSettings(), TrainingSettings()) and d.budget == "15%"
 
 
 def test_manifest_contributes_docks_menus_and_configurations():

@@ -49,7 +49,7 @@ def test_training_errors_become_notifications(make_napari_viewer, small_sample, 
     w, _ = helpers.prepared_sampling(viewer, small_sample)
     t = _train_dock(viewer, w)
     errors = []
-    monkeypatch.setattr("napari_scr2st._napari._glue.notify_error", errors.append)
+    monkeypatch.setattr("napari_scr2st._napari._workers.notify_error", errors.append)
     t.start()  # nothing sequenced yet
     assert errors and "need at least 8 sequenced spots" in errors[0]
     w.sequence_round()

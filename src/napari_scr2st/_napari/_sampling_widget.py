@@ -491,7 +491,7 @@ class SamplingWidget(SectionDock):
         n_manual = len(s.manual)
         rnd = min(s.current_round, s.sampling.rounds)
         lines = [
-            f"Round {rnd + (0 if s.rounds_done else 1)} of {s.sampling.rounds}: {len(p.picks)} proposed"
+            f"Round {rnd + (0 if s.rounds_done else 1)} of {s.sampling.rounds}: {len(p.proposal)} proposed"
             f"{f' + {n_manual} manual' if n_manual else ''}; {int(s.committed.measured.sum())} sequenced; "
             f"budget {p.total_budget} spots",
             f"Policy: {s.policy_source}" if s.sampling.sampler == "scrl" else f"Sampler: {s.sampling.sampler}",

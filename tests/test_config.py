@@ -1,0 +1,58 @@
+"""One place for settings: napari.yaml's configurations, the CLI options and the dock defaults
+all agree with the dataclasses in napari_scr2st.config."""
+
+from pathlib import Path
+
+import pytest
+import yaml
+
+from napari_scr2st.config import SAMPLER_LABELS, SAMPLERS, SamplingSettings, TrainingSettings
+
+MANIFEST = Path(__file__).resolve().parents[1] / "src" / "napari_scr2st" / "napari.yaml"
+
+
+def _props(section: str) -> dict:
+    m = yaml.safe_load(MANIFEST.read_text())
+    return m["contributions"]["configurations"][section]["properties"]
+
+
+def test_manifest_configurations_match_the_dataclasses():
+    s, t = SamplingSettings(), TrainingSettings()
+    sm = _props("sampling")
+    assert sm["budget"]["default"] == s.budget and sm["rounds"]["default"] == s.rounds
+    assert (sm["weight_sc"]["default"], sm["weight_type"]["default"], sm["weight_sp"]["default"]) == s.weights
+    assert sm["policy_path"]["default"] == s.policy_path
+    tr = _props("training")
+    assert (tr["device"]["default"], tr["epochs"]["default"], tr["backbone"]["default"]) == (t.device, t.epochs, t.backbone)
+
+
+def test_cli_defaults_come_from_the_dataclasses():
+    from napari_scr2st.cli import build_parser
+
+    p = build_parser()
+    a = p.parse_args(["select"])
+    s = SamplingSettings()
+    assert (a.budget, a.rounds, a.sampler, a.seed, a.encoder, a.vision_key) == (
+        s.budget, s.rounds, s.sampler, s.seed, s.encoder, s.vision_key)
+    assert tuple(float(w) for w in a.weights.split(",")) == s.weights
+    a = p.parse_args(["train", "--out", "model"])
+    t = TrainingSettings()
+    from napari_scr2st.model import TrainConfig
+
+    c = TrainConfig()
+    for name in ("epochs", "batch_size", "k", "m", "n_genes", "mode", "device", "backbone"):
+        assert getattr(a, name) == getattr(c, name), name
+    # the dock's training settings are TrainConfig's defaults
+    for name in ("epochs", "batch_size", "k", "m", "n_genes", "mode", "device", "backbone", "hidden_dim", "proj_dim"):
+        assert getattr(t, name) == getattr(c, name), name
+
+
+def test_settings_validate_and_round_trip():
+    s = SamplingSettings(budget=" 30 ", rounds=3, sampler="kcenter", w_sp=2)
+    assert s.budget == "30" and s.weights == (1.0, 1.0, 2.0)
+    assert SamplingSettings.from_dict({**s.to_dict(), "unknown": 1}) == s
+    assert s.with_weights((0, 1, 0)).weights == (0.0, 1.0, 0.0)
+    for bad in ({"rounds": 0}, {"sampler": "nope"}, {"w_sc": -1}, {"w_type": float("nan")}):
+        with pytest.raises(ValueError):
+            SamplingSettings(**bad)
+    assert set(SAMPLERS) == set(SAMPLER_LABELS)

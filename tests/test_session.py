@@ -1,0 +1,149 @@
+"""The acquisition session (core, Qt-free): what the docks and the CLI drive, tested without a viewer."""
+
+import numpy as np
+import pytest
+
+
+@pytest.fixture(scope="module")
+def sample():
+    from napari_scr2st.data import make_sample
+
+    return make_sample(n_spots=300, seed=0)
+
+
+@pytest.fixture(scope="module")
+def space(sample):
+    from napari_scr2st.session import fit_reference_space
+
+    return fit_reference_space(sample.reference, list(map(str, sample.section.var_names)))
+
+
+def _session(sample, space, **settings):
+    from napari_scr2st.config import SamplingSettings
+    from napari_scr2st.progress import drive
+    from napari_scr2st.session import AcquisitionSession
+
+    s = AcquisitionSession(sample.section.copy(), reference=sample.reference, space=space,
+                           settings=SamplingSettings(**settings))
+    drive(s.iter_prepare(encoder="patch-stats"), use_tqdm=False)
+    s.finish_prepare()
+    return s
+
+
+@pytest.fixture
+def session(sample, space):
+    return _session(sample, space, sampler="scrl", budget="30%", rounds=2)
+
+
+def test_weight_changes_reuse_the_policy_features(session):
+    s = session
+    sampler = s.make_sampler()
+    feats = sampler.last_features
+    assert feats is not None
+    s.update_settings(w_sc=0.1, w_type=0.1, w_sp=4.0)
+    p = s.reselect()
+    assert s.make_sampler() is sampler and sampler.last_features is feats  # only the weight-conditioned head ran
+    assert len(p.proposal) == p.n_new == round(0.3 * s.n) // 2
+    assert len(np.unique(p.proposal)) == len(p.proposal)
+
+
+def test_manual_picks_and_exclusions_bind_the_policy(session):
+    s = session
+    excl = np.zeros(s.n, bool)
+    excl[: s.n // 4] = True
+    s.set_rois(None, excl)
+    s.reselect()
+    assert not s.preview.state.selected[excl].any()
+    i = int(np.flatnonzero(~excl & ~s.preview.state.selected)[0])
+    assert "manual pick" in s.toggle_manual(i)
+    assert s.preview.state.source[i] == "manual" and i not in s.preview.proposal
+    assert "excluded" in s.toggle_manual(0)
+    # a manual pick inside a new exclusion is dropped, with a note
+    excl[i] = True
+    notes = s.set_rois(None, excl)
+    assert notes and i not in s.manual
+
+
+def test_rounds_reveal_and_import(session, tmp_path):
+    from napari_scr2st.io.export import write_counts_csv
+
+    s = session
+    first = s.sequence_simulated()
+    assert s.current_round == 1 and s.committed.measured[first].all()
+    assert s.measured_values(s.measured_genes()[0])[first].size == len(first)
+    assert np.isnan(s.measured_values(s.measured_genes()[0])[~s.committed.measured]).all()
+    ct = s.cell_types()
+    assert (ct[first] != "").all()
+    st = s.commit_for_export()
+    pending = np.flatnonzero(st.pending)
+    assert len(pending) and "sent for sequencing" in s.preview.message
+    assert "cannot be changed" in s.toggle_manual(int(pending[0]))
+    s.import_results(write_counts_csv(s.adata, pending, tmp_path / "lab.csv"))
+    assert s.rounds_done and s.committed.measured.sum() == len(first) + len(pending)
+    assert len(s.history) == 2 and s.history[1]["n"] > s.history[0]["n"]
+
+
+def test_no_reference_falls_back_to_vision_samplers(sample):
+    from napari_scr2st.progress import drive
+    from napari_scr2st.session import AcquisitionSession
+
+    s = AcquisitionSession(sample.section.copy(), reference=None)
+    drive(s.iter_prepare(encoder="patch-stats"), use_tqdm=False)
+    assert s.space is None and s.policy is None and s.sampling.sampler == "kcenter"
+    p = s.reselect()
+    assert len(p.proposal) == p.n_new > 0
+    assert (s.cell_types() == "").all()
+
+
+def test_save_and_load_continue_the_run(sample, space, tmp_path):
+    """A saved run keeps its picks, counts, manual picks, exclusions and budget; a new session
+    that loads it proposes exactly what the first one would have."""
+    s = _session(sample, space, sampler="kcenter", budget="20%", rounds=3, seed=4)
+    s.sequence_simulated()
+    s.exclude([str(x) for x in s.adata.obs_names[:10]])
+    free = np.flatnonzero(~s.committed.selected & ~s.excluded)
+    s.toggle_manual(int(free[0]))
+    expected = s.reselect().proposal.copy()
+    s.save(tmp_path / "run.npz")
+
+    from napari_scr2st.config import SamplingSettings
+    from napari_scr2st.progress import drive
+    from napari_scr2st.session import AcquisitionSession
+
+    t = AcquisitionSession(sample.section.copy(), reference=sample.reference, space=space,
+                           settings=SamplingSettings(sampler="kcenter"))
+    t.load(tmp_path / "run.npz")
+    drive(t.iter_prepare(encoder="patch-stats"), use_tqdm=False)
+    assert (t.sampling.budget, t.sampling.rounds, t.sampling.seed) == ("20%", 3, 4)
+    assert t.manual == [int(free[0])] and t.excluded[:10].all() and not t.excluded[10:].any()
+    assert np.array_equal(t.committed.measured, s.committed.measured)
+    assert np.array_equal(t.reselect().proposal, expected)
+
+
+def test_export_round_writes_table_and_state_together(sample, space, tmp_path, monkeypatch):
+    from napari_scr2st.config import SamplingSettings
+    from napari_scr2st.io.export import read_selection_csv
+    from napari_scr2st.progress import drive
+    from napari_scr2st.sampling import SelectionState
+    from napari_scr2st.session import AcquisitionSession
+
+    a = sample.section.copy()
+    s = AcquisitionSession(a, reference=sample.reference, space=space, simulate=False,
+                           settings=SamplingSettings(sampler="grid", budget="10%", rounds=2))
+    drive(s.iter_prepare(encoder="patch-stats"), use_tqdm=False)
+    table, out = s.export_round(tmp_path / "r0.csv", state_path=tmp_path / "run.npz")
+    st = SelectionState.load(tmp_path / "run.npz")
+    csv = read_selection_csv(out)
+    assert len(csv) == len(table) == st.pending.sum() == 15
+    assert set(csv["spot_id"].astype(str)) == set(st.spot_ids[st.pending])
+    # a state that cannot be written leaves neither file changed
+    before = (out.read_bytes(), (tmp_path / "run.npz").read_bytes())
+
+    def boom(*_a, **_k):
+        raise OSError("disk full")
+
+    monkeypatch.setattr(SelectionState, "save", boom)
+    with pytest.raises(OSError, match="disk full"):
+        s.export_round(out, state_path=tmp_path / "run.npz")
+    assert (out.read_bytes(), (tmp_path / "run.npz").read_bytes()) == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["r0.csv", "run.npz"]
