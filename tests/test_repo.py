@@ -247,3 +247,11 @@ def test_readme_links_the_method_and_the_repository_files():
     for target in ("docs/method.md", "docs/architecture.md", "CONTRIBUTING.md", "LICENSE"):
         assert f"]({target})" in text, f"README.md does not link {target}"
     assert "BSD 3-Clause License" in (ROOT / "LICENSE").read_text()
+
+
+def test_pre_commit_runs_ruff_with_fix_and_the_standard_hooks():
+    yaml = pytest.importorskip("yaml")
+    cfg = yaml.safe_load((ROOT / ".pre-commit-config.yaml").read_text())
+    hooks = {h["id"]: h for r in cfg["repos"] for h in r["hooks"]}
+    assert "--fix" in hooks["ruff-check"].get("args", [])
+    assert {"trailing-whitespace", "end-of-file-fixer", "check-yaml"} <= set(hooks)
