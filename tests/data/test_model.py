@@ -90,3 +90,28 @@ def test_log1p_normalized_matches_scanpy():
     np.testing.assert_allclose(ours, ref[:, genes].X.toarray(), rtol=1e-5, atol=1e-5)
     with pytest.raises(KeyError, match="NOPE"):
         log1p_normalized(a, ["NOPE"])
+def test_reading_a_large_section_image_leaves_pillows_guard_on(shared_data, tmp_path):
+    """A her2st H&E image (~92 Mpx, above Pillow's limit) reads; the process-wide guard stays."""
+    import shutil
+
+    from PIL import Image
+
+    src = next((shared_data / "her2st" / "data" / "ST-imgs" / "C" / "C3").glob("*.jpg"))
+    path = shutil.copy(src, tmp_path / "C3.jpg")  # a fresh path: not served from read_image's cache
+    before = Image.MAX_IMAGE_PIXELS
+    assert before is not None
+    img = read_image(path)
+    assert img.ndim == 3 and img.shape[2] == 3 and img.shape[0] * img.shape[1] > before
+    assert Image.MAX_IMAGE_PIXELS == before
+
+
+def test_pillow_limit_is_restored_when_the_block_raises():
+    from PIL import Image
+
+    from napari_scr2st.data.model import pillow_pixel_limit_lifted
+
+    before = Image.MAX_IMAGE_PIXELS
+    with pytest.raises(RuntimeError), pillow_pixel_limit_lifted():
+        assert Image.MAX_IMAGE_PIXELS is None
+        raise RuntimeError("inside")
+    assert Image.MAX_IMAGE_PIXELS == before
