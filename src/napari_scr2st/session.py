@@ -264,7 +264,7 @@ class AcquisitionSession:
         """Vision embedding (if missing), reference space, pool, state, oracle and policy.
 
         ``policy``: an SCRL policy or the path of one (default: ``settings.policy_path``, else
-        an untrained policy when the sampler is SCRL). Safe in a worker thread: attributes are
+        an untrained policy when there is a reference space). Safe in a worker thread: attributes are
         assigned only at the end. Call :meth:`finish_prepare` afterwards (main thread).
         """
         adata = self.adata
@@ -297,7 +297,7 @@ class AcquisitionSession:
             pol, source = _load_policy(policy), f"loaded from {policy}"
         elif policy is not None:
             pol, source = policy, "given"
-        if space is not None and pol is None and self.sampling.sampler == "scrl":
+        if space is not None and pol is None:  # SCRL stays one click away, with an honest label
             pol, source = _new_policy(space, seed=self.sampling.seed), "untrained (pre-train or load one)"
         if space is not None and pol is not None:
             pol.check_space(space)

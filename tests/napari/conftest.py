@@ -53,7 +53,7 @@ def add_section(viewer, sample):
     return out[-1]
 
 
-def prepared_sampling(viewer, sample, *, budget=30, rounds=2):
+def prepared_sampling(viewer, sample, *, budget=30, rounds=2, sampler="scrl"):
     """A sampling dock on a prepared section (patch-statistics embedding: instant)."""
     from napari_scr2st._napari._sampling_widget import SamplingWidget
 
@@ -64,6 +64,7 @@ def prepared_sampling(viewer, sample, *, budget=30, rounds=2):
     w.budget_unit.setCurrentText("%")
     w.budget_spin.setValue(budget)
     w.rounds_spin.setValue(rounds)
+    w.sampler_combo.setCurrentIndex(w.sampler_combo.findData(sampler))
     w.session.space = _space_for(sample)
     w.prepare()
     assert w.session is not None and w.session.is_prepared, w.status.text()

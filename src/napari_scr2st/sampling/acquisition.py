@@ -266,7 +266,7 @@ class Acquisition:
                 msg = (f"round {self.current_round - 1} was sent for sequencing: import its counts"
                        + (" (all rounds are selected)" if self.rounds_done else " to continue"))
             else:
-                msg = "all rounds are done"
+                msg = "all rounds done"
             st = self.committed.copy()
             return Proposal(st, np.zeros(0, np.int64), None, 0, int(st.budget or st.n_selected), sampler.name,
                             msg, self.version, time.perf_counter() - t0)
