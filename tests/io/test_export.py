@@ -15,6 +15,7 @@ from napari_scr2st.io.export import (
     selection_table,
     write_counts_csv,
     write_predictions_h5ad,
+    write_selection,
     write_selection_csv,
     write_selection_geojson,
 )
@@ -89,19 +90,77 @@ def test_csv_written_atomically(section, tmp_path, monkeypatch):
 
 def test_geojson_is_qupath_point_annotations(section, tmp_path):
     df = selection_table(section, _selection(section.n_obs), which="all")
+    df.loc[3, "picked_by"] = ""  # no sampler name: classified by round
     gj = selection_geojson(df)
     assert gj["type"] == "FeatureCollection" and len(gj["features"]) == 6
     f = gj["features"][2]
     assert f["geometry"]["type"] == "Point"
     assert f["geometry"]["coordinates"] == [float(df.loc[2, "pixel_x"]), float(df.loc[2, "pixel_y"])]
     p = f["properties"]
-    assert p["objectType"] == "annotation"
+    # QuPath keeps only these keys: everything about the spot is under metadata, as strings
+    assert set(p) == {"objectType", "name", "classification", "isLocked", "measurements", "metadata"}
+    assert p["objectType"] == "annotation" and p["name"] == df.loc[2, "spot_id"]
     assert p["classification"]["name"] == "policy"
     assert len(p["classification"]["color"]) == 3 and all(isinstance(c, int) for c in p["classification"]["color"])
+    assert gj["features"][3]["properties"]["classification"]["name"] == "round 1"
     assert p["measurements"]["round"] == 1 and "score" in p["measurements"]
     assert "score" not in gj["features"][1]["properties"]["measurements"]  # manual: no score
+    meta = p["metadata"]
+    assert list(meta) == SELECTION_COLUMNS and all(isinstance(v, str) for v in meta.values())
+    assert meta["spot_id"] == df.loc[2, "spot_id"] and meta["picked_by"] == "policy"
+    assert float(meta["pixel_x"]) == df.loc[2, "pixel_x"] and meta["round"] == "1"
+    assert gj["features"][1]["properties"]["metadata"]["score"] == ""
     path = write_selection_geojson(df, tmp_path / "sel.geojson")
     assert json.loads(path.read_text()) == gj
+
+
+def test_csv_neutralises_formulas_and_round_trips(section, tmp_path):
+    df = selection_table(section, _selection(section.n_obs), which="all")
+    evil = ["=HYPERLINK(\"http://x\")", "+1", "-2", "@SUM(A1)", "\tx", "'quoted"]
+    df["spot_id"] = evil
+    df.loc[0, "predicted_cell_type"] = "=1+1"
+    for suffix, sep in ((".csv", ","), (".tsv", "\t")):
+        path = write_selection_csv(df, tmp_path / f"sel{suffix}")
+        raw = pd.read_csv(path, sep=sep, dtype=str, keep_default_na=False)
+        assert raw["spot_id"].tolist() == ["'" + v for v in evil]
+        assert raw.loc[0, "predicted_cell_type"] == "'=1+1"
+        assert not raw["pixel_x"].str.startswith("'").any()  # numbers untouched
+        pd.testing.assert_frame_equal(read_selection_csv(path), df, check_exact=True)
+
+
+def test_write_selection_picks_the_format_by_extension(section, tmp_path):
+    import anndata as ad
+
+    df = selection_table(section, _selection(section.n_obs), which="all")
+    pd.testing.assert_frame_equal(read_selection_csv(write_selection(df, tmp_path / "a.csv")), df)
+    assert "\t" in write_selection(df, tmp_path / "a.tsv").read_text().splitlines()[0]
+    for name in ("a.geojson", "a.json"):
+        assert json.loads(write_selection(df, tmp_path / name).read_text()) == selection_geojson(df)
+    back = ad.read_h5ad(write_selection(df, tmp_path / "a.h5ad"))
+    assert back.obs["spot_id"].tolist() == df["spot_id"].tolist()
+    np.testing.assert_array_equal(back.obsm["spatial"], df[["pixel_x", "pixel_y"]].to_numpy())
+    with pytest.raises(ValueError, match=r"unknown extension '.xlsx'.*\.csv, \.tsv, \.geojson"):
+        write_selection(df, tmp_path / "a.xlsx")
+    with pytest.raises(ValueError, match="must end with .geojson or .json"):
+        write_selection_geojson(df, tmp_path / "b.csv")
+    with pytest.raises(ValueError, match="must end with .csv or .tsv"):
+        write_selection_csv(df, tmp_path / "b.geojson")
+    assert not (tmp_path / "a.xlsx").exists() and not (tmp_path / "b.csv").exists()
+
+
+def test_files_honour_the_umask(section, tmp_path):
+    import os
+
+    df = selection_table(section, _selection(section.n_obs), which="all")
+    old = os.umask(0o022)
+    try:
+        paths = [write_selection(df, tmp_path / f"s{ext}") for ext in (".csv", ".geojson", ".h5ad")]
+        paths.append(write_counts_csv(section, [30], tmp_path / "c.csv"))
+        assert {oct(p.stat().st_mode & 0o777) for p in paths} == {"0o644"}
+        os.umask(0o077)
+        assert write_selection(df, tmp_path / "private.csv").stat().st_mode & 0o777 == 0o600
+    finally:
+        os.umask(old)
 
 
 def test_predictions_h5ad(section, tmp_path):

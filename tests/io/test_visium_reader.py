@@ -1,13 +1,14 @@
-"""Space Ranger outs/ reader on a tiny synthetic run written in the 10x layout."""
+"""Space Ranger outs/ reader on tiny synthetic runs written in the exact 10x layouts."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
-from _spaceranger import write_spaceranger_outs
+from _spaceranger import write_spaceranger_outs, write_visium_hd_outs
 
 from napari_scr2st.data.model import (
     SectionError,
+    fullres_coordinates,
     get_fullres_image,
     get_lowres_image,
     spot_diameter_px,
@@ -21,7 +22,7 @@ def _grey_at(img: np.ndarray, xy: np.ndarray) -> np.ndarray:
     return img[pts[:, 1], pts[:, 0]].astype(float).mean(axis=1)
 
 
-@pytest.mark.parametrize("positions_format", ["new", "old"])
+@pytest.mark.parametrize("positions_format", ["csv", "list"])
 def test_read_visium_hires_frame(tmp_path, positions_format):
     truth = write_spaceranger_outs(tmp_path / "s", positions_format=positions_format)
     a = read_visium(truth["outs"])
@@ -113,10 +114,106 @@ def test_visium_errors(tmp_path):
         read_visium(outs)
     assert "have no row in" in str(ei.value) and str(pos) in str(ei.value)
     pos.unlink()
-    with pytest.raises(SectionError, match="positions file"):
+    with pytest.raises(SectionError, match="positions file not found.*tissue_positions.parquet"):
         read_visium(outs)
     # missing matrix
     write_spaceranger_outs(tmp_path / "t")
     (tmp_path / "t" / "outs" / "filtered_feature_bc_matrix.h5").unlink()
     with pytest.raises(SectionError, match="count matrix not found.*filtered_feature_bc_matrix.h5"):
         read_visium(tmp_path / "t")
+
+
+@pytest.mark.parametrize(
+    ("positions_format", "matrix", "filtered"),
+    [
+        ("list", "h5", True),  # Space Ranger 1.x
+        ("csv", "mtx", True),  # 2.x, MEX folder
+        ("parquet", "h5", True),  # 3.x
+        ("parquet", "mtx", False),  # only raw_feature_bc_matrix/
+        ("csv", "h5", False),  # only raw_feature_bc_matrix.h5
+    ],
+)
+def test_spaceranger_layouts(tmp_path, positions_format, matrix, filtered):
+    truth = write_spaceranger_outs(
+        tmp_path / "s", positions_format=positions_format, matrix=matrix, filtered=filtered
+    )
+    if filtered:
+        a = read_visium(truth["outs"], library_id="lib1")
+    else:
+        n_in, n_all = len(truth["barcodes"]), truth["n_barcodes"]
+        with pytest.warns(UserWarning, match=f"kept {n_in} of {n_all} barcodes under tissue"):
+            a = read_visium(truth["outs"], library_id="lib1")
+    validate_section(a)
+    assert list(a.obs_names) == truth["barcodes"]
+    np.testing.assert_array_equal(a.X.toarray(), truth["counts"])
+    np.testing.assert_array_equal(a.obs["array_row"], truth["array_row"])
+    assert (a.obs["in_tissue"] == 1).all()
+    meta = a.uns["spatial"]["lib1"]["metadata"]
+    assert meta["positions_path"] == str(truth["positions"].resolve())
+    assert meta["microns_per_pixel"] == pytest.approx(65.0 / truth["spot_diameter_fullres"])
+
+
+@pytest.mark.parametrize("matrix", ["h5", "mtx"])
+def test_probe_based_cytassist_run_keeps_gene_expression(tmp_path, matrix):
+    truth = write_spaceranger_outs(tmp_path / "s", matrix=matrix, probe=True, cytassist=True)
+    a = read_visium(truth["outs"], library_id="lib1")
+    assert list(a.var_names) == ["GENE_A", "GENE_B", "GENE_C", "GENE_D", "GENE_A-1"]
+    assert set(a.var["feature_types"]) == {"Gene Expression"}  # protein rows dropped
+    np.testing.assert_array_equal(a.X.toarray(), truth["counts"])
+    if matrix == "h5":  # a probe-style h5: gene ids from features/gene_id, probe ids kept
+        assert a.var["gene_ids"].iloc[0] == "ENSG00000000000"
+        assert a.var["probe_ids"].iloc[0].startswith("ENSG00000000000|GENE_A|")
+    meta = a.uns["spatial"]["lib1"]["metadata"]
+    assert meta["cytassist_image_path"].endswith("cytassist_image.tiff")
+    # the CytAssist image is recorded, never used as the H&E
+    assert meta["source_image_path"].endswith("tissue_hires_image.png")
+
+
+@pytest.mark.filterwarnings("ignore:.*tissue_lowres_image.png is blank")
+def test_blank_images_are_not_used_silently(tmp_path):
+    from PIL import Image
+
+    truth = write_spaceranger_outs(tmp_path / "s", write_fullres=True)
+    sp_dir = truth["outs"] / "spatial"
+    Image.new("RGB", (150, 120), (240, 240, 240)).save(sp_dir / "tissue_lowres_image.png")
+    with pytest.warns(UserWarning, match="tissue_lowres_image.png is blank or near-uniform"):
+        read_visium(truth["outs"])
+    Image.new("RGB", (500, 400), (0, 0, 0)).save(sp_dir / "tissue_hires_image.png")
+    # the section would be built on the blank hires image: refused
+    with pytest.raises(SectionError, match="tissue_hires_image.png is blank.*source_image_path"):
+        read_visium(truth["outs"])
+    # with the full-resolution image named, a blank hires image is only a warning
+    with pytest.warns(UserWarning, match="tissue_hires_image.png is blank"):
+        a = read_visium(truth["outs"], source_image_path=truth["fullres"])
+    np.testing.assert_allclose(a.obsm["spatial"], truth["xy_fullres"])
+
+
+@pytest.mark.parametrize("bin_size", [2, 8, 16])
+def test_visium_hd_bins_are_square_spots(tmp_path, bin_size):
+    hd = write_visium_hd_outs(tmp_path / "hd")
+    t = hd["bins"][bin_size]
+    kw = {} if bin_size == 8 else {"bin_size_um": bin_size}  # 8 um is the default
+    a = read_visium(hd["outs"].parent, **kw)
+    validate_section(a)
+    assert list(a.uns["spatial"]) == ["hd1"]
+    assert list(a.obs_names) == t["barcodes"]
+    np.testing.assert_array_equal(a.X.toarray(), t["counts"])
+    np.testing.assert_array_equal(a.obs["array_col"], t["array_col"])
+    meta = a.uns["spatial"]["hd1"]["metadata"]
+    assert meta["platform"] == "visium_hd" and meta["spot_shape"] == "square"
+    assert meta["bin_size_um"] == bin_size and meta["microns_per_pixel"] == 0.5
+    # hires frame: one bin = bin_size / microns_per_pixel full-res px, times the hires scale
+    np.testing.assert_allclose(a.obsm["spatial"], t["xy_fullres"] * 0.5)
+    assert spot_diameter_px(a) == pytest.approx(t["bin_px"] * 0.5)
+    xy_px, xy_um = fullres_coordinates(a)
+    np.testing.assert_allclose(xy_px, t["xy_fullres"])
+    np.testing.assert_allclose(xy_um, t["xy_fullres"] * 0.5)
+    # tissue bins sit on the dark tissue of the hires image
+    assert _grey_at(get_fullres_image(a), a.obsm["spatial"]).max() < 100
+
+
+def test_visium_hd_unknown_bin_size_lists_the_bins(tmp_path):
+    hd = write_visium_hd_outs(tmp_path / "hd", bins=(2, 16))
+    with pytest.raises(SectionError, match=r"no 8 um bins .*bin sizes present: 2 um, 16 um"):
+        read_visium(hd["outs"])
+    assert read_visium(hd["outs"], bin_size_um=16).n_obs == len(hd["bins"][16]["barcodes"])

@@ -52,6 +52,7 @@ __all__ = [
     "validate_section",
     "library_id",
     "spot_diameter_px",
+    "fullres_coordinates",
     "get_fullres_image",
     "get_lowres_image",
     "concat_sections",
@@ -201,6 +202,49 @@ def pillow_pixel_limit_lifted():
             yield
         finally:
             Image.MAX_IMAGE_PIXELS = previous
+
+
+def fullres_coordinates(adata) -> tuple[np.ndarray, np.ndarray]:
+    """Spot centres in pixels of the ORIGINAL full-resolution image, and in micrometres.
+
+    ``obsm["spatial"]`` is the section's working frame, the frame of the image that
+    :func:`get_fullres_image` returns. Each library's ``uns["spatial"][lib]["metadata"]`` may
+    record how it relates to the original image the platform's coordinates refer to:
+
+    - ``frame_scale``: working pixels = original full-res pixels * ``frame_scale`` (absent: 1);
+    - ``microns_per_pixel``: micrometres per original full-res pixel (absent: unknown).
+
+    Works on one section and on a concatenated collection (spots are matched to their library
+    through ``obs["section"]``). Returns ``(xy_px, xy_um)``, both ``(n_spots, 2)`` float64
+    arrays of ``x, y``; ``xy_um`` is NaN where the scale is unknown. Raises
+    :class:`SectionError` naming the library when a recorded value is not a positive number.
+    """
+    xy = np.asarray(adata.obsm[SPATIAL_KEY], dtype=np.float64)[:, :2]
+    libs = adata.uns.get(SPATIAL_KEY, {}) or {}
+    if SECTION_KEY in adata.obs:
+        sections = adata.obs[SECTION_KEY].astype(str).to_numpy()
+    else:
+        sections = np.full(adata.n_obs, library_id(adata) if len(libs) == 1 else "")
+    names, inverse = np.unique(sections, return_inverse=True)
+    scale = np.ones(len(names))
+    mpp = np.full(len(names), np.nan)
+    for i, name in enumerate(names):
+        meta = (libs.get(name) or {}).get("metadata", {}) or {}
+        for key, out in (("frame_scale", scale), ("microns_per_pixel", mpp)):
+            if key not in meta:
+                continue
+            try:
+                v = float(meta[key])
+            except (TypeError, ValueError):
+                v = float("nan")
+            if not (np.isfinite(v) and v > 0):
+                raise SectionError(
+                    f"uns['spatial'][{name!r}]['metadata'][{key!r}] must be a positive number, "
+                    f"got {meta[key]!r}"
+                )
+            out[i] = v
+    px = xy / scale[inverse][:, None]
+    return px, px * mpp[inverse][:, None]
 
 
 @functools.lru_cache(maxsize=2)

@@ -8,7 +8,7 @@ Formats (names as returned by :func:`sniff`):
 ``"her2st"``
     the root folder of the her2st repository; give ``section=`` (:func:`read_her2st`);
 ``"visium"``
-    a Space Ranger ``outs/`` folder or its parent (:func:`read_visium`);
+    a Space Ranger ``outs/`` folder or its parent, Visium or Visium HD (:func:`read_visium`);
 ``"h5ad"``
     an AnnData file in the squidpy convention (:func:`read_h5ad_section`).
 
@@ -103,7 +103,7 @@ def read(
         raise SectionError(
             f"{p}: not a recognised spatial transcriptomics input; expected a legacy ST counts "
             "table (.tsv/.tsv.gz with '{x}x{y}' spot ids), a her2st folder, a Space Ranger outs "
-            "folder (spatial/ + filtered_feature_bc_matrix.h5) or an .h5ad file"
+            "folder (spatial/ + a feature-barcode matrix, or Visium HD binned_outputs/) or an .h5ad file"
         )
     if fmt == "her2st":
         if section is None or not isinstance(section, str):

@@ -1,26 +1,40 @@
 """Exports of a selection and of predictions, for the sequencing lab, QuPath and Python.
 
 Qt-free; used by the napari export dock and usable from scripts. Every file is written
-atomically (:func:`napari_scr2st._utils.atomic_path`): it appears complete or not at all, and an
-existing file is left untouched when writing fails.
+atomically (:func:`napari_scr2st._utils.atomic_path`): it appears complete or not at all, an
+existing file is left untouched when writing fails, and the file gets the usual
+``0o666 & ~umask`` mode.
 
-- :func:`selection_table` / :func:`write_selection_csv` / :func:`read_selection_csv`: the list
-  of spots to sequence, one row per spot, with the columns of :data:`SELECTION_COLUMNS`:
+- :func:`selection_table`: the list of spots to sequence, one row per spot, with the columns
+  of :data:`SELECTION_COLUMNS`:
 
-  ``section``, ``spot_id``, ``array_row``, ``array_col`` (lattice position; what a Visium or ST
-  lab uses to find a spot), ``pixel_x``, ``pixel_y`` (spot centre in full-resolution image
-  pixels), ``round`` (acquisition round, 0 = initial picks), ``rank`` (selection order over the
-  whole acquisition, 0-based), ``picked_by`` (``policy`` = the SCRL policy, ``manual`` = picked
-  by hand, else the sampler's name: ``random``, ``grid``, ``kcenter``...), ``score`` (the
-  sampler's score; empty for manual picks) and ``predicted_cell_type`` (from the current model's
-  predicted expression, or the transferred label of a sequenced spot; empty when unknown).
-
-  A CSV written by :func:`write_selection_csv` reads back with :func:`read_selection_csv` as an
-  IDENTICAL DataFrame (dtypes and float values included).
-- :func:`selection_geojson` / :func:`write_selection_geojson`: the same spots as a GeoJSON
-  ``FeatureCollection`` of ``Point`` features in full-resolution pixel coordinates that QuPath
-  imports as point annotations (``objectType: "annotation"``, ``classification`` = picked_by with
-  a colour, ``name`` = spot id, ``measurements`` = round, rank, score, array row/col).
+  ``section``, ``spot_id`` (the Visium barcode, the legacy ST ``"{x}x{y}"``), ``array_row``,
+  ``array_col`` (lattice position; what a Visium or ST lab uses to find a spot), ``pixel_x``,
+  ``pixel_y`` (spot centre in full-resolution pixels of the ORIGINAL image the platform's
+  coordinates refer to, e.g. Space Ranger's ``pxl_col_in_fullres``/``pxl_row_in_fullres``,
+  whatever frame the section is displayed in; see
+  :func:`~napari_scr2st.data.model.fullres_coordinates`), ``x_um``, ``y_um`` (the same in
+  micrometres; empty where the scale is unknown), ``round`` (acquisition round, 0 = initial
+  picks), ``rank`` (selection order over the whole acquisition, 0-based), ``picked_by``
+  (``policy`` = the SCRL policy, ``manual`` = picked by hand, else the sampler's name:
+  ``random``, ``grid``, ``kcenter``...), ``score`` (the sampler's score; empty for manual
+  picks) and ``predicted_cell_type`` (from the current model's predicted expression, or the
+  transferred label of a sequenced spot; empty when unknown).
+- :func:`write_selection`: writes such a table in the format its extension names: ``.csv``
+  and ``.tsv`` (:func:`write_selection_csv`), ``.geojson``/``.json``
+  (:func:`write_selection_geojson`), ``.h5ad`` (:func:`write_selection_h5ad`); any other
+  extension is refused, and so is a writer called with an extension of another format.
+- CSV/TSV: text cells that a spreadsheet would run as a formula (starting with ``= + - @``,
+  tab or carriage return) get a leading single quote, and so do text cells that start with a
+  quote; numbers are written as is. :func:`read_selection_csv` removes that one quote, so a
+  written table reads back as an IDENTICAL DataFrame (dtypes and float values included).
+- :func:`selection_geojson`: the same spots as a GeoJSON ``FeatureCollection`` of ``Point``
+  features in original full-resolution pixels that QuPath imports as point annotations:
+  ``properties`` = ``objectType: "annotation"``, ``name`` (spot id), ``classification``
+  (``{"name": picked_by, or "round N" when empty, "color": [r, g, b]}``), ``isLocked``,
+  ``measurements`` (numbers: round, rank, score, array row/col, pixel and um coordinates) and
+  ``metadata`` (every column of the table as a string; QuPath keeps ``metadata``, it drops
+  other keys).
 - :func:`write_predictions_h5ad`: the section with predictions (``obsm["X_pred"]``...), the
   selection (``obs`` columns ``scr2st_round``, ``scr2st_picked_by``, ``scr2st_sequenced``) and
   the predicted cell type, as ``.h5ad``.
@@ -39,12 +53,15 @@ import numpy as np
 import pandas as pd
 
 from .._utils import atomic_path
-from ..data.model import SECTION_KEY, SPATIAL_KEY
+from ..data.model import SECTION_KEY, fullres_coordinates
 
 __all__ = [
     "SELECTION_COLUMNS",
+    "SELECTION_SUFFIXES",
     "selection_table",
+    "write_selection",
     "write_selection_csv",
+    "write_selection_h5ad",
     "read_selection_csv",
     "selection_geojson",
     "write_selection_geojson",
@@ -59,6 +76,8 @@ SELECTION_COLUMNS = [
     "array_col",
     "pixel_x",
     "pixel_y",
+    "x_um",
+    "y_um",
     "round",
     "rank",
     "picked_by",
@@ -72,6 +91,8 @@ _DTYPES = {
     "array_col": np.int64,
     "pixel_x": np.float64,
     "pixel_y": np.float64,
+    "x_um": np.float64,
+    "y_um": np.float64,
     "round": np.int64,
     "rank": np.int64,
     "picked_by": object,
@@ -79,6 +100,9 @@ _DTYPES = {
     "predicted_cell_type": object,
 }
 _STR_COLS = [c for c, t in _DTYPES.items() if t is object]
+_FLOAT_COLS = [c for c, t in _DTYPES.items() if t is np.float64]
+#: first characters that make a spreadsheet evaluate a cell (CSV/formula injection)
+_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
 
 
 def _picked_by(source: str) -> str:
@@ -103,6 +127,9 @@ def selection_table(
 ) -> pd.DataFrame:
     """The selected spots of ``adata`` as a table with :data:`SELECTION_COLUMNS` (in rank order).
 
+    Coordinates are in the original full-resolution frame
+    (:func:`~napari_scr2st.data.model.fullres_coordinates`), not the display frame.
+
     ``selection``: per-spot arrays ``round`` (-1 = not selected), ``source``, ``measured``,
     ``rank``, ``score`` aligned with ``adata`` rows (a ``sampling.SelectionState``).
     ``which``: ``"pending"`` (selected, not yet sequenced: what the lab must sequence next),
@@ -126,7 +153,7 @@ def selection_table(
     idx = np.flatnonzero(keep)
     idx = idx[np.argsort(rank[idx], kind="stable")]
     obs = adata.obs
-    xy = np.asarray(adata.obsm[SPATIAL_KEY], dtype=np.float64)[:, :2]
+    xy, xy_um = fullres_coordinates(adata)
     sections = obs[SECTION_KEY].astype(str).to_numpy() if SECTION_KEY in obs else np.full(n, "")
     score = np.asarray(getattr(selection, "score", np.full(n, np.nan)), dtype=np.float64)
     ct = (
@@ -149,6 +176,8 @@ def selection_table(
             "array_col": obs["array_col"].to_numpy()[idx].astype(np.int64) if "array_col" in obs else np.zeros(len(idx), np.int64),
             "pixel_x": xy[idx, 0],
             "pixel_y": xy[idx, 1],
+            "x_um": xy_um[idx, 0],
+            "y_um": xy_um[idx, 1],
             "round": rnd[idx],
             "rank": rank[idx],
             "picked_by": _picked_by_many(np.asarray(selection.source, dtype=object)[idx]),
@@ -172,31 +201,57 @@ def _coerce(df: pd.DataFrame) -> pd.DataFrame:
     return df.reset_index(drop=True)
 
 
+def _suffix(path: Path, allowed: tuple[str, ...], what: str) -> str:
+    suf = path.suffix.lower()
+    if suf not in allowed:
+        raise ValueError(
+            f"refusing to write {what} to {path}: the file name must end with "
+            f"{' or '.join(allowed)} (use write_selection to pick the format by extension)"
+        )
+    return suf
+
+
+def _neutralise(v: str) -> str:
+    return "'" + v if v.startswith(_FORMULA_START) or v.startswith("'") else v
+
+
+def _restore(v: str) -> str:
+    return v[1:] if v.startswith("'") else v
+
+
 def write_selection_csv(df: pd.DataFrame, path: str | Path) -> Path:
-    """Write a selection table (see :func:`selection_table`) as CSV, atomically."""
+    """Write a selection table (see :func:`selection_table`) as ``.csv`` or ``.tsv``
+    (separator by extension), atomically, with formula-like text cells neutralised."""
     path = Path(path)
+    sep = "\t" if _suffix(path, (".csv", ".tsv"), "a selection table") == ".tsv" else ","
     df = _coerce(df)
+    for c in _STR_COLS:
+        df[c] = df[c].map(_neutralise)
     with atomic_path(path) as tmp:
-        # floats as the shortest repr that round-trips; NaN score written as an empty cell
-        df.to_csv(tmp, index=False, float_format=None, lineterminator="\n")
+        # floats as the shortest repr that round-trips; NaN written as an empty cell
+        df.to_csv(tmp, sep=sep, index=False, float_format=None, lineterminator="\n")
     return path
 
 
 def read_selection_csv(path: str | Path) -> pd.DataFrame:
-    """Read a selection CSV back, with the dtypes :func:`selection_table` produces."""
+    """Read a selection ``.csv``/``.tsv`` back, with the dtypes :func:`selection_table` produces
+    and the quote added by :func:`write_selection_csv` to formula-like cells removed."""
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"selection file not found: {path}")
     df = pd.read_csv(
         path,
+        sep="\t" if path.suffix.lower() == ".tsv" else ",",
         dtype={c: str for c in _STR_COLS},
         keep_default_na=False,
-        na_values={"score": [""], "pixel_x": [""], "pixel_y": [""]},
+        na_values={c: [""] for c in _FLOAT_COLS},
         float_precision="round_trip",
     )
     missing = [c for c in SELECTION_COLUMNS if c not in df.columns]
     if missing:
         raise ValueError(f"{path}: not a selection file, missing columns {missing}")
+    for c in _STR_COLS:
+        df[c] = df[c].map(_restore)
     return _coerce(df)
 
 
@@ -208,51 +263,100 @@ def _rgb(hex_color: str) -> list[int]:
 _PICKED_COLORS = {"policy": "#00bfff", "manual": "#ffffff"}
 
 
+def _text(v) -> str:
+    if isinstance(v, (float, np.floating)):
+        return repr(float(v)) if np.isfinite(v) else ""
+    return str(v)
+
+
 def selection_geojson(df: pd.DataFrame, *, colors: dict[str, str] | None = None) -> dict:
-    """A GeoJSON FeatureCollection (QuPath point annotations) of a selection table."""
+    """A GeoJSON FeatureCollection (QuPath point annotations) of a selection table; see the
+    module docstring for the properties of each feature."""
     from ..layers import _PALETTE
 
     df = _coerce(df)
+    classes = [p if p else f"round {r}" for p, r in zip(df["picked_by"], df["round"], strict=True)]
     palette = dict(_PICKED_COLORS)
     palette.update(colors or {})
-    others = [p for p in dict.fromkeys(df["picked_by"]) if p not in palette]
+    others = [p for p in dict.fromkeys(classes) if p not in palette]
     for i, p in enumerate(others):
         palette[p] = _PALETTE[i % len(_PALETTE)]
     feats = []
-    for row in df.itertuples(index=False):
-        meas = {"round": int(row.round), "rank": int(row.rank), "array_row": int(row.array_row), "array_col": int(row.array_col)}
-        if np.isfinite(row.score):
-            meas["score"] = float(row.score)
-        props = {
-            "objectType": "annotation",
-            "name": f"{row.spot_id}",
-            "classification": {"name": str(row.picked_by), "color": _rgb(palette[row.picked_by])},
-            "isLocked": False,
-            "measurements": meas,
-            "section": str(row.section),
-            "spot_id": str(row.spot_id),
-            "round": int(row.round),
-            "picked_by": str(row.picked_by),
-            "predicted_cell_type": str(row.predicted_cell_type),
-        }
+    for cls, row in zip(classes, df.to_dict("records"), strict=True):
+        meas = {k: int(row[k]) for k in ("round", "rank", "array_row", "array_col")}
+        for k in ("score", "pixel_x", "pixel_y", "x_um", "y_um"):
+            if np.isfinite(row[k]):
+                meas[k] = float(row[k])
         feats.append(
             {
                 "type": "Feature",
-                "id": f"{row.section}:{row.spot_id}",
-                "geometry": {"type": "Point", "coordinates": [float(row.pixel_x), float(row.pixel_y)]},
-                "properties": props,
+                "id": f"{row['section']}:{row['spot_id']}",
+                "geometry": {
+                    "type": "Point",
+                    "coordinates": [float(row["pixel_x"]), float(row["pixel_y"])],
+                },
+                "properties": {
+                    "objectType": "annotation",
+                    "name": str(row["spot_id"]),
+                    "classification": {"name": cls, "color": _rgb(palette[cls])},
+                    "isLocked": False,
+                    "measurements": meas,
+                    "metadata": {c: _text(row[c]) for c in SELECTION_COLUMNS},
+                },
             }
         )
     return {"type": "FeatureCollection", "features": feats}
 
 
 def write_selection_geojson(df: pd.DataFrame, path: str | Path, **kwargs) -> Path:
-    """Write :func:`selection_geojson` to ``path`` (``.geojson``), atomically."""
+    """Write :func:`selection_geojson` to ``path`` (``.geojson`` or ``.json``), atomically."""
     path = Path(path)
+    _suffix(path, (".geojson", ".json"), "QuPath GeoJSON")
     gj = selection_geojson(df, **kwargs)
     with atomic_path(path) as tmp:
         tmp.write_text(json.dumps(gj, indent=1))
     return path
+
+
+def write_selection_h5ad(df: pd.DataFrame, path: str | Path) -> Path:
+    """Write a selection table as ``.h5ad``, atomically: one observation per spot (``obs`` =
+    the table, ``obs_names`` = ``"{section}:{spot_id}"``, no genes) and ``obsm["spatial"]`` =
+    ``pixel_x, pixel_y``."""
+    import anndata as ad
+
+    path = Path(path)
+    _suffix(path, (".h5ad",), "a selection table")
+    df = _coerce(df)
+    obs = df.copy()
+    obs.index = pd.Index((df["section"] + ":" + df["spot_id"]).astype(str))
+    out = ad.AnnData(obs=obs, obsm={"spatial": df[["pixel_x", "pixel_y"]].to_numpy()})
+    with atomic_path(path) as tmp:
+        out.write_h5ad(tmp)
+    return path
+
+
+_WRITERS = {
+    ".csv": write_selection_csv,
+    ".tsv": write_selection_csv,
+    ".geojson": write_selection_geojson,
+    ".json": write_selection_geojson,
+    ".h5ad": write_selection_h5ad,
+}
+#: the extensions :func:`write_selection` knows
+SELECTION_SUFFIXES = tuple(_WRITERS)
+
+
+def write_selection(df: pd.DataFrame, path: str | Path) -> Path:
+    """Write a selection table in the format named by the extension of ``path``
+    (:data:`SELECTION_SUFFIXES`); any other extension raises a ``ValueError``."""
+    path = Path(path)
+    writer = _WRITERS.get(path.suffix.lower())
+    if writer is None:
+        raise ValueError(
+            f"cannot write a selection to {path}: unknown extension {path.suffix!r}; "
+            f"use one of {', '.join(SELECTION_SUFFIXES)}"
+        )
+    return writer(df, path)
 
 
 def write_predictions_h5ad(

@@ -15,7 +15,10 @@ and fills what the data model (:mod:`napari_scr2st.data.model`) needs:
   used if they hold integer counts, otherwise it is an error;
 - ``uns["spatial"][section]``: images converted to RGB uint8, ``spot_diameter_fullres``
   estimated as half the lattice pitch when absent, ``metadata`` with ``source_image_path`` and
-  ``fullres_shape``.
+  ``fullres_shape``; the metadata's ``frame_scale`` and ``microns_per_pixel`` (see
+  :func:`~napari_scr2st.data.model.fullres_coordinates`) are kept, so exports of a re-read
+  section give the original full-resolution pixels; without ``frame_scale``,
+  ``obsm["spatial"]`` is taken as the original frame (the squidpy convention).
 
 A file holding several sections (several libraries) is returned as a collection
 ``{section: AnnData}``; spot ids prefixed ``"{section}:"`` by

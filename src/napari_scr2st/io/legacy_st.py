@@ -22,6 +22,8 @@ authors' repository (almaan/her2st)::
 The spot diameter in pixels is not stored by the platform: it is computed from the lattice as
 ``pitch * spot_diameter_um / center_distance_um``, where the pitch (pixels per array step) is
 the median pixel distance between lattice neighbours divided by their array distance.
+``obsm["spatial"]`` is the spot file's ``pixel_x, pixel_y`` (the image's own pixels), and
+``metadata["microns_per_pixel"]`` = ``center_distance_um / pitch``.
 """
 
 from __future__ import annotations
@@ -316,6 +318,7 @@ def read_legacy_st(
             "counts_path": str(counts_p.resolve()),
             "spots_path": str(spots_p.resolve()),
             "pixel_pitch": float(pitch),
+            "microns_per_pixel": float(center_distance_um) / float(pitch),
             "spot_diameter_um": float(spot_diameter_um),
             "center_distance_um": float(center_distance_um),
         }
