@@ -4,8 +4,8 @@ References and sections name genes by symbol (``EPCAM``) or Ensembl id (``ENSG00
 possibly versioned: ``ENSG00000119888.11``), in ``var_names`` or in a ``var`` column
 (CELLxGENE: Ensembl ids in ``var_names``, symbols in ``var["feature_name"]``; Space Ranger:
 symbols in ``var_names``, ids in ``var["gene_ids"]``). :func:`match_genes` tries every pairing
-of an identifier list of the reference with one of the spots of the same kind (symbols with
-symbols, Ensembl ids with Ensembl ids, version suffixes removed) and returns the reference gene
+of an identifier list of the reference with one of the spots (Ensembl version suffixes
+removed) and returns the reference gene
 behind each matched spot gene, named as the SPOTS name it, with how many genes each route
 matched.
 """
@@ -20,17 +20,14 @@ import numpy as np
 import pandas as pd
 
 __all__ = [
-    "ENSEMBL_ID",
     "ENSEMBL_VERSIONED",
     "IDENTIFIER_COLUMNS",
     "GeneMatch",
     "strip_ensembl_version",
-    "identifier_kind",
     "match_genes",
 ]
 
 ENSEMBL_VERSIONED = re.compile(r"^(ENS[A-Z]*G\d+)\.\d+$")
-ENSEMBL_ID = re.compile(r"^ENS[A-Z]*G\d+$")
 #: ``var`` columns that may hold gene identifiers (symbols or Ensembl ids), in order of trust.
 IDENTIFIER_COLUMNS = (
     "feature_name",
@@ -52,15 +49,6 @@ def strip_ensembl_version(ids: Sequence[str]) -> np.ndarray:
     """``ENSG00000141510.17`` -> ``ENSG00000141510``; other identifiers are returned unchanged."""
     s = pd.Series([str(i) for i in ids], dtype=object)
     return s.str.replace(ENSEMBL_VERSIONED, r"\1", regex=True).to_numpy(dtype=object)
-
-
-def identifier_kind(ids: Sequence[str]) -> str:
-    """``"ensembl"`` when most identifiers are Ensembl gene ids (versioned or not), else ``"symbol"``."""
-    ids = [str(i) for i in ids if isinstance(i, str) and i]
-    if not ids:
-        return "symbol"
-    n = sum(1 for i in strip_ensembl_version(ids) if ENSEMBL_ID.match(i))
-    return "ensembl" if n > len(ids) / 2 else "symbol"
 
 
 @dataclass(frozen=True)
@@ -88,8 +76,8 @@ class GeneMatch:
         return ", ".join(f"{n:,} by {r}" for r, n in self.routes.items() if n)
 
 
-def _identifier_lists(names: Sequence[str], var: pd.DataFrame | None) -> list[tuple[str, np.ndarray, str]]:
-    """``(label, identifiers, kind)`` for var_names and each identifier column of ``var``."""
+def _identifier_lists(names: Sequence[str], var: pd.DataFrame | None) -> list[tuple[str, np.ndarray]]:
+    """``(label, identifiers)`` for var_names and each identifier column of ``var`` (None: no value)."""
     out: list[tuple[str, np.ndarray]] = [("var_names", np.asarray([str(n) for n in names], dtype=object))]
     if var is not None:
         for col in IDENTIFIER_COLUMNS:
@@ -103,7 +91,7 @@ def _identifier_lists(names: Sequence[str], var: pd.DataFrame | None) -> list[tu
             )
             if any(v is not None for v in vals):
                 out.append((f"var['{col}']", vals))
-    return [(label, ids, identifier_kind([i for i in ids if i is not None])) for label, ids in out]
+    return out
 
 
 def _normalise(ids: np.ndarray) -> np.ndarray:
@@ -123,25 +111,25 @@ def match_genes(
     """Match reference genes to spot genes through names and identifier columns.
 
     Every identifier list of the reference (``var_names`` and the :data:`IDENTIFIER_COLUMNS`
-    present in ``reference_var``) is paired with every list of the spots of the same kind
-    (symbols or Ensembl ids, see :func:`identifier_kind`); pairs involving ``var_names`` come
-    first. Ensembl ids are compared without their version suffix. Genes still unmatched after
-    one pairing are tried with the next; a reference gene is used at most once and an
-    identifier shared by several reference genes is matched to the first of them.
+    present in ``reference_var``) is paired with every list of the spots (a list may mix
+    symbols and Ensembl ids); ``var_names = var_names`` comes first, pairs with one
+    ``var_names`` next. Ensembl ids are compared without their version suffix. Genes still
+    unmatched after one pairing are tried with the next; a reference gene is used at most once
+    and an identifier shared by several reference genes is matched to the first of them.
     """
     ref_lists = _identifier_lists(reference_names, reference_var)
     spot_lists = _identifier_lists(spot_names, spot_var)
     spot_out = np.asarray([str(n) for n in spot_names], dtype=object)
     n_ref, n_spot = len(ref_lists[0][1]), len(spot_out)
 
-    pairs = [(r, s) for r in ref_lists for s in spot_lists if r[2] == s[2]]
+    pairs = [(r, s) for r in ref_lists for s in spot_lists]
     pairs.sort(key=lambda p: (p[0][0] != "var_names") + (p[1][0] != "var_names"))
 
     ref_of_spot = np.full(n_spot, -1, dtype=np.int64)
     ref_used = np.zeros(n_ref, dtype=bool)
     routes: dict[str, int] = {}
     first_spot = ~pd.Index(spot_out).duplicated()
-    for (r_label, r_ids, kind), (s_label, s_ids, _) in pairs:
+    for (r_label, r_ids), (s_label, s_ids) in pairs:
         r_keys, s_keys = _normalise(r_ids), _normalise(s_ids)
         lookup = pd.Series(np.arange(n_ref))[~ref_used & np.asarray([k is not None for k in r_keys])]
         lookup.index = pd.Index(r_keys[lookup.to_numpy()])
@@ -161,7 +149,7 @@ def match_genes(
         ref_used[hit] = True
         versioned = r_ids[hit] != s_ids[todo]
         label = f"{r_label} = {s_label}"
-        if kind == "ensembl" and versioned.any():
+        if versioned.any():
             routes[f"{label} (Ensembl version removed)"] = int(versioned.sum())
         if (~versioned).any():
             routes[label] = int((~versioned).sum())
