@@ -10,7 +10,13 @@ Formats (names as returned by :func:`sniff`):
 ``"visium"``
     a Space Ranger ``outs/`` folder or its parent, Visium or Visium HD (:func:`read_visium`);
 ``"h5ad"``
-    an AnnData file in the squidpy convention (:func:`read_h5ad_section`).
+    an AnnData file in the squidpy convention (:func:`read_h5ad_section`);
+``"spatialdata"``
+    a SpatialData zarr store with a table annotating spot circles and an image
+    (:func:`read_spatialdata`; :func:`write_spatialdata` writes a run's result as one);
+``"hest"``
+    a HEST-1k folder (``st/{id}.h5ad``, ``metadata/{id}.json``, ``wsis/{id}.tif``); give
+    ``section=`` (the sample id) when it holds several samples (:func:`read_hest`).
 
 :func:`read` dispatches on the format; :func:`read_collection` reads several sections into a
 ``{section: AnnData}`` dict. Every bad input raises
@@ -26,6 +32,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..data.model import SectionError
 from .h5ad import read_h5ad_section, write_h5ad_section
+from .hest import is_hest_root, list_hest_samples, read_hest
 from .legacy_st import (
     find_companions,
     is_her2st_root,
@@ -34,6 +41,7 @@ from .legacy_st import (
     read_her2st,
     read_legacy_st,
 )
+from .spatialdata import is_spatialdata_store, read_spatialdata, write_spatialdata
 from .visium import is_visium_dir, read_visium
 
 if TYPE_CHECKING:
@@ -50,10 +58,14 @@ __all__ = [
     "read_h5ad_section",
     "write_h5ad_section",
     "list_her2st_sections",
+    "read_spatialdata",
+    "write_spatialdata",
+    "read_hest",
+    "list_hest_samples",
 ]
 
 PathLike = str | os.PathLike
-FORMATS = ("legacy_st", "her2st", "visium", "h5ad")
+FORMATS = ("legacy_st", "her2st", "visium", "h5ad", "spatialdata", "hest")
 
 
 def sniff(path: PathLike) -> str | None:
@@ -65,6 +77,10 @@ def sniff(path: PathLike) -> str | None:
     try:
         p = Path(path)
         if p.is_dir():
+            if is_spatialdata_store(p):
+                return "spatialdata"
+            if is_hest_root(p):
+                return "hest"
             if is_her2st_root(p):
                 return "her2st"
             if is_visium_dir(p):
@@ -94,6 +110,10 @@ def read(
       section (a dict; about one second per section).
     - Space Ranger folder: one section (keywords go to :func:`read_visium`).
     - ``.h5ad``: one section, or a dict when the file holds several (``section=`` picks one).
+    - SpatialData store: one section (``table=``, ``image=``, ``shapes=`` pick elements;
+      ``section=`` names it).
+    - HEST folder: ``section="TENX95"`` gives that sample; ``None`` the only sample (an error
+      listing the ids when there are several); a list of ids a dict.
     """
     p = Path(path)
     if not p.exists():
@@ -103,7 +123,8 @@ def read(
         raise SectionError(
             f"{p}: not a recognised spatial transcriptomics input; expected a legacy ST counts "
             "table (.tsv/.tsv.gz with '{x}x{y}' spot ids), a her2st folder, a Space Ranger outs "
-            "folder (spatial/ + a feature-barcode matrix, or Visium HD binned_outputs/) or an .h5ad file"
+            "folder (spatial/ + a feature-barcode matrix, or Visium HD binned_outputs/), an .h5ad file, "
+            "a SpatialData .zarr store or a HEST folder (st/ + metadata/)"
         )
     if fmt == "her2st":
         if section is None or not isinstance(section, str):
@@ -115,6 +136,12 @@ def read(
         return read_visium(p, **kw)
     if fmt == "h5ad":
         return read_h5ad_section(p, section=section, **kw)
+    if fmt == "spatialdata":
+        return read_spatialdata(p, section=section if isinstance(section, str) else None, **kw)
+    if fmt == "hest":
+        if section is not None and not isinstance(section, str):
+            return read_collection(p, sections=section, **kw)
+        return read_hest(p, section, **kw)
     # legacy ST counts table
     comp = find_companions(p)
     spots = kw.pop("spots", None)
@@ -136,7 +163,7 @@ def read_collection(
 ) -> dict[str, AnnData]:
     """Read several sections into ``{section: AnnData}``.
 
-    ``root`` may be a her2st folder (``sections`` = section ids, default all), an ``.h5ad``
+    ``root`` may be a her2st or HEST folder (``sections`` = section or sample ids, default all), an ``.h5ad``
     file (all or the named sections), or a folder whose entries are inputs :func:`sniff`
     recognises (Space Ranger folders, ``.h5ad`` files, counts tables; ``sections`` filters by
     section name).
@@ -149,6 +176,9 @@ def read_collection(
     if fmt == "her2st":
         names = wanted if wanted is not None else list_her2st_sections(r)
         return {s: read_her2st(r, s, **kw) for s in names}
+    if fmt == "hest":
+        names = wanted if wanted is not None else list_hest_samples(r)
+        return {s: read_hest(r, s, **kw) for s in names}
     if fmt is not None:
         got = read(r, **kw)
         coll = got if isinstance(got, dict) else {_name_of(got): got}

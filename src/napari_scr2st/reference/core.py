@@ -42,6 +42,9 @@ from ..data.expression import TARGET_SUM, log1p_normalized
 
 __all__ = [
     "ReferenceDataError",
+    "ReferenceWarning",
+    "reference_counts",
+    "list_celltype_columns",
     "GeneOverlap",
     "PreparedReference",
     "LabelTransfer",
@@ -53,10 +56,205 @@ __all__ = [
 
 DEFAULT_CELLTYPE_KEY = "celltype_major"
 SPACE_FORMAT_VERSION = 1
+#: Below this many cells (or this many per type) the reference is too thin to trust; a warning says so.
+MIN_CELLS = 50
+MIN_CELLS_PER_TYPE = 5
+#: Non-integer values whose maximum is below this look log-transformed.
+LOG_MAX = 20.0
+MAX_CELLTYPE_LEVELS = 500
 
 
 class ReferenceDataError(ValueError):
     """The reference cannot be used as given; the message names the file/dataset and numbers."""
+
+
+class ReferenceWarning(UserWarning):
+    """The reference is usable but thin or was read with a choice the user should know about."""
+
+
+# --------------------------------------------------------------------------------------------
+# counts
+# --------------------------------------------------------------------------------------------
+
+
+def _first_bad(X, bad_data: np.ndarray, genes: Sequence[str]) -> tuple[str, int, int]:
+    """(first gene in var order with a bad entry, number of bad entries, number of such genes)."""
+    if sp.issparse(X):
+        cols = X.indices[bad_data]
+    else:
+        cols = np.nonzero(bad_data.reshape(X.shape))[1]
+    ucols = np.unique(cols)
+    return str(genes[int(ucols[0])]), int(bad_data.sum()), len(ucols)
+
+
+def _counts_problem(X, genes: Sequence[str]) -> str | None:
+    """Why ``X`` is not a matrix of raw counts (None when it is: finite, >= 0, integer)."""
+    if sp.issparse(X):
+        X = X.tocsr()
+        data = X.data
+    else:
+        X = np.asarray(X)
+        data = X.ravel()
+    if data.size == 0:
+        return None
+    if data.dtype.kind not in "biuf":
+        return f"is not numeric (dtype {data.dtype})"
+    if data.dtype.kind == "f":
+        bad = ~np.isfinite(data)
+        if bad.any():
+            gene, n, ng = _first_bad(X, bad, genes)
+            return f"has {n} NaN or infinite value(s) in {ng} gene(s), the first gene being '{gene}'"
+    neg = data < 0
+    if neg.any():
+        gene, n, ng = _first_bad(X, neg, genes)
+        return f"has {n} negative value(s) in {ng} gene(s), the first gene being '{gene}' (counts are >= 0)"
+    if data.dtype.kind == "f":
+        sample = data[:: max(1, data.size // 200_000)]
+        if not np.all(np.mod(sample, 1) == 0):
+            top = float(data.max())
+            if top < LOG_MAX:
+                return f"looks log-normalised (non-integer values, max {top:.3g})"
+            return f"is not integer (normalised or corrected values, max {top:.3g})"
+    return None
+
+
+def reference_counts(ref, *, where: str = "reference") -> tuple[sp.csr_matrix, pd.DataFrame, str]:
+    """The raw counts of a reference AnnData: ``(counts, var, source)``.
+
+    Looks in ``X``, then ``layers["counts"]``, then ``raw.X`` (whose ``var`` may have more
+    genes than ``var``: the counts then cover all of ``raw``'s genes and ``var``'s columns
+    are joined onto ``raw.var`` by gene). The first that holds finite, non-negative integers
+    is used. When none does, :class:`ReferenceDataError` names ``where`` and says what is wrong
+    with each place (log-normalised values, NaN with the first gene affected, negatives).
+    """
+    candidates = [("X", ref.X, ref.var)]
+    if "counts" in ref.layers:
+        candidates.append(("layers['counts']", ref.layers["counts"], ref.var))
+    if ref.raw is not None:
+        raw_var = ref.raw.var.copy()
+        for col in ref.var.columns:
+            if col not in raw_var.columns:
+                raw_var[col] = ref.var[col].reindex(raw_var.index).to_numpy()
+        candidates.append(("raw.X", ref.raw.X, raw_var))
+    problems = []
+    for source, X, var in candidates:
+        if X is None:
+            continue
+        problem = _counts_problem(X, list(map(str, var.index)))
+        if problem is None:
+            counts = X.tocsr() if sp.issparse(X) else sp.csr_matrix(np.asarray(X))
+            return counts.astype(np.float32), var, source
+        problems.append(f"{source} {problem}")
+    raise ReferenceDataError(
+        f"single-cell reference {where}: no raw counts found: {'; '.join(problems) or 'X is empty'}. "
+        "Raw integer counts are expected in X, layers['counts'] or raw.X"
+    )
+
+
+# --------------------------------------------------------------------------------------------
+# cell types
+# --------------------------------------------------------------------------------------------
+
+_CELLTYPE_WORDS = ("celltype", "annotation")
+_SECONDARY_WORDS = ("label", "cluster", "type", "class", "leiden", "louvain", "lineage")
+_ID_WORDS = ("ontology", "termid", "_id", "id_")
+
+
+def list_celltype_columns(ref, *, max_levels: int = MAX_CELLTYPE_LEVELS) -> list[str]:
+    """``obs`` columns that can hold cell types, the most likely first.
+
+    Candidates are categorical or text columns with 2..``max_levels`` distinct values (not one
+    distinct value per cell). Order: names with "cell_type"/"celltype"/"cell type"/"annotation"
+    (ontology-id columns last among them), then names with words like "label", "cluster",
+    "type", then the rest; within a group fewer levels first (the broadest annotation).
+    ``ref`` is an AnnData or its ``obs`` DataFrame.
+    """
+    obs = ref.obs if hasattr(ref, "obs") else ref
+    scored = []
+    for col in obs.columns:
+        s = obs[col]
+        if not (isinstance(s.dtype, pd.CategoricalDtype) or pd.api.types.is_string_dtype(s.dtype)):
+            continue
+        n = int(s.nunique(dropna=True))
+        if n < 2 or n > max_levels or (n == len(obs) and n > 2):
+            continue
+        name = str(col).lower()
+        flat = name.replace(" ", "").replace("_", "").replace(".", "").replace("-", "")
+        is_id = any(w in name for w in _ID_WORDS) or "termid" in flat
+        if any(w in flat for w in _CELLTYPE_WORDS):
+            tier = 1 if is_id else 0
+        elif any(w in name for w in _SECONDARY_WORDS) and not is_id:
+            tier = 2
+        else:
+            tier = 3
+        scored.append((tier, n, str(col)))
+    return [c for _, _, c in sorted(scored)]
+
+
+def _missing_key_error(where: str, key: str, obs: pd.DataFrame) -> ReferenceDataError:
+    cands = ", ".join(list_celltype_columns(obs)) or "(none)"
+    cols = ", ".join(map(str, obs.columns)) or "(none)"
+    return ReferenceDataError(
+        f"single-cell reference {where} has no obs column '{key}' with cell types; "
+        f"candidate cell-type columns: {cands}; available obs columns: {cols}"
+    )
+
+
+def _resolve_celltype_key(ref, celltype_key: str | None, where: str, *, announce: bool) -> str:
+    """The given key (checked), else the key :func:`read_reference` chose, else the best candidate.
+
+    A chosen candidate is announced with a :class:`ReferenceWarning` when ``announce`` or when
+    there were several candidates.
+    """
+    if celltype_key is None:
+        celltype_key = ref.uns.get("scr2st_reference", {}).get("celltype_key")
+    if celltype_key is not None:
+        if celltype_key not in ref.obs.columns:
+            raise _missing_key_error(where, celltype_key, ref.obs)
+        return str(celltype_key)
+    cands = list_celltype_columns(ref)
+    if not cands:
+        raise ReferenceDataError(
+            f"single-cell reference {where}: no obs column looks like cell types (categorical or text with "
+            f"2..{MAX_CELLTYPE_LEVELS} values); obs columns: {', '.join(map(str, ref.obs.columns)) or '(none)'}"
+        )
+    if not announce and len(cands) == 1:
+        return cands[0]
+    others = f" (other candidates: {', '.join(cands[1:])})" if len(cands) > 1 else ""
+    warnings.warn(
+        f"single-cell reference {where}: using obs['{cands[0]}'] as cell types{others}; "
+        "pass celltype_key to choose another",
+        ReferenceWarning,
+        stacklevel=3,
+    )
+    return cands[0]
+
+
+def _warn_thin(labels: pd.Series, where: str, key: str) -> None:
+    """Warn when the reference has < 2 types, < MIN_CELLS cells or types with < MIN_CELLS_PER_TYPE cells."""
+    sizes = labels.astype(str).value_counts()
+    if len(sizes) < 2:
+        warnings.warn(
+            f"single-cell reference {where}: obs['{key}'] has only {len(sizes)} cell type "
+            f"({', '.join(sizes.index)}); the reward cannot tell cell types apart",
+            ReferenceWarning,
+            stacklevel=3,
+        )
+    if int(sizes.sum()) < MIN_CELLS:
+        warnings.warn(
+            f"single-cell reference {where}: only {int(sizes.sum())} cells (fewer than {MIN_CELLS}); "
+            "its cell states are poorly sampled",
+            ReferenceWarning,
+            stacklevel=3,
+        )
+    small = sizes[sizes < MIN_CELLS_PER_TYPE]
+    if len(small) and len(sizes) >= 2:
+        warnings.warn(
+            f"single-cell reference {where}: {len(small)} cell type(s) of obs['{key}'] have fewer than "
+            f"{MIN_CELLS_PER_TYPE} cells: " + ", ".join(f"{t} ({n})" for t, n in small.items()),
+            ReferenceWarning,
+            stacklevel=3,
+        )
 
 
 # --------------------------------------------------------------------------------------------
@@ -64,12 +262,19 @@ class ReferenceDataError(ValueError):
 # --------------------------------------------------------------------------------------------
 
 
-def read_reference(path: str | Path, *, celltype_key: str = DEFAULT_CELLTYPE_KEY):
-    """Read a single-cell reference ``.h5ad`` with raw counts in ``X`` and labels in ``obs``.
+def read_reference(path: str | Path, *, celltype_key: str | None = None):
+    """Read a single-cell reference ``.h5ad``: raw counts and a cell-type column in ``obs``.
 
-    Errors name the file: missing or unreadable files, a missing ``celltype_key`` (the message
-    lists the available ``obs`` columns), negative values in ``X``. Cells without a label are
-    dropped with a warning; a non-integer ``X`` (already normalised?) gives a warning.
+    Returns an AnnData with the raw counts in ``X`` (found in ``X``, ``layers["counts"]`` or
+    ``raw.X`` by :func:`reference_counts`; its ``var`` has the gene identifier columns),
+    ``obs``, ``obsm`` and ``uns``; ``uns["scr2st_reference"]`` records ``source`` (the path),
+    ``counts`` (where the counts were found) and ``celltype_key``. With ``celltype_key=None``
+    the best of :func:`list_celltype_columns` is used and a :class:`ReferenceWarning` says
+    which. Errors (:class:`ReferenceDataError`, or ``FileNotFoundError``) name the file: missing
+    or unreadable files, a missing ``celltype_key`` (the message lists the candidates), no
+    usable counts (log-normalised, NaN/inf with the first gene affected, negative values).
+    Cells without a label are dropped with a warning; fewer than two cell types, fewer than
+    :data:`MIN_CELLS` cells or types with fewer than :data:`MIN_CELLS_PER_TYPE` cells warn.
     """
     import anndata as ad
 
@@ -82,35 +287,24 @@ def read_reference(path: str | Path, *, celltype_key: str = DEFAULT_CELLTYPE_KEY
         adata = ad.read_h5ad(p)
     except Exception as e:  # h5py/anndata raise many types for broken files
         raise ReferenceDataError(f"cannot read single-cell reference {p} as .h5ad: {type(e).__name__}: {e}") from e
-    if celltype_key not in adata.obs.columns:
-        cols = ", ".join(map(str, adata.obs.columns)) or "(none)"
-        raise ReferenceDataError(
-            f"single-cell reference {p} has no obs column '{celltype_key}' with cell types; "
-            f"available obs columns: {cols}"
-        )
     if adata.n_obs == 0 or adata.n_vars == 0:
         raise ReferenceDataError(f"single-cell reference {p} is empty ({adata.n_obs} cells x {adata.n_vars} genes)")
-    X = adata.X
-    data = X.data if sp.issparse(X) else np.asarray(X).ravel()
-    if data.size and np.nanmin(data) < 0:
-        raise ReferenceDataError(f"single-cell reference {p}: X has negative values; raw counts are expected")
-    sample = data[: min(data.size, 100_000)]
-    if sample.size and not np.all(np.mod(sample, 1) == 0):
-        warnings.warn(
-            f"single-cell reference {p}: X is not integer; raw counts are expected "
-            "(it will be normalised to 1e4 per cell and log1p-transformed again)",
-            stacklevel=2,
-        )
-    labels = adata.obs[celltype_key]
+    key = _resolve_celltype_key(adata, celltype_key, str(p), announce=True)
+    counts, var, source = reference_counts(adata, where=str(p))
+    out = ad.AnnData(X=counts, obs=adata.obs.copy(), var=var.copy(), uns=dict(adata.uns))
+    for k in adata.obsm.keys():
+        out.obsm[k] = adata.obsm[k]
+    labels = out.obs[key]
     missing = labels.isna().to_numpy()
     if missing.all():
-        raise ReferenceDataError(f"single-cell reference {p}: obs['{celltype_key}'] has no labels")
+        raise ReferenceDataError(f"single-cell reference {p}: obs['{key}'] has no labels")
     if missing.any():
-        warnings.warn(f"single-cell reference {p}: dropping {int(missing.sum())} cells without '{celltype_key}'", stacklevel=2)
-        adata = adata[~missing].copy()
-    adata.uns.setdefault("scr2st_reference", {})["source"] = str(p)
-    adata.var_names_make_unique()
-    return adata
+        warnings.warn(f"single-cell reference {p}: dropping {int(missing.sum())} cells without '{key}'", stacklevel=2)
+        out = out[~missing].copy()
+    _warn_thin(out.obs[key], str(p), key)
+    out.uns["scr2st_reference"] = {"source": str(p), "counts": source, "celltype_key": key}
+    out.var_names_make_unique()
+    return out
 
 
 # --------------------------------------------------------------------------------------------
@@ -120,7 +314,11 @@ def read_reference(path: str | Path, *, celltype_key: str = DEFAULT_CELLTYPE_KEY
 
 @dataclass(frozen=True)
 class GeneOverlap:
-    """How many genes the reference and the spots share (and how many informative ones)."""
+    """How many genes the reference and the spots share (and how many informative ones).
+
+    ``routes`` counts the shared genes per matching route (see
+    :func:`napari_scr2st.reference.genes.match_genes`).
+    """
 
     reference_name: str
     spots_name: str
@@ -129,6 +327,7 @@ class GeneOverlap:
     n_shared: int
     n_reference_hvg: int
     n_reference_hvg_shared: int
+    routes: dict[str, int] = field(default_factory=dict)
 
     @property
     def fraction_of_reference(self) -> float:
@@ -144,10 +343,12 @@ class GeneOverlap:
         return self.n_reference_hvg_shared / max(self.n_reference_hvg, 1)
 
     def __str__(self) -> str:
+        routes = ", ".join(f"{n:,} by {r}" for r, n in self.routes.items() if n)
         return (
             f"reference '{self.reference_name}' ({self.n_reference_genes:,} genes) and spots "
             f"'{self.spots_name}' ({self.n_spot_genes:,} genes) share {self.n_shared:,} genes "
-            f"({self.fraction_of_reference:.1%} of the reference, {self.fraction_of_spots:.1%} of the spots); "
+            f"({self.fraction_of_reference:.1%} of the reference, {self.fraction_of_spots:.1%} of the spots"
+            f"{'; matched ' + routes if routes else ''}); "
             f"{self.n_reference_hvg_shared:,} of the reference's {self.n_reference_hvg:,} highly variable "
             f"genes ({self.hvg_fraction:.1%}) are measured in the spots"
         )
@@ -160,9 +361,11 @@ class GeneOverlap:
 class PreparedReference:
     """A reference restricted to the genes shared with the spots, log-normalised, with HVGs.
 
-    ``adata.X`` holds ``log1p(counts / total * 1e4)`` where totals are over ALL the reference's
-    genes (the package's one expression scale); ``adata.layers["counts"]`` the raw counts;
-    ``adata.var["highly_variable"]`` the HVGs among the shared genes (also in ``hvg``).
+    ``adata.var_names`` are the SPOTS' names of the shared genes (``var["reference_id"]`` the
+    reference's); ``adata.X`` holds ``log1p(counts / total * 1e4)`` where totals are over ALL
+    the reference's genes (the package's one expression scale); ``adata.layers["counts"]`` the
+    raw counts; ``adata.var["highly_variable"]`` the HVGs among the shared genes (also in
+    ``hvg``).
     """
 
     adata: Any
@@ -185,19 +388,36 @@ def _hvg_names(log_adata, n_top: int) -> list[str]:
     return list(map(str, tmp.var_names[tmp.var["highly_variable"].to_numpy()]))
 
 
+def _spot_genes(spots) -> tuple[list[str], pd.DataFrame | None]:
+    """Gene names and ``var`` table (if any) of the spots: names, a ``var`` DataFrame or an AnnData."""
+    if hasattr(spots, "var") and hasattr(spots, "var_names"):
+        spots = spots.var
+    if isinstance(spots, pd.DataFrame):
+        return [str(g) for g in spots.index], spots
+    return [str(g) for g in spots], None
+
+
 def prepare_reference(
     ref,
-    spots_var_names: Sequence[str],
+    spots_var_names,
     n_top_genes: int = 2000,
     *,
     min_shared: int = 200,
     min_hvg_fraction: float = 0.05,
-    celltype_key: str = DEFAULT_CELLTYPE_KEY,
+    celltype_key: str | None = None,
     reference_name: str | None = None,
     spots_name: str = "spots",
     min_overlap: int | None = None,
 ) -> PreparedReference:
     """Normalise the reference, restrict it to the genes shared with the spots, pick HVGs.
+
+    ``spots_var_names`` are the spots' gene names, or their ``var`` DataFrame / the spots'
+    AnnData (then identifier columns such as Visium's ``var["gene_ids"]`` are used too).
+    Reference genes are matched to them by :func:`~napari_scr2st.reference.genes.match_genes`
+    (symbols or Ensembl ids, versions ignored, ``var`` columns such as ``feature_name``) and
+    renamed to the spots' names. Counts come from :func:`reference_counts`. ``celltype_key``
+    None: the key :func:`read_reference` chose, else the best of
+    :func:`list_celltype_columns` (with a :class:`ReferenceWarning`).
 
     ``scanpy.pp.normalize_total`` (1e4, totals over all reference genes) and ``log1p`` on the
     reference, ``highly_variable_genes`` (``n_top_genes``, 'seurat' flavour) once on all its genes
@@ -210,53 +430,60 @@ def prepare_reference(
     import anndata as ad
     import scanpy as sc
 
+    from .genes import match_genes
+
     if min_overlap is not None:
         min_shared = int(min_overlap)
 
-    if celltype_key not in ref.obs.columns:
-        raise ReferenceDataError(
-            f"reference has no obs column '{celltype_key}'; available: {', '.join(map(str, ref.obs.columns))}"
-        )
-    name = reference_name or str(ref.uns.get("scr2st_reference", {}).get("source", "reference"))
+    info = ref.uns.get("scr2st_reference", {})
+    name = reference_name or str(info.get("source", "reference"))
     name = Path(name).name if ("/" in name or "\\" in name) else name
-    spot_genes = pd.Index([str(g) for g in spots_var_names])
-    if not spot_genes.is_unique:
-        spot_genes = spot_genes.unique()
-    ref_genes = pd.Index(map(str, ref.var_names))
-    shared_mask = ref_genes.isin(spot_genes)
-    n_shared = int(shared_mask.sum())
+    key = _resolve_celltype_key(ref, celltype_key, f"'{name}'", announce=False)
+    if info.get("celltype_key") != key:  # read_reference has not checked this key
+        _warn_thin(ref.obs[key].dropna(), f"'{name}'", key)
+    counts, var, _ = reference_counts(ref, where=f"'{name}'")
+    spot_names, spot_var = _spot_genes(spots_var_names)
+    spot_index = pd.Index(spot_names)
+    n_spot_genes = int(spot_index.nunique())
+    ref_genes = pd.Index(map(str, var.index))
+    match = match_genes(ref_genes, spot_names, reference_var=var, spot_var=spot_var)
 
-    counts = ref.X if sp.issparse(ref.X) else sp.csr_matrix(np.asarray(ref.X))
-    full = ad.AnnData(X=counts.astype(np.float32).tocsr(), obs=ref.obs[[celltype_key]].copy(), var=pd.DataFrame(index=ref_genes))
+    full = ad.AnnData(X=counts, obs=ref.obs[[key]].copy(), var=pd.DataFrame(index=ref_genes))
+    full.var_names_make_unique()
     full.layers["counts"] = full.X.copy()
-    for key in ref.obsm.keys():  # user embeddings (e.g. a foundation model's) travel along
-        full.obsm[key] = np.asarray(ref.obsm[key])
+    for k in ref.obsm.keys():  # user embeddings (e.g. a foundation model's) travel along
+        full.obsm[k] = np.asarray(ref.obsm[k])
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         sc.pp.normalize_total(full, target_sum=TARGET_SUM)
         sc.pp.log1p(full)
     ref_hvg = _hvg_names(full, min(n_top_genes, full.n_vars))
-    n_hvg_shared = int(pd.Index(ref_hvg).isin(spot_genes).sum())
+    shared_ref = full.var_names[match.reference_index]
+    n_hvg_shared = int(pd.Index(ref_hvg).isin(shared_ref).sum())
     overlap = GeneOverlap(
         reference_name=name,
         spots_name=spots_name,
         n_reference_genes=int(len(ref_genes)),
-        n_spot_genes=int(len(spot_genes)),
-        n_shared=n_shared,
+        n_spot_genes=n_spot_genes,
+        n_shared=match.n_matched,
         n_reference_hvg=len(ref_hvg),
         n_reference_hvg_shared=n_hvg_shared,
+        routes=dict(match.routes),
     )
-    if n_shared < min_shared or overlap.hvg_fraction < min_hvg_fraction:
+    if match.n_matched < min_shared or overlap.hvg_fraction < min_hvg_fraction:
         raise ReferenceDataError(
             f"gene overlap too small to use the reference: {overlap}. Need at least {min_shared} shared genes "
             f"and {min_hvg_fraction:.0%} of the reference's highly variable genes. Check that both use the "
-            "same gene naming (symbols vs Ensembl ids) and species."
+            "same species and that gene symbols or Ensembl ids are in var_names or in a var column "
+            "(feature_name, gene_ids, gene_symbols, gene_name, symbol)."
         )
-    sub = full[:, shared_mask].copy()
+    sub = full[:, match.reference_index].copy()
+    sub.var["reference_id"] = np.asarray(shared_ref, dtype=object)
+    sub.var_names = pd.Index(match.genes)
     sub.uns.pop("log1p", None)
     hvg = _hvg_names(sub, min(n_top_genes, sub.n_vars))
     sub.var["highly_variable"] = sub.var_names.isin(hvg)
-    return PreparedReference(adata=sub, hvg=hvg, overlap=overlap, celltype_key=celltype_key, name=name)
+    return PreparedReference(adata=sub, hvg=hvg, overlap=overlap, celltype_key=key, name=name)
 
 
 # --------------------------------------------------------------------------------------------
