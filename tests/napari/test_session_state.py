@@ -6,8 +6,8 @@ import pytest
 
 @pytest.fixture
 def session(small_sample, helpers):
-    from napari_scr2st._engine import drive
     from napari_scr2st._napari._state import Session
+    from napari_scr2st.progress import drive
 
     s = Session(small_sample.section.copy(), reference=small_sample.reference)
     s.space = helpers.space_for(small_sample)
@@ -64,8 +64,8 @@ def test_rounds_reveal_and_import(session, tmp_path):
 
 
 def test_no_reference_falls_back_to_vision_samplers(small_sample):
-    from napari_scr2st._engine import drive
     from napari_scr2st._napari._state import Session
+    from napari_scr2st.progress import drive
 
     s = Session(small_sample.section.copy(), reference=None)
     drive(s.iter_prepare("patch-stats"), use_tqdm=False)

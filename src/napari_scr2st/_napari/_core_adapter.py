@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from .._engine import CancelToken, Progress
+from ..progress import CancelToken, Progress
 
 
 def guard_triton() -> bool:
@@ -64,7 +64,7 @@ def iter_vision(adata, encoder: str, *, key: str = "X_vision", device: str = "au
     """Fill ``adata.obsm[key]`` with the embedding of ``encoder``; returns the encoder name."""
     guard_triton()
     if encoder == PATCH_STATS:
-        from ..sampling.standin import patch_statistics_embedding
+        from ..features.patch_stats import patch_statistics_embedding
 
         yield Progress(0, 1, "patch colour/texture statistics")
         adata.obsm[key] = patch_statistics_embedding(adata)
@@ -120,7 +120,7 @@ def new_state(pool):
 
 
 def make_oracle(adata, pool):
-    from ..sampling.loop import SimulatedOracle
+    from ..sampling.oracle import SimulatedOracle
 
     return SimulatedOracle(adata, pool)
 
@@ -151,21 +151,21 @@ def reward_weights(sc: float, type_: float, sp: float):
 
 
 def make_sampler(name: str, *, space=None, weights=None, policy=None, seed: int = 0):
-    from ..sampling.samplers import make_sampler as _mk
+    from ..sampling.registry import make_sampler as _mk
 
     return _mk(name, seed=seed, space=space, weights=weights, policy=policy)
 
 
 def new_policy(space, *, seed: int = 0):
     guard_triton()
-    from ..sampling.policy import SCRLPolicy
+    from ..sampling.scrl import SCRLPolicy
 
     return SCRLPolicy.for_space(space, seed=seed)
 
 
 def load_policy(path):
     guard_triton()
-    from ..sampling.policy import SCRLPolicy
+    from ..sampling.scrl import SCRLPolicy
 
     return SCRLPolicy.load(path)
 
@@ -219,7 +219,7 @@ def iter_pretrain_policy(policy, adata, space, *, episodes: int, rounds: int = 3
     term-gain loss and corner/Dirichlet(0.5) weight sampling (``iter_train_policy``'s defaults),
     so the trained policy follows the weight sliders (docs/benchmarks.md, weight sensitivity)."""
     guard_triton()
-    from ..sampling.policy import PolicyEnv, iter_train_policy
+    from ..sampling.scrl import PolicyEnv, iter_train_policy
 
     env = PolicyEnv.from_adata(adata, space)
     episodes = int(episodes)
@@ -242,7 +242,7 @@ def reward_evaluator(space, pool, weights, embedder):
 
 
 def space_predictor(space, *, min_train: int = 5):
-    from ..sampling.predictors import SpacePredictor
+    from ..sampling.surrogate import SpacePredictor
 
     return SpacePredictor(space, min_train=min_train)
 
@@ -316,7 +316,7 @@ def warm_up_training() -> None:
 
     import torch
 
-    for name in ("napari_scr2st.model.train", "napari_scr2st.model.predict", "napari_scr2st.model.inspect",
+    for name in ("napari_scr2st.model.train", "napari_scr2st.model.predictor", "napari_scr2st.model.inspect",
                  "torch._dynamo"):
         try:
             importlib.import_module(name)
@@ -376,7 +376,7 @@ def load_predictor(path, device: str | None = None):
 
 
 def pick_device_name(pref: str) -> str:
-    from .._utils import pick_device
+    from ..device import pick_device
 
     return str(pick_device(pref))
 

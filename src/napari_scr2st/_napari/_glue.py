@@ -11,7 +11,7 @@ from typing import Any
 import numpy as np
 
 from .. import layers as L
-from .._engine import Progress
+from ..progress import Progress
 from ._state import Session, get_session
 
 PLUGIN = "napari-scr2st"
@@ -314,7 +314,7 @@ def start_worker(
     """
     from napari.utils import progress
 
-    from .._engine import drive
+    from ..progress import drive
 
     pbar = progress(total=0, desc=desc) if not quiet else _NoBar()
     state = {"desc": ""}

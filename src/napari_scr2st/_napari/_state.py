@@ -23,8 +23,8 @@ from typing import Any
 import numpy as np
 from psygnal import Signal
 
-from .._engine import CancelToken, Progress
 from ..data.model import VISION_KEY, library_id
+from ..progress import CancelToken, Progress
 from . import _core_adapter as core
 
 

@@ -8,7 +8,7 @@ import time
 import numpy as np
 from qtpy.QtWidgets import QComboBox, QFormLayout, QGroupBox, QHBoxLayout, QPushButton, QSpinBox
 
-from .._engine import CancelToken, Progress
+from ..progress import CancelToken, Progress
 from . import _core_adapter as core
 from . import _glue as G
 from ._base import SectionDock

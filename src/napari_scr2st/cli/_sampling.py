@@ -148,11 +148,9 @@ def _load(args) -> tuple[Any, Any, bool]:
 
 
 def _ensure_vision(adata, args) -> str:
-    from ..sampling.standin import vision_embeddings
+    from ..features import ensure_vision_embedding
 
-    if args.vision_key in adata.obsm:
-        return f"existing obsm['{args.vision_key}']"
-    return vision_embeddings(adata, model=args.encoder, key=args.vision_key)
+    return ensure_vision_embedding(adata, args.encoder, key=args.vision_key)
 
 
 def _space(args, adata, embedded_ref, spots_name: str):
@@ -191,12 +189,13 @@ def _has_counts(adata) -> bool:
 
 # ------------------------------------------------------------------------------ verbs
 def run_select(args: argparse.Namespace) -> int:
-    from .._engine import drive
-    from ..sampling.loop import SimulatedOracle, iter_acquisition
+    from ..progress import drive
+    from ..sampling.loop import iter_acquisition
     from ..sampling.measured import RewardEvaluator
+    from ..sampling.oracle import SimulatedOracle
     from ..sampling.pool import Pool, SelectionRequest
+    from ..sampling.registry import make_sampler
     from ..sampling.reward import RewardWeights, spatial_coverage
-    from ..sampling.samplers import make_sampler
     from ..sampling.state import SelectionState
 
     weights = RewardWeights.parse(args.weights)
@@ -209,7 +208,7 @@ def run_select(args: argparse.Namespace) -> int:
     if args.sampler == "scrl":
         if not args.policy:
             raise CLIError("--sampler scrl needs --policy FILE (train one with 'scr2st train-policy')")
-        from ..sampling.policy import SCRLPolicy
+        from ..sampling.scrl import SCRLPolicy
 
         policy = SCRLPolicy.load(args.policy)
     if args.sampler in ("greedy", "scrl") and space is None:
@@ -276,9 +275,9 @@ def _parse_range(text: str) -> tuple[float, float]:
 
 
 def run_train_policy(args: argparse.Namespace) -> int:
-    from .._engine import drive
     from ..data.model import split_sections
-    from ..sampling.policy import PolicyEnv, SCRLPolicy, iter_train_policy
+    from ..progress import drive
+    from ..sampling.scrl import PolicyEnv, SCRLPolicy, iter_train_policy
 
     rng_range = _parse_range(args.budget_range)
     if not args.inputs:
@@ -344,9 +343,8 @@ def _splits(text: str, sections) -> dict[str, list[str]]:
 def run_benchmark_sampling(args: argparse.Namespace) -> int:
     import pandas as pd
 
-    from .._engine import drive
-    from .._utils import atomic_path
-    from ..sampling.benchmark import (
+    from ..atomic import atomic_path
+    from ..benchmark.sampling import (
         HER2ST_IMAGED,
         iter_benchmark,
         iter_her2st_sections,
@@ -355,6 +353,7 @@ def run_benchmark_sampling(args: argparse.Namespace) -> int:
         plot_benchmark,
         summarize,
     )
+    from ..progress import drive
 
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -424,14 +423,15 @@ def demo_selection_step(sample, *, sampler: str = "greedy", budget: str | int | 
     ``sample``: a :class:`~napari_scr2st.data.synthetic.SyntheticSample` (``.section``,
     ``.reference``). A missing vision embedding is replaced by patch statistics. Prints nothing.
     """
-    from .._engine import drive
+    from ..features.patch_stats import patch_statistics_embedding
+    from ..progress import drive
     from ..reference import ReferenceSpace, prepare_reference
-    from ..sampling.loop import SimulatedOracle, iter_acquisition
+    from ..sampling.loop import iter_acquisition
     from ..sampling.measured import RewardEvaluator
+    from ..sampling.oracle import SimulatedOracle
     from ..sampling.pool import Pool, SelectionRequest
+    from ..sampling.registry import make_sampler
     from ..sampling.reward import RewardWeights
-    from ..sampling.samplers import make_sampler
-    from ..sampling.standin import patch_statistics_embedding
 
     section, reference = sample.section, sample.reference
     if vision_key not in section.obsm:
@@ -439,7 +439,7 @@ def demo_selection_step(sample, *, sampler: str = "greedy", budget: str | int | 
     w = RewardWeights.parse(weights)
     space = ReferenceSpace.fit(prepare_reference(reference, section.var_names), seed=seed)
     if sampler == "scrl" and policy is None:
-        from ..sampling.policy import SCRLPolicy
+        from ..sampling.scrl import SCRLPolicy
 
         policy = SCRLPolicy.for_space(space, seed=seed)  # untrained: a smoke path for the demo
     pool = Pool.from_adata(section, vision_key=vision_key)

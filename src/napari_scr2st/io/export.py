@@ -1,7 +1,7 @@
 """Exports of a selection and of predictions, for the sequencing lab, QuPath and Python.
 
 Qt-free; used by the napari export dock and usable from scripts. Every file is written
-atomically (:func:`napari_scr2st._utils.atomic_path`): it appears complete or not at all, and an
+atomically (:func:`napari_scr2st.atomic.atomic_path`): it appears complete or not at all, and an
 existing file is left untouched when writing fails.
 
 - :func:`selection_table` / :func:`write_selection_csv` / :func:`read_selection_csv`: the list
@@ -38,8 +38,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from .._utils import atomic_path
+from ..atomic import atomic_path
 from ..data.model import SECTION_KEY, SPATIAL_KEY
+from ..palette import PALETTE, picked_by_label, picked_by_labels
 
 __all__ = [
     "SELECTION_COLUMNS",
@@ -79,18 +80,6 @@ _DTYPES = {
     "predicted_cell_type": object,
 }
 _STR_COLS = [c for c, t in _DTYPES.items() if t is object]
-
-
-def _picked_by(source: str) -> str:
-    from ..layers import picked_by_label
-
-    return picked_by_label(source)
-
-
-def _picked_by_many(sources) -> np.ndarray:
-    from ..layers import picked_by_labels
-
-    return picked_by_labels(sources)
 
 
 def selection_table(
@@ -151,7 +140,7 @@ def selection_table(
             "pixel_y": xy[idx, 1],
             "round": rnd[idx],
             "rank": rank[idx],
-            "picked_by": _picked_by_many(np.asarray(selection.source, dtype=object)[idx]),
+            "picked_by": picked_by_labels(np.asarray(selection.source, dtype=object)[idx]),
             "score": score[idx],
             "predicted_cell_type": np.array([("" if c in ("nan", "None") else c) for c in ct[idx]], dtype=object),
         }
@@ -210,14 +199,12 @@ _PICKED_COLORS = {"policy": "#00bfff", "manual": "#ffffff"}
 
 def selection_geojson(df: pd.DataFrame, *, colors: dict[str, str] | None = None) -> dict:
     """A GeoJSON FeatureCollection (QuPath point annotations) of a selection table."""
-    from ..layers import _PALETTE
-
     df = _coerce(df)
     palette = dict(_PICKED_COLORS)
     palette.update(colors or {})
     others = [p for p in dict.fromkeys(df["picked_by"]) if p not in palette]
     for i, p in enumerate(others):
-        palette[p] = _PALETTE[i % len(_PALETTE)]
+        palette[p] = PALETTE[i % len(PALETTE)]
     feats = []
     for row in df.itertuples(index=False):
         meas = {"round": int(row.round), "rank": int(row.rank), "array_row": int(row.array_row), "array_col": int(row.array_col)}
@@ -277,7 +264,7 @@ def write_predictions_h5ad(
         rnd = np.asarray(selection.round, dtype=np.int64)
         out.obs["scr2st_round"] = rnd
         out.obs["scr2st_picked_by"] = pd.Categorical(
-            [_picked_by(s) if r >= 0 else "" for s, r in zip(selection.source, rnd, strict=True)]
+            [picked_by_label(s) if r >= 0 else "" for s, r in zip(selection.source, rnd, strict=True)]
         )
         out.obs["scr2st_sequenced"] = np.asarray(selection.measured, dtype=bool)
     if predicted_cell_type is not None:

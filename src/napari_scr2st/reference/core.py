@@ -37,7 +37,7 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
-from .._utils import save_npz_atomic
+from ..atomic import save_npz_atomic
 from ..data.expression import TARGET_SUM, log1p_normalized
 
 __all__ = [
