@@ -110,7 +110,7 @@ def evaluate(select_fn, env, *, budget: int, rounds: int) -> dict:
 def policy_select(policy, env):
     from napari_scr2st.sampling.surrogate import SpacePredictor
 
-    def fn(w, state, k, t):
+    def fn(w, state, k, _t):
         m = env.evaluator.measured(state)
         zp = SpacePredictor(env.space)(env.pool, state, m.index, m.z)
         feats = policy.features(env.pool, state, env.space, measured=m, zp=zp)
@@ -123,7 +123,7 @@ def sampler_select(name, env, seed):
     from napari_scr2st.sampling.registry import make_sampler
 
     smp = make_sampler(name, seed=seed)
-    return lambda w, state, k, t: smp.select(env.pool, k, state)
+    return lambda _w, state, k, _t: smp.select(env.pool, k, state)
 
 
 def jaccard(a: set, b: set) -> float:

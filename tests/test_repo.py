@@ -1,7 +1,11 @@
 """Repository contracts: the README's commands are the ones CI runs."""
 
 import re
+import shutil
+import subprocess
 from pathlib import Path
+
+import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -24,3 +28,13 @@ def test_ci_runs_the_readme_test_command():
     test_cmd = _readme_commands()[1]
     assert test_cmd in [line.strip() for line in ci], f"{test_cmd!r} not in .ci/run"
     assert "xvfb" in (ROOT / ".ci" / "run").read_text()
+
+
+def test_ruff_is_clean():
+    """``ruff check src tests benchmarks scripts`` passes with the project's rules (pyproject)."""
+    ruff = shutil.which("ruff")
+    if ruff is None:
+        pytest.skip("ruff is not installed (it is in the dev extra)")
+    out = subprocess.run([ruff, "check", "src", "tests", "benchmarks", "scripts"], cwd=ROOT,
+                         capture_output=True, text=True)
+    assert out.returncode == 0, out.stdout + out.stderr

@@ -224,7 +224,7 @@ def spots_layer(
     return spot_yx(adata), kwargs, "points"
 
 
-def selection_layer(adata, selection, *, library: str | None = None, name: str | None = None, scores=None):
+def selection_layer(adata, selection, *, library: str | None = None, name: str | None = None):
     """The selected spots: a ring per spot, coloured by ROUND; manual picks are stars with a
     white border, picks of a sampler/policy discs with a black border; sequenced spots opaque,
     pending ones (chosen, not yet sequenced) half transparent.

@@ -180,7 +180,7 @@ def spot_diameter_px(adata, library: str | None = None) -> float:
 
 
 @functools.lru_cache(maxsize=2)
-def _read_image_cached(path: str, mtime: float) -> np.ndarray:
+def _read_image_cached(path: str, mtime: float) -> np.ndarray:  # noqa: ARG001 - mtime keys the cache
     from PIL import Image
 
     Image.MAX_IMAGE_PIXELS = None

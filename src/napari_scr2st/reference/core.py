@@ -367,7 +367,7 @@ class ReferenceSpace:
         kc = n_clusters if n_clusters is not None else default_n_clusters(Z.shape[0])
         kc = int(min(max(kc, 1), Z.shape[0]))
         centroids, cell_cluster = _kmeans(Z, kc, seed)
-        space = cls(
+        return cls(
             genes=genes,
             celltypes=celltypes,
             ref_embedding=Z,
@@ -391,7 +391,6 @@ class ReferenceSpace:
                 "cluster_rule": "k = clip(round(n_cells / 15), 10, 1000)" if n_clusters is None else f"k = {kc} (user)",
             },
         )
-        return space
 
     # ------------------------------------------------------------------ properties
     @property

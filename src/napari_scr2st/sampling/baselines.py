@@ -44,7 +44,7 @@ __all__ = [
 class RandomSampler(Sampler):
     name = "random"
 
-    def _select(self, pool, n, state, available, rng):
+    def _select(self, pool, n, state, available, rng):  # noqa: ARG002 - the Sampler._select signature
         return rng.choice(np.flatnonzero(available), size=n, replace=False)
 
 
@@ -225,7 +225,7 @@ class ARSampler(Sampler):
         super().__init__(seed=seed)
         self.n_components, self.n_bins, self.sigma = n_components, n_bins, sigma
 
-    def _select(self, pool, n, state, available, rng):
+    def _select(self, pool, n, state, available, rng):  # noqa: ARG002 - the Sampler._select signature
         X = pool.vision_features(self.n_components)
         inpool = np.flatnonzero(~pool.excluded)
         w = np.zeros(pool.n)
