@@ -1,9 +1,9 @@
 """The SCRL policy (:class:`SCRLPolicy`): weight-conditioned scoring of spots, selection in
 sub-steps, the log-probabilities training needs, save/load.
 
-The network is :mod:`.network`, the state features :mod:`.features`; training
-(:mod:`.training`) drives :meth:`SCRLPolicy._sample_round` (Gumbel-top-k with gradients),
-:meth:`SCRLPolicy._log_prob_round` (imitation) and :meth:`SCRLPolicy.aux_loss`.
+The network is :mod:`.network`, the state features :mod:`.features`. Training episodes
+(:func:`.environment.rollout`, :mod:`.training`) use :meth:`SCRLPolicy._sample_round` (Gumbel-top-k
+with gradients), :meth:`SCRLPolicy._log_prob_round` (imitation) and :meth:`SCRLPolicy.aux_loss`.
 """
 
 from __future__ import annotations
