@@ -67,7 +67,7 @@ def setup(viewer, n_spots: int, episodes: int):
     return w, s, np.random.default_rng(0)
 
 
-def bench_reselect(viewer, w, s, rng, repeats: int):
+def bench_reselect(w, s, rng, repeats: int):
     from qtpy.QtWidgets import QApplication
 
     handler, end_to_end = [], []
@@ -222,7 +222,7 @@ def main(argv=None) -> int:
     os.environ["SCR2ST_SYNC_WORKERS"] = "0"  # from here on, the GUI behaves as for a user
     out = {"machine": {"cpus": os.cpu_count(), "load_avg_1min": os.getloadavg()[0]}}
     if args.only in (None, "reselect"):
-        out["reselect"] = bench_reselect(viewer, w, s, rng, args.repeats)
+        out["reselect"] = bench_reselect(w, s, rng, args.repeats)
     if args.only in (None, "training"):
         out["training"] = bench_training(viewer, s, args.epochs, args.device)
     if args.json:

@@ -42,9 +42,9 @@ RECIPES = ("untrained", "legacy-gui", "gui", "imitation")
 
 def _setup(n_spots: int, seed: int):
     from napari_scr2st.data import make_sample
+    from napari_scr2st.features.patch_stats import patch_statistics_embedding
     from napari_scr2st.reference import ReferenceSpace, prepare_reference
-    from napari_scr2st.sampling.policy import PolicyEnv
-    from napari_scr2st.sampling.standin import patch_statistics_embedding
+    from napari_scr2st.sampling.scrl import PolicyEnv
 
     smp = make_sample(n_spots, seed=seed)
     a = smp.section
@@ -54,8 +54,8 @@ def _setup(n_spots: int, seed: int):
 
 
 def make_policy(recipe: str, a, space, env, *, episodes: int, imitation: int, seed: int):
-    from napari_scr2st._engine import drive
-    from napari_scr2st.sampling.policy import SCRLPolicy, iter_train_policy
+    from napari_scr2st.progress import drive
+    from napari_scr2st.sampling.scrl import SCRLPolicy, iter_train_policy
 
     pol = SCRLPolicy.for_space(space, seed=seed)
     pol.fit_vision([env.pool.vision])
@@ -83,7 +83,7 @@ def _legacy_kwargs() -> dict:
     """Options that reproduce the pre-fix REINFORCE (only those this version of the code knows)."""
     import inspect
 
-    from napari_scr2st.sampling.policy import iter_train_policy
+    from napari_scr2st.sampling.scrl import iter_train_policy
 
     legacy = {"dirichlet_alpha": 1.0, "imitation_episodes": 0, "aux_coef": 0.0, "corner_prob": 0.0}
     params = inspect.signature(iter_train_policy).parameters
@@ -110,9 +110,9 @@ def evaluate(select_fn, env, *, budget: int, rounds: int) -> dict:
 
 
 def policy_select(policy, env):
-    from napari_scr2st.sampling.predictors import SpacePredictor
+    from napari_scr2st.sampling.surrogate import SpacePredictor
 
-    def fn(w, state, k, t):
+    def fn(w, state, k, _t):
         m = env.evaluator.measured(state)
         zp = SpacePredictor(env.space)(env.pool, state, m.index, m.z)
         feats = policy.features(env.pool, state, env.space, measured=m, zp=zp)
@@ -122,10 +122,10 @@ def policy_select(policy, env):
 
 
 def sampler_select(name, env, seed):
-    from napari_scr2st.sampling.samplers import make_sampler
+    from napari_scr2st.sampling.registry import make_sampler
 
     smp = make_sampler(name, seed=seed)
-    return lambda w, state, k, t: smp.select(env.pool, k, state)
+    return lambda _w, state, k, _t: smp.select(env.pool, k, state)
 
 
 def jaccard(a: set, b: set) -> float:
@@ -163,7 +163,7 @@ def main(argv=None) -> int:
     ap.add_argument("--no-baselines", action="store_true", help="skip the random/grid yardsticks")
     args = ap.parse_args(argv)
 
-    from napari_scr2st.sampling._threads import single_thread
+    from napari_scr2st.sampling.thread_limits import single_thread
 
     t0 = time.perf_counter()
     a, space, env = _setup(args.n_spots, args.seed)

@@ -35,7 +35,7 @@ def measure(n_spots: int, *, repeats: int, budget: float, train_episodes: int, s
         SimulatedOracle,
         SpacePredictor,
     )
-    from napari_scr2st.sampling.policy import PolicyEnv, SCRLPolicy, train_policy
+    from napari_scr2st.sampling.scrl import PolicyEnv, SCRLPolicy, train_policy
 
     t0 = time.perf_counter()
     smp = make_sample(n_spots, seed=seed, with_image=False)

@@ -58,13 +58,13 @@ from napari_scr2st.layers import (  # noqa: E402
     inspect_layer,
     layer_name,
     measured_expression,
-    picked_by_label,
     roi_layer,
     selection_layer,
     spot_features,
     spot_yx,
     spots_in_shapes,
 )
+from napari_scr2st.palette import picked_by_label  # noqa: E402
 
 
 def _selection(n, picks):

@@ -4,6 +4,8 @@ equal the imports, and the documentation stands alone (no link out of the reposi
 import ast
 import re
 import shlex
+import shutil
+import subprocess
 import sys
 from pathlib import Path
 
@@ -101,7 +103,7 @@ def test_version_has_one_source():
     assert re.fullmatch(r"\d+\.\d+\.\d+\S*", napari_scr2st.__version__)
 
 
-# ------------------------------------------------------------------ dependencies == imports
+# ------------------------------------------------------------------ dependencies equal imports
 #: import name -> distribution name, where they differ beyond PEP 503 normalisation
 #: (``spatialdata_io`` -> ``spatialdata-io`` needs no entry, but the common ones are listed anyway)
 IMPORT_TO_DIST = {
@@ -255,3 +257,11 @@ def test_pre_commit_runs_ruff_with_fix_and_the_standard_hooks():
     hooks = {h["id"]: h for r in cfg["repos"] for h in r["hooks"]}
     assert "--fix" in hooks["ruff-check"].get("args", [])
     assert {"trailing-whitespace", "end-of-file-fixer", "check-yaml"} <= set(hooks)
+def test_ruff_is_clean():
+    """``ruff check src tests benchmarks scripts`` passes with the project's rules (pyproject)."""
+    ruff = shutil.which("ruff")
+    if ruff is None:
+        pytest.skip("ruff is not installed (it is in the dev extra)")
+    out = subprocess.run([ruff, "check", "src", "tests", "benchmarks", "scripts"], cwd=ROOT,
+                         capture_output=True, text=True)
+    assert out.returncode == 0, out.stdout + out.stderr

@@ -19,6 +19,7 @@ from .data.model import (
     library_id,
     spot_diameter_px,
 )
+from .palette import MANUAL, PALETTE, picked_by_labels
 
 __all__ = [
     "image_layer",
@@ -38,8 +39,6 @@ __all__ = [
     "expression_values",
     "celltype_colors",
     "round_color",
-    "picked_by_label",
-    "picked_by_labels",
     "layer_name",
     "SPOTS_SUFFIX",
     "LAYER_SUFFIXES",
@@ -60,16 +59,8 @@ LAYER_SUFFIXES = {
     "inspect": " inspected",
 }
 
-# A colour-blind-friendly qualitative palette (Okabe-Ito first, then Paul Tol's muted), as hex.
-_PALETTE = [
-    "#e69f00", "#56b4e9", "#009e73", "#f0e442", "#0072b2", "#d55e00", "#cc79a7", "#999999",
-    "#882255", "#44aa99", "#117733", "#332288", "#ddcc77", "#aa4499", "#88ccee", "#cc6677",
-    "#999933", "#000000",
-]  # fmt: skip
 # rounds: round 0 (initial picks) yellow, then blue, green, orange, ... (distinct on H&E pink)
 _ROUND_PALETTE = ["#ffd700", "#00bfff", "#32cd32", "#ff8c00", "#ff1493", "#8a2be2", "#00ced1", "#adff2f"]
-MANUAL = "manual"
-POLICY = "policy"
 
 
 def layer_name(section: str, kind: str) -> str:
@@ -89,26 +80,7 @@ def round_color(r: int) -> str:
 
 def celltype_colors(categories) -> dict[str, str]:
     """A stable ``{category: hex colour}`` map (the order of ``categories`` decides colours)."""
-    return {str(c): _PALETTE[i % len(_PALETTE)] for i, c in enumerate(categories)}
-
-
-def picked_by_labels(sources) -> np.ndarray:
-    """Vectorised :func:`picked_by_label` (one call per distinct source)."""
-    src = np.asarray(sources, dtype=object)
-    if src.size == 0:
-        return np.zeros(0, dtype=object)
-    uniq, inv = np.unique(src.astype(str), return_inverse=True)
-    return np.array([picked_by_label(u) for u in uniq], dtype=object)[inv.ravel()]
-
-
-def picked_by_label(source: str, policy_sources=("scrl", "policy", "rl")) -> str:
-    """User-facing 'picked by': ``manual``, ``policy`` (the SCRL policy) or the sampler's name."""
-    s = str(source or "")
-    if s == MANUAL:
-        return MANUAL
-    if s.lower() in policy_sources or s.lower().startswith("scrl"):
-        return POLICY
-    return s or "unknown"
+    return {str(c): PALETTE[i % len(PALETTE)] for i, c in enumerate(categories)}
 
 
 def image_pyramid(image: np.ndarray, min_side: int = 1024) -> list[np.ndarray]:
@@ -209,10 +181,6 @@ def spot_features(
     return feats
 
 
-def _features(adata) -> pd.DataFrame:  # kept for callers of the first version
-    return spot_features(adata)
-
-
 def spots_layer(
     adata,
     *,
@@ -256,7 +224,7 @@ def spots_layer(
     return spot_yx(adata), kwargs, "points"
 
 
-def selection_layer(adata, selection, *, library: str | None = None, name: str | None = None, scores=None):
+def selection_layer(adata, selection, *, library: str | None = None, name: str | None = None):
     """The selected spots: a ring per spot, coloured by ROUND; manual picks are stars with a
     white border, picks of a sampler/policy discs with a black border; sequenced spots opaque,
     pending ones (chosen, not yet sequenced) half transparent.

@@ -6,7 +6,7 @@ import os
 
 import numpy as np
 
-from ._utils import atomic_path
+from .atomic import atomic_path
 from .data.model import get_lowres_image, library_id, spot_diameter_px
 
 __all__ = ["plot_overview"]

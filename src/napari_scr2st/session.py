@@ -34,15 +34,14 @@ from typing import Any
 import numpy as np
 from psygnal import Signal
 
-from ._engine import CancelToken, Progress
 from .config import (
     FALLBACK_SAMPLER,
-    PATCH_STATS,
     REFERENCE_SAMPLERS,
     SamplingSettings,
     TrainingSettings,
 )
 from .data.model import SECTION_KEY, VISION_KEY
+from .progress import CancelToken, Progress
 from .sampling.acquisition import Acquisition, Proposal
 from .sampling.pool import Pool, SelectionRequest
 from .sampling.reward import RewardWeights
@@ -360,7 +359,7 @@ class AcquisitionSession:
             raise RuntimeError("prepare the section with a single-cell reference first")
         if not self.has_counts:
             raise RuntimeError("pre-training simulates sequencing and needs a section with counts")
-        from .sampling.policy import PolicyEnv, iter_train_policy
+        from .sampling.scrl import PolicyEnv, iter_train_policy
 
         if self.policy is None:
             self.policy, self.policy_source = _new_policy(self.space, seed=self.sampling.seed), "untrained"
@@ -439,7 +438,7 @@ class AcquisitionSession:
 
     def make_sampler(self):
         """The sampler of the current settings (cached; its weights follow the settings)."""
-        from .sampling.samplers import make_sampler
+        from .sampling.registry import make_sampler
 
         s = self.sampling
         if s.sampler in REFERENCE_SAMPLERS and self.space is None:
@@ -467,9 +466,7 @@ class AcquisitionSession:
                s.weights if s.sampler in REFERENCE_SAMPLERS else None)
         if self._cache.proposal_key == key and self._cache.proposal is not None:
             return self._cache.proposal
-        sampler = self.make_sampler()
-        with _single_thread():
-            prop = acq.propose(sampler)
+        prop = acq.propose(self.make_sampler())
         self._cache.proposal, self._cache.proposal_key = prop, key
         return prop
 
@@ -525,7 +522,7 @@ class AcquisitionSession:
             return self._cache.predicted
         out = None
         if self.space is not None and self.committed.measured.sum() >= 5:
-            from .sampling.predictors import SpacePredictor
+            from .sampling.surrogate import SpacePredictor
 
             m = self.embedder(self.committed)
             zp = SpacePredictor(self.space, min_train=5)(self.pool, self.committed, m.index, m.z)
@@ -836,17 +833,10 @@ def _safe(name: str) -> str:
 # ---------------------------------------------------------------------- heavy helpers (lazy)
 def _iter_vision(adata, encoder: str, *, key: str, device: str = "auto") -> Generator[Progress, None, str]:
     """Fill ``adata.obsm[key]`` with the embedding of ``encoder``; returns the encoder name."""
-    if encoder == PATCH_STATS:
-        from .sampling.standin import patch_statistics_embedding
+    from .features import iter_ensure_vision_embedding
 
-        yield Progress(0, 1, "patch colour/texture statistics")
-        adata.obsm[key] = patch_statistics_embedding(adata)
-        yield Progress(1, 1, "patch colour/texture statistics")
-        return encoder
     with _torch_guard():
-        from .features import iter_vision_embeddings
-
-        yield from iter_vision_embeddings(adata, encoder, key_added=key, device=device, batch_size=64, out_size=224)
+        yield from iter_ensure_vision_embedding(adata, encoder, key=key, device=device)
     return encoder
 
 
@@ -863,48 +853,30 @@ def warm_up_training() -> None:
     with _torch_guard():
         import torch
 
-        for name in ("napari_scr2st.model.train", "napari_scr2st.model.predict", "napari_scr2st.model.inspect"):
+        for name in ("napari_scr2st.model.train", "napari_scr2st.model.predictor", "napari_scr2st.model.inspect"):
             importlib.import_module(name)
         torch.optim.AdamW(torch.nn.Linear(1, 1).parameters())  # the first optimiser imports torch._dynamo
 
 
 def _new_policy(space, *, seed: int = 0):
     with _torch_guard():
-        from .sampling.policy import SCRLPolicy
+        from .sampling.scrl import SCRLPolicy
 
         return SCRLPolicy.for_space(space, seed=seed)
 
 
 def _load_policy(path):
     with _torch_guard():
-        from .sampling.policy import SCRLPolicy
+        from .sampling.scrl import SCRLPolicy
 
         return SCRLPolicy.load(path)
 
 
 def _torch_guard():
-    """Torch work in a process whose OpenGL may be Mesa's llvmpipe (see torch_runtime)."""
-    try:
-        from .torch_runtime import triton_blocked
-    except ImportError:
-        return contextlib.nullcontext()
+    """Torch work in a process whose OpenGL may be Mesa's llvmpipe (see :mod:`.torch_runtime`)."""
+    from .torch_runtime import triton_blocked
+
     return triton_blocked()
-
-
-@contextlib.contextmanager
-def _single_thread():
-    """Small torch work on one intra-op thread (the live re-selection; restored after)."""
-    import sys
-
-    torch = sys.modules.get("torch")
-    n = torch.get_num_threads() if torch is not None else 1
-    try:
-        if n != 1:
-            torch.set_num_threads(1)
-        yield
-    finally:
-        if n != 1:
-            torch.set_num_threads(n)
 
 
 @contextlib.contextmanager

@@ -10,10 +10,10 @@ import pytest
 pytest.importorskip("torch")
 pytest.importorskip("timm")
 
-from napari_scr2st._engine import Progress, drive  # noqa: E402
 from napari_scr2st.data.model import concat_sections  # noqa: E402
 from napari_scr2st.features import compute_vision_embeddings, encoders, iter_vision_embeddings  # noqa: E402
 from napari_scr2st.features.cache import default_cache_dir, image_identity  # noqa: E402
+from napari_scr2st.progress import Progress, drive  # noqa: E402
 
 
 @pytest.fixture(scope="module")

@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from napari_scr2st.data import her2st
-from napari_scr2st.data.her2st import ENV_VAR, Her2stUnavailableError, load_her2st_section
+from napari_scr2st import datasets
 from napari_scr2st.data.model import SectionError, validate_section
+from napari_scr2st.datasets import ENV_VAR, Her2stUnavailableError, load_her2st_section
 
 
 @pytest.fixture
@@ -22,7 +22,7 @@ def no_home(tmp_path, monkeypatch):
     def no_network(url, dest, timeout):
         raise urllib.error.URLError("network is unreachable")
 
-    monkeypatch.setattr(her2st, "_fetch", no_network)
+    monkeypatch.setattr(datasets, "_fetch", no_network)
     return tmp_path / "home"
 
 
@@ -61,13 +61,13 @@ def test_download_fills_the_cache(her2st_root, no_home, monkeypatch):
     fetched = []
 
     def fake_fetch(url, dest: Path, timeout):
-        assert url.startswith(her2st.HER2ST_RAW_URL + "/")
-        rel = url[len(her2st.HER2ST_RAW_URL) + 1 :]
+        assert url.startswith(datasets.HER2ST_RAW_URL + "/")
+        rel = url[len(datasets.HER2ST_RAW_URL) + 1 :]
         fetched.append(rel)
         dest.parent.mkdir(parents=True, exist_ok=True)
         shutil.copy(her2st_root / rel, dest)
 
-    monkeypatch.setattr(her2st, "_fetch", fake_fetch)
+    monkeypatch.setattr(datasets, "_fetch", fake_fetch)
     a = load_her2st_section("B4", load_image=False)
     assert a.n_obs == 283
     assert fetched == [

@@ -31,7 +31,7 @@ def test_torchrun_two_processes_match_single_process_format(section, tmp_path):
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONWARNINGS": "ignore"}
     cmd = [
         sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
-        "-m", "napari_scr2st.model.ddp", str(h5ad), "--out", str(tmp_path / "ddp"), *ARGS,
+        "-m", "napari_scr2st.cli.ddp", str(h5ad), "--out", str(tmp_path / "ddp"), *ARGS,
     ]  # fmt: skip
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=180, env=env)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]

@@ -4,8 +4,6 @@ import numpy as np
 import pytest
 import torch
 
-from napari_scr2st._engine import CancelToken, Progress, drive
-from napari_scr2st._protocols import ExpressionPredictor
 from napari_scr2st.data.expression import log1p_normalized
 from napari_scr2st.evaluation import regression_metrics
 from napari_scr2st.model import (
@@ -15,7 +13,9 @@ from napari_scr2st.model import (
     iter_train,
     predict_expression,
 )
+from napari_scr2st.model.protocol import ExpressionPredictor
 from napari_scr2st.model.train import CHECKPOINT_NAME, METRICS_NAME, load_checkpoint
+from napari_scr2st.progress import CancelToken, Progress, drive
 
 SMALL = dict(n_genes=60, hidden_dim=64, proj_dim=32, device="cpu", batch_size=32, seed=0)
 

@@ -14,8 +14,8 @@ import pytest
 def small():
     """(section AnnData with obsm['X_vision'], reference space) - ~300 spots; do not mutate."""
     from napari_scr2st.data import make_sample
+    from napari_scr2st.features.patch_stats import patch_statistics_embedding
     from napari_scr2st.reference import ReferenceSpace, prepare_reference
-    from napari_scr2st.sampling.standin import patch_statistics_embedding
 
     s = make_sample(300, seed=0)
     a = s.section

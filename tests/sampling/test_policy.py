@@ -8,7 +8,7 @@ import pytest
 torch = pytest.importorskip("torch")
 
 from napari_scr2st.sampling import Pool, SelectionState  # noqa: E402
-from napari_scr2st.sampling.policy import (  # noqa: E402
+from napari_scr2st.sampling.scrl import (  # noqa: E402
     PolicyEnv,
     SCRLPolicy,
     SCRLSampler,
@@ -108,7 +108,7 @@ def test_gradients_flow(env):
 
 def _round_features(pol, env, n_pre=20):
     """Features after a first round of n_pre revealed random spots (predictions available)."""
-    from napari_scr2st.sampling.predictors import SpacePredictor
+    from napari_scr2st.sampling.surrogate import SpacePredictor
 
     pool, space = env.pool, env.space
     st = SelectionState.for_pool(pool)
@@ -166,7 +166,7 @@ def test_trained_policy_follows_the_weights(trained, env):
 
 def test_term_gains_match_the_reward(env):
     """The auxiliary targets are the true marginal gains of the three reward terms."""
-    from napari_scr2st.sampling.policy import TermGains
+    from napari_scr2st.sampling.scrl import TermGains
 
     st = SelectionState.for_pool(env.pool)
     first = np.random.default_rng(1).choice(env.pool.n, 20, replace=False)
@@ -219,7 +219,7 @@ def test_imitation_warm_start_learns_the_teacher(env):
 
 
 def test_substeps_rule():
-    from napari_scr2st.sampling.policy import PolicyConfig, n_substeps
+    from napari_scr2st.sampling.scrl import PolicyConfig, n_substeps
 
     c = PolicyConfig(n_types=9, celltypes=list("abcdefghi"), space_dims=50, n_clusters=100)
     assert n_substeps(c, 180, 7) == 7  # small sections: one pick per sub-step

@@ -27,7 +27,7 @@ ALL = ["random", "grid", "kcenter", "typiclust", "ar", "greedy", "scrl"]
 def _sampler(name, space, seed=0):
     policy = None
     if name == "scrl":
-        from napari_scr2st.sampling.policy import SCRLPolicy
+        from napari_scr2st.sampling.scrl import SCRLPolicy
 
         policy = SCRLPolicy.for_space(space, seed=0)
     return make_sampler(name, seed=seed, space=space, policy=policy)

@@ -68,7 +68,7 @@ def test_real_round_trip_select_import_select(tmp_path, small):
     pool = Pool.from_adata(a)
     req = SelectionRequest(budget=40, rounds=2, seed=0)
     sampler = make_sampler("greedy", space=space, seed=0)
-    from napari_scr2st._engine import drive
+    from napari_scr2st.progress import drive
 
     res = drive(iter_acquisition(pool, sampler, req), use_tqdm=False)
     st = res.state

@@ -232,7 +232,7 @@ class InspectorWidget(SectionDock):
         ax.set_ylabel(f"{r.genes[0] if r.genes else ''} (log1p)")
         self.chart.restyle()
 
-    def _on_mouse(self, viewer, event):
+    def _on_mouse(self, viewer, event):  # noqa: ARG002 - napari's mouse-callback signature
         if not self.click_check.isChecked() or self.session is None:
             return
         pos = event.position

@@ -32,7 +32,7 @@ def synthetic_sample():
 def her2st_sample():
     """One REAL her2st section (C3, HER2+ breast, Andersson et al. 2021) from a local copy
     (``SCR2ST_HER2ST_ROOT``) or, where the network allows, downloaded once to the cache."""
-    from ..data.her2st import load_her2st_section
+    from ..datasets import load_her2st_section
     from ..layers import section_layers
 
     return section_layers(load_her2st_section("C3"))

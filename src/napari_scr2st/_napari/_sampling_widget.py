@@ -432,7 +432,7 @@ class SamplingWidget(SectionDock):
         s = self.session
         if s is None or s.policy is None:
             return
-        from .._engine import CancelToken
+        from ..progress import CancelToken
 
         token = CancelToken()
         n = int(episodes or self.pretrain_spin.value())

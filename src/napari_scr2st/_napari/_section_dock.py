@@ -76,7 +76,7 @@ class LayerSync:
 
     def update_hover(self) -> None:
         if self._alive():
-            V.update_spots_features(self.viewer, self.session, self._spots())
+            V.update_spots_features(self.session, self._spots())
 
     def on_predictions(self) -> None:
         if not self._alive():
@@ -87,7 +87,7 @@ class LayerSync:
         name = L.layer_name(s.library, "cell_types")
         if s.space is not None and name in self.viewer.layers:  # created by the maps dock
             V.update_celltype_layer(self.viewer, s)
-        V.update_spots_features(self.viewer, s, self._spots())
+        V.update_spots_features(s, self._spots())
         # keep the selection on top of the maps
         sel = L.layer_name(s.library, "selected")
         if sel in self.viewer.layers:
@@ -194,7 +194,7 @@ class SectionDock(QWidget):
         if new is self._session:
             return
         if self._session is not None:
-            self._unbind(self._session)
+            self._unbind()
         self._session = new
         if new is not None:
             LayerSync.get(self.viewer, new, layer)
@@ -209,7 +209,7 @@ class SectionDock(QWidget):
         signal.connect(slot)
         self._connections.append((signal, slot))
 
-    def _unbind(self, session: AcquisitionSession) -> None:
+    def _unbind(self) -> None:
         for sig, slot in self._connections:
             try:
                 sig.disconnect(slot)

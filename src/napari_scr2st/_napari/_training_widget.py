@@ -8,9 +8,9 @@ import time
 import numpy as np
 from qtpy.QtWidgets import QComboBox, QFormLayout, QGroupBox, QHBoxLayout, QPushButton, QSpinBox
 
-from .._engine import CancelToken, Progress
-from .._utils import pick_device
 from ..config import DEFAULT_ENCODER, ENCODERS
+from ..device import pick_device
+from ..progress import CancelToken, Progress
 from . import _dock_kit as K
 from . import _viewer_layers as V
 from . import _workers as W

@@ -20,7 +20,7 @@ def session_for(layer) -> AcquisitionSession | None:
     return None if layer is None else get_session(layer)
 
 
-def apply_layer(viewer, data, kwargs: dict, kind: str, *, keep_visibility: bool = True):
+def apply_layer(viewer, data, kwargs: dict, kind: str):
     """Create the layer named ``kwargs['name']`` or update it in place (fixed-name layers)."""
     name = kwargs["name"]
     kwargs = dict(kwargs)
@@ -98,11 +98,10 @@ def update_selection_layer(viewer, session: AcquisitionSession):
     if st is None:
         return None
     data, kw, kind = L.selection_layer(session.adata, st, library=session.library)
-    layer = apply_layer(viewer, data, kw, kind)
-    return layer
+    return apply_layer(viewer, data, kw, kind)
 
 
-def update_spots_features(viewer, session: AcquisitionSession, spots_layer) -> None:
+def update_spots_features(session: AcquisitionSession, spots_layer) -> None:
     """Refresh the hover table of the spots layer (state, round, picked by, cell type, gene)."""
     st = session.selection_for_layers()
     genes = [session.gene] if session.gene else None

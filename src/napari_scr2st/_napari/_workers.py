@@ -6,7 +6,7 @@ import os
 from collections.abc import Callable, Generator
 from typing import Any
 
-from .._engine import Progress
+from ..progress import Progress
 
 SYNC_ENV = "SCR2ST_SYNC_WORKERS"
 
@@ -60,7 +60,7 @@ def start_worker(
     """
     from napari.utils import progress
 
-    from .._engine import drive
+    from ..progress import drive
 
     pbar = progress(total=0, desc=desc) if not quiet else _NoBar()
     state = {"desc": ""}

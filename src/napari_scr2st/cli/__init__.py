@@ -4,6 +4,7 @@
 ``scr2st demo``         the whole pipeline on the embedded synthetic sample
 ``scr2st select`` / ``train-policy`` / ``benchmark sampling``   (see ``cli/_sampling.py``)
 ``scr2st train`` / ``predict`` / ``evaluate``                    (see ``cli/_model.py``)
+``python -m torch.distributed.run ... -m napari_scr2st.cli.ddp``  ``scr2st train`` under DDP (``cli/ddp.py``)
 
 Heavy imports (torch, scanpy) happen inside the verbs so ``scr2st --help`` is instant.
 """
@@ -11,19 +12,16 @@ Heavy imports (torch, scanpy) happen inside the verbs so ``scr2st --help`` is in
 from __future__ import annotations
 
 import argparse
-import importlib
 import sys
 
 from ._common import CLIError
 
 __all__ = ["main", "build_parser"]
 
-_EXTENSIONS = ("napari_scr2st.cli._sampling", "napari_scr2st.cli._model")
-
 
 def build_parser() -> argparse.ArgumentParser:
     from .. import __version__
-    from . import _demo, _info
+    from . import _demo, _info, _model, _sampling
 
     parser = argparse.ArgumentParser(
         prog="scr2st",
@@ -33,14 +31,8 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     _info.register(sub)
     _demo.register(sub)
-    for modname in _EXTENSIONS:
-        try:
-            mod = importlib.import_module(modname)
-        except ModuleNotFoundError as e:  # a verb group that is not installed in this build
-            if e.name != modname:
-                raise
-            continue
-        mod.register(sub)
+    _sampling.register(sub)
+    _model.register(sub)
     return parser
 
 

@@ -37,11 +37,11 @@ def register(sub) -> None:
 def run(args: argparse.Namespace) -> int:
     import numpy as np
 
-    from .._engine import drive
     from ..data import make_sample, summarize
     from ..features import iter_vision_embeddings
     from ..io.export import selection_table, write_selection_csv
     from ..plotting import plot_overview
+    from ..progress import drive
 
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)

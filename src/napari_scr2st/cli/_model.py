@@ -9,7 +9,7 @@ Examples::
     scr2st evaluate c6_pred.h5ad --all --out c6_metrics.json
 
     # the same training with DistributedDataParallel on 2 processes (gloo on CPU, NCCL on GPUs)
-    python -m torch.distributed.run --standalone --nproc_per_node=2 -m napari_scr2st.model.ddp \
+    python -m torch.distributed.run --standalone --nproc_per_node=2 -m napari_scr2st.cli.ddp \
         /path/her2st --sections C2 C3 C4 C5 --train-fraction 0.3 --out model/
 
 Inputs are any files :func:`napari_scr2st.io.read` understands (``.h5ad``, legacy ST counts,
@@ -318,9 +318,9 @@ def ensure_embeddings(
 def run_train(args: argparse.Namespace) -> int:
     import torch.distributed as dist
 
-    from .._engine import drive
     from ..model.predictor import SCR2NetPredictor
     from ..model.train import METRICS_NAME, metrics_record, write_metrics
+    from ..progress import drive
 
     distributed = dist.is_available() and dist.is_initialized()
     rank = dist.get_rank() if distributed else 0
@@ -363,9 +363,8 @@ def run_train(args: argparse.Namespace) -> int:
 
 
 def run_predict(args: argparse.Namespace) -> int:
-    from .._engine import drive
-    from ..model.predict import iter_predict_expression
-    from ..model.predictor import SCR2NetPredictor
+    from ..model.predictor import SCR2NetPredictor, iter_predict_expression
+    from ..progress import drive
 
     pred = SCR2NetPredictor.load(args.model, device=args.device)
     adata = load_sections(args)
@@ -390,7 +389,7 @@ def run_predict(args: argparse.Namespace) -> int:
     out = Path(args.out)
     if out.suffix != ".h5ad":
         raise CLIError(f"--out must end with .h5ad, got {out}")
-    from .._utils import atomic_path
+    from ..atomic import atomic_path
 
     with atomic_path(out) as tmp:
         adata.write_h5ad(tmp)
@@ -466,8 +465,7 @@ def demo_model_step(
     import numpy as np
 
     from ..evaluation.metrics import evaluate_adata
-    from ..model.predict import predict_expression
-    from ..model.predictor import SCR2NetPredictor
+    from ..model.predictor import SCR2NetPredictor, predict_expression
 
     mask = np.asarray(train_mask, dtype=bool)
     ensure_embeddings(section_adata, key=embedding_key, device=device)

@@ -153,11 +153,9 @@ def _load(args) -> tuple[Any, Any, bool]:
 
 
 def _ensure_vision(adata, args) -> str:
-    from ..sampling.standin import vision_embeddings
+    from ..features import ensure_vision_embedding
 
-    if args.vision_key in adata.obsm:
-        return f"existing obsm['{args.vision_key}']"
-    return vision_embeddings(adata, model=args.encoder, key=args.vision_key)
+    return ensure_vision_embedding(adata, args.encoder, key=args.vision_key)
 
 
 def _reference(args, embedded_ref):
@@ -213,7 +211,7 @@ def _settings(args) -> SamplingSettings:
 
 
 def run_select(args: argparse.Namespace) -> int:
-    from .._engine import drive
+    from ..progress import drive
     from ..sampling.reward import spatial_coverage
     from ..session import AcquisitionSession, has_counts
 
@@ -291,9 +289,9 @@ def _parse_range(text: str) -> tuple[float, float]:
 
 
 def run_train_policy(args: argparse.Namespace) -> int:
-    from .._engine import drive
     from ..data.model import split_sections
-    from ..sampling.policy import PolicyEnv, SCRLPolicy, iter_train_policy
+    from ..progress import drive
+    from ..sampling.scrl import PolicyEnv, SCRLPolicy, iter_train_policy
 
     rng_range = _parse_range(args.budget_range)
     if not args.inputs:
@@ -359,9 +357,8 @@ def _splits(text: str, sections) -> dict[str, list[str]]:
 def run_benchmark_sampling(args: argparse.Namespace) -> int:
     import pandas as pd
 
-    from .._engine import drive
-    from .._utils import atomic_path
-    from ..sampling.benchmark import (
+    from ..atomic import atomic_path
+    from ..benchmark.sampling import (
         HER2ST_IMAGED,
         iter_benchmark,
         iter_her2st_sections,
@@ -370,6 +367,7 @@ def run_benchmark_sampling(args: argparse.Namespace) -> int:
         plot_benchmark,
         summarize,
     )
+    from ..progress import drive
 
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)

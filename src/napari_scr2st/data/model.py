@@ -248,7 +248,7 @@ def fullres_coordinates(adata) -> tuple[np.ndarray, np.ndarray]:
 
 
 @functools.lru_cache(maxsize=2)
-def _read_image_cached(path: str, mtime: float) -> np.ndarray:
+def _read_image_cached(path: str, mtime: float) -> np.ndarray:  # noqa: ARG001 - mtime keys the cache
     from PIL import Image
 
     with pillow_pixel_limit_lifted(), Image.open(path) as im:

@@ -4,8 +4,11 @@
 - :mod:`.encoders`: :func:`load_encoder` (timm backbones; offline ImageNet EfficientNet-Lite0 by
   default, any timm or hub model, local checkpoints);
 - :mod:`.cache`: the on-disk embedding cache;
+- :mod:`.patch_stats`: an instant stand-in embedding (colour/texture statistics of each spot's patch);
 - :func:`compute_vision_embeddings` / :func:`iter_vision_embeddings`: crops -> encoder ->
-  ``adata.obsm["X_vision"]`` (float32), cached on disk.
+  ``adata.obsm["X_vision"]`` (float32), cached on disk;
+- :func:`ensure_vision_embedding` / :func:`iter_ensure_vision_embedding`: make sure an embedding
+  exists (keep it, or compute it with a timm encoder or the ``"patch-stats"`` stand-in).
 
 Importing this package does not import torch or timm; they are loaded when an encoder is.
 """
@@ -20,15 +23,21 @@ from typing import Any
 
 import numpy as np
 
-from .._engine import Progress, drive
 from ..data.model import VISION_KEY
+from ..progress import Progress, drive
 from . import encoders
 from .cache import default_cache_dir, embedding_cache_key, load_cached, save_cached
 from .crops import DEFAULT_PAD_VALUE, iter_crops, resolve_crop_px, section_groups
+from .patch_stats import PATCH_STATS_NAMES, patch_statistics_embedding
 
 __all__ = [
     "compute_vision_embeddings",
     "iter_vision_embeddings",
+    "ensure_vision_embedding",
+    "iter_ensure_vision_embedding",
+    "PATCH_STATS_DESCRIPTION",
+    "patch_statistics_embedding",
+    "PATCH_STATS_NAMES",
     "load_encoder",
     "iter_crops",
     "resolve_crop_px",
@@ -109,9 +118,9 @@ def iter_vision_embeddings(
 ) -> Generator[Progress, None, np.ndarray]:
     """Generator version of :func:`compute_vision_embeddings`.
 
-    It yields :class:`~napari_scr2st._engine.Progress` events, where ``step`` counts spots
+    It yields :class:`~napari_scr2st.progress.Progress` events, where ``step`` counts spots
     embedded or read from the cache, and returns the float32 ``(n_obs, dim)`` array. Drive it
-    with :func:`napari_scr2st._engine.drive` or napari's ``thread_worker``. Stopping it early
+    with :func:`napari_scr2st.progress.drive` or napari's ``thread_worker``. Stopping it early
     (``close()``) leaves ``adata`` unchanged and keeps the cache entries of the sections that
     were already finished.
     """
@@ -253,7 +262,7 @@ def compute_vision_embeddings(
     pad_mode, pad_value
         Border handling (see :mod:`.crops`).
     progress
-        A callback that receives each :class:`~napari_scr2st._engine.Progress` event, or
+        A callback that receives each :class:`~napari_scr2st.progress.Progress` event, or
         ``True`` for a tqdm bar.
 
     Returns
@@ -271,3 +280,55 @@ def compute_vision_embeddings(
         use_tqdm=progress is True,
         callback=progress if callable(progress) else None,
     )
+
+
+#: description returned by :func:`ensure_vision_embedding` for the patch-statistics stand-in
+PATCH_STATS_DESCRIPTION = "patch colour/texture statistics (stand-in)"
+
+
+def iter_ensure_vision_embedding(
+    adata,
+    encoder: str = encoders.DEFAULT_MODEL,
+    *,
+    key: str = VISION_KEY,
+    device: Any = "auto",
+    batch_size: int = 64,
+    out_size: int | None = 224,
+) -> Generator[Progress, None, str]:
+    """Make sure ``adata.obsm[key]`` holds a vision embedding; returns a description of it.
+
+    An existing ``obsm[key]`` is kept (``"existing obsm['<key>']"``). ``encoder`` in
+    :data:`PATCH_STATS_NAMES` (``"patch-stats"``): the instant stand-in of :mod:`.patch_stats`
+    (:data:`PATCH_STATS_DESCRIPTION`); any other name: :func:`iter_vision_embeddings` with that
+    encoder (``device``, ``batch_size``, ``out_size``), returning the encoder's name. Yields
+    :class:`~napari_scr2st.progress.Progress` events.
+    """
+    if key in adata.obsm:
+        yield Progress(1, 1, f"existing obsm['{key}']")
+        return f"existing obsm['{key}']"
+    if encoder in PATCH_STATS_NAMES:
+        yield Progress(0, 1, PATCH_STATS_DESCRIPTION)
+        adata.obsm[key] = patch_statistics_embedding(adata)
+        yield Progress(1, 1, PATCH_STATS_DESCRIPTION)
+        return PATCH_STATS_DESCRIPTION
+    yield from iter_vision_embeddings(adata, encoder, key_added=key, device=device, batch_size=batch_size,
+                                      out_size=out_size)
+    return str(encoder)
+
+
+def ensure_vision_embedding(
+    adata,
+    encoder: str = encoders.DEFAULT_MODEL,
+    *,
+    key: str = VISION_KEY,
+    device: Any = "auto",
+    batch_size: int = 64,
+    out_size: int | None = 224,
+    progress: Callable[[Progress], Any] | bool | None = None,
+) -> str:
+    """:func:`iter_ensure_vision_embedding` driven to completion (``progress`` as in
+    :func:`compute_vision_embeddings`); returns the description of the embedding."""
+    gen = iter_ensure_vision_embedding(adata, encoder, key=key, device=device, batch_size=batch_size,
+                                       out_size=out_size)
+    return drive(gen, desc="vision embeddings", use_tqdm=progress is True,
+                 callback=progress if callable(progress) else None)

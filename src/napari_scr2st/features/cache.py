@@ -33,7 +33,7 @@ from typing import Any
 
 import numpy as np
 
-from .._utils import atomic_write
+from ..atomic import atomic_write
 from ..data.model import SPATIAL_KEY, get_fullres_image
 from .crops import round_half_up
 

@@ -39,7 +39,7 @@ A missing classifier head in the checkpoint is allowed: the encoder then has no 
 
 Device and precision
 --------------------
-:func:`~napari_scr2st._utils.pick_device` chooses CUDA, MPS or CPU. The model is put in eval
+:func:`~napari_scr2st.device.pick_device` chooses CUDA, MPS or CPU. The model is put in eval
 mode and its gradients are turned off. On CUDA it uses channels-last memory and autocast (bf16
 where supported, else fp16). Embeddings are always returned as float32 NumPy arrays.
 """
@@ -55,7 +55,7 @@ from typing import Any
 
 import numpy as np
 
-from .._utils import pick_device
+from ..device import pick_device
 
 __all__ = [
     "DEFAULT_MODEL",

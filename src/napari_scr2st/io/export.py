@@ -1,7 +1,7 @@
 """Exports of a selection and of predictions, for the sequencing lab, QuPath and Python.
 
 Qt-free; used by the napari export dock and usable from scripts. Every file is written
-atomically (:func:`napari_scr2st._utils.atomic_path`): it appears complete or not at all, an
+atomically (:func:`napari_scr2st.atomic.atomic_path`): it appears complete or not at all, an
 existing file is left untouched when writing fails, and the file gets the usual
 ``0o666 & ~umask`` mode.
 
@@ -52,8 +52,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from .._utils import atomic_path
+from ..atomic import atomic_path
 from ..data.model import SECTION_KEY, fullres_coordinates
+from ..palette import PALETTE, picked_by_label, picked_by_labels
 
 __all__ = [
     "SELECTION_COLUMNS",
@@ -103,18 +104,6 @@ _STR_COLS = [c for c, t in _DTYPES.items() if t is object]
 _FLOAT_COLS = [c for c, t in _DTYPES.items() if t is np.float64]
 #: first characters that make a spreadsheet evaluate a cell (CSV/formula injection)
 _FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
-
-
-def _picked_by(source: str) -> str:
-    from ..layers import picked_by_label
-
-    return picked_by_label(source)
-
-
-def _picked_by_many(sources) -> np.ndarray:
-    from ..layers import picked_by_labels
-
-    return picked_by_labels(sources)
 
 
 def selection_table(
@@ -180,7 +169,7 @@ def selection_table(
             "y_um": xy_um[idx, 1],
             "round": rnd[idx],
             "rank": rank[idx],
-            "picked_by": _picked_by_many(np.asarray(selection.source, dtype=object)[idx]),
+            "picked_by": picked_by_labels(np.asarray(selection.source, dtype=object)[idx]),
             "score": score[idx],
             "predicted_cell_type": np.array([("" if c in ("nan", "None") else c) for c in ct[idx]], dtype=object),
         }
@@ -272,15 +261,13 @@ def _text(v) -> str:
 def selection_geojson(df: pd.DataFrame, *, colors: dict[str, str] | None = None) -> dict:
     """A GeoJSON FeatureCollection (QuPath point annotations) of a selection table; see the
     module docstring for the properties of each feature."""
-    from ..layers import _PALETTE
-
     df = _coerce(df)
     classes = [p if p else f"round {r}" for p, r in zip(df["picked_by"], df["round"], strict=True)]
     palette = dict(_PICKED_COLORS)
     palette.update(colors or {})
     others = [p for p in dict.fromkeys(classes) if p not in palette]
     for i, p in enumerate(others):
-        palette[p] = _PALETTE[i % len(_PALETTE)]
+        palette[p] = PALETTE[i % len(PALETTE)]
     feats = []
     for cls, row in zip(classes, df.to_dict("records"), strict=True):
         meas = {k: int(row[k]) for k in ("round", "rank", "array_row", "array_col")}
@@ -381,7 +368,7 @@ def write_predictions_h5ad(
         rnd = np.asarray(selection.round, dtype=np.int64)
         out.obs["scr2st_round"] = rnd
         out.obs["scr2st_picked_by"] = pd.Categorical(
-            [_picked_by(s) if r >= 0 else "" for s, r in zip(selection.source, rnd, strict=True)]
+            [picked_by_label(s) if r >= 0 else "" for s, r in zip(selection.source, rnd, strict=True)]
         )
         out.obs["scr2st_sequenced"] = np.asarray(selection.measured, dtype=bool)
     if predicted_cell_type is not None:

@@ -37,7 +37,7 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
-from .._utils import atomic_path
+from ..atomic import atomic_path
 from ..data.model import (
     PATIENT_KEY,
     SECTION_KEY,

@@ -7,7 +7,7 @@ Public API
 ----------
 - :class:`TrainConfig`, :func:`iter_train`, :class:`TrainResult` (``.train``; ``train.train`` runs it)
 - :class:`SCR2NetPredictor` (``.predictor``): ``fit`` / ``predict`` / ``save`` / ``load``
-- :func:`predict_expression`, :func:`iter_predict_expression` (``.predict``)
+- :func:`predict_expression`, :func:`iter_predict_expression` (``.predictor``): predictions into an AnnData
 - :func:`inspect_spot`, :class:`SpotInspection` (``.inspect``)
 - :func:`select_panel` (``.panel``), :func:`adaptive_resampling_weights` (``.resampling``)
 - :class:`SCR2Net` (``.scr2net``), :func:`energy_distance`, :func:`clip_loss` (``.losses``)
@@ -23,8 +23,8 @@ _LAZY = {
     "TrainData": ".train",
     "iter_train": ".train",
     "SCR2NetPredictor": ".predictor",
-    "predict_expression": ".predict",
-    "iter_predict_expression": ".predict",
+    "predict_expression": ".predictor",
+    "iter_predict_expression": ".predictor",
     "inspect_spot": ".inspect",
     "SpotInspection": ".inspect",
     "Neighbour": ".inspect",
@@ -32,6 +32,7 @@ _LAZY = {
     "adaptive_resampling_weights": ".resampling",
     "SCR2Net": ".scr2net",
     "energy_distance": ".losses",
+    "ExpressionPredictor": ".protocol",
     "clip_loss": ".losses",
 }
 

@@ -1,19 +1,38 @@
-"""``SCR2NetPredictor``: the trained model as an :class:`~napari_scr2st._protocols.ExpressionPredictor`.
+"""``SCR2NetPredictor`` and its predictions written into an AnnData.
 
+:class:`SCR2NetPredictor` is the trained model as an
+:class:`~napari_scr2st.model.protocol.ExpressionPredictor`:
 ``fit(adata, train_mask)`` trains with :func:`.train.iter_train` (``iter_fit`` is the same as a
 progress generator for the GUI) and keeps the memory bank of ALL measured spots (expression of
 the panel, cell types, spot keys). ``predict(adata)`` reads no counts: only the image inputs
 (the frozen embedding or, after fine-tuning, crops of the image). A query spot that is itself
 in the bank never retrieves itself (keys ``"{section}|{obs_name}"``), so predictions on
-measured spots are what the model says without their own measurement.
+measured spots are what the model says without their own measurement. The computation itself is
+:func:`.inference.run_inference`, shared with training-time validation and :mod:`.inspect`.
 
 ``save(path)`` writes one ``torch.save`` file holding only tensors and plain values (loadable
 with ``weights_only=True``): network weights and constructor arguments, config, panel, bank
 and history. ``load(path)`` restores it.
+
+:func:`predict_expression` (:func:`iter_predict_expression` as a progress generator) writes the
+predictions (and MC-dropout uncertainty) of a predictor into an AnnData.
+Storage (chosen to keep ONE AnnData per section, as the rest of the package does):
+
+- ``adata.obsm["X_pred"]``: ``pandas.DataFrame`` (index ``obs_names``, columns = panel genes),
+  the final prediction on the log1p-normalised scale (deterministic pass, no dropout);
+- ``adata.obsm["X_pred_sd"]``: same shape, per-spot per-gene standard deviation over ``T``
+  MC-dropout passes (dropout on, everything else in eval mode; in retrieval-augmented modes the
+  retrieved neighbours may change between passes, which is part of the uncertainty);
+- ``adata.obs["pred_uncertainty"]``: the mean of ``X_pred_sd`` over genes;
+- ``adata.uns["scr2st_prediction"]``: ``genes``, ``mode``, ``k``, ``m``, ``alpha``,
+  ``mc_samples``, ``n_bank`` (measured spots in the memory bank) and ``config`` (JSON string).
+
+With ``mc_samples=0`` no uncertainty is written.
 """
 
 from __future__ import annotations
 
+import json
 from collections.abc import Generator
 from pathlib import Path
 from typing import Any
@@ -21,13 +40,22 @@ from typing import Any
 import numpy as np
 import torch
 
-from .._engine import CancelToken, Progress
-from .._utils import atomic_path, pick_device
-from .infer import Bank, InferenceOutput, run_inference
+from ..atomic import atomic_path
+from ..device import pick_device
+from ..progress import CancelToken, Progress, drive
+from .inference import Bank, InferenceOutput, run_inference
 from .inputs import as_index, crop_inputs, embedding_inputs, spot_keys
 from .train import TrainConfig, TrainResult, build_net, iter_train, metrics_record, plain
 
-__all__ = ["SCR2NetPredictor"]
+__all__ = [
+    "SCR2NetPredictor",
+    "iter_predict_expression",
+    "predict_expression",
+    "PRED_KEY",
+    "SD_KEY",
+    "UNCERTAINTY_KEY",
+    "UNS_KEY",
+]
 
 SAVE_FORMAT = "scr2st-predictor"
 SAVE_VERSION = 1
@@ -69,8 +97,6 @@ class SCR2NetPredictor:
         self, adata, train_mask, *, cancel: CancelToken | None = None, resume_from=None
     ) -> SCR2NetPredictor:
         """Train on the spots of ``train_mask`` (reads their counts only)."""
-        from .._engine import drive
-
         return drive(
             self.iter_fit(adata, train_mask, cancel=cancel, resume_from=resume_from), use_tqdm=False
         )
@@ -136,7 +162,7 @@ class SCR2NetPredictor:
         exclude_self: bool = True,
         retrieve_always: bool = False,
     ) -> InferenceOutput:
-        """Everything the model computes for ``rows`` (default all): see :func:`.infer.run_inference`.
+        """Everything the model computes for ``rows`` (default all): see :func:`.inference.run_inference`.
 
         ``k``, ``m`` and ``alpha`` override the trained settings without retraining.
         """
@@ -218,3 +244,67 @@ class SCR2NetPredictor:
         self.type_names = list(st["type_names"])
         self.history = list(st["history"])
         return self
+
+
+PRED_KEY = "X_pred"
+SD_KEY = "X_pred_sd"
+UNCERTAINTY_KEY = "pred_uncertainty"
+UNS_KEY = "scr2st_prediction"
+
+
+def iter_predict_expression(
+    predictor,
+    adata,
+    *,
+    mc_samples: int = 20,
+    k: int | None = None,
+    m: int | None = None,
+    alpha: float | None = None,
+    cancel: CancelToken | None = None,
+    key: str = PRED_KEY,
+) -> Generator[Progress, None, object]:
+    """Progress generator of :func:`predict_expression` (one event per pass); returns ``adata``.
+
+    Cancelling during the MC passes keeps the prediction and writes no uncertainty.
+    """
+    import pandas as pd
+
+    inputs = predictor.image_inputs(adata)
+    total = 1 + max(0, int(mc_samples))
+    kw = dict(k=k, m=m, alpha=alpha, inputs=inputs)
+    pred = predictor.infer(adata, **kw).final
+    yield Progress(1, total, "prediction")
+    samples = []
+    for t in range(int(mc_samples)):
+        if cancel is not None and cancel.cancelled:
+            samples = []
+            break
+        samples.append(predictor.infer(adata, mc_dropout=True, **kw).final)
+        yield Progress(2 + t, total, f"MC-dropout pass {t + 1}/{mc_samples}")
+    genes = [str(g) for g in predictor.genes]
+    adata.obsm[key] = pd.DataFrame(
+        pred.astype(np.float32), index=adata.obs_names.copy(), columns=genes
+    )
+    if samples:
+        sd = np.std(np.stack(samples), axis=0).astype(np.float32)
+        adata.obsm[SD_KEY if key == PRED_KEY else f"{key}_sd"] = pd.DataFrame(
+            sd, index=adata.obs_names.copy(), columns=genes
+        )
+        adata.obs[UNCERTAINTY_KEY] = sd.mean(axis=1)
+    cfg = predictor.config
+    adata.uns[UNS_KEY] = {
+        "genes": genes,
+        "mode": cfg.mode,
+        "k": int(cfg.k if k is None else k),
+        "m": int(cfg.m if m is None else m),
+        "alpha": float(cfg.alpha if alpha is None else alpha),
+        "mc_samples": len(samples),
+        "n_bank": int(len(predictor.bank.expr)) if predictor.bank is not None else 0,
+        "config": json.dumps(cfg.to_dict()),
+    }
+    return adata
+
+
+def predict_expression(predictor, adata, **kwargs):
+    """Predict the panel for every spot of ``adata`` and store it (see the module docstring)."""
+    return drive(iter_predict_expression(predictor, adata, **kwargs), use_tqdm=False)

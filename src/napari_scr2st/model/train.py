@@ -1,6 +1,6 @@
 """The training engine of SCR2Net: one generator used by the CLI, the GUI, the tests and DDP.
 
-``iter_train(adata, train_mask, config)`` yields a :class:`napari_scr2st._engine.Progress` after
+``iter_train(adata, train_mask, config)`` yields a :class:`napari_scr2st.progress.Progress` after
 EVERY optimizer step (``metrics``: ``loss`` of the step, ``val_pcc`` of the last completed
 epoch, NaN before the first) and returns a :class:`TrainResult`.
 
@@ -78,10 +78,11 @@ import numpy as np
 import torch
 from torch.nn import functional as F
 
-from .._engine import CancelToken, Progress
-from .._utils import atomic_path, pick_device
+from ..atomic import atomic_path
 from ..data.expression import log1p_normalized
-from .infer import Bank, run_inference
+from ..device import pick_device
+from ..progress import CancelToken, Progress
+from .inference import Bank, run_inference
 from .inputs import as_index, cell_type_codes, crop_inputs, embedding_inputs, spot_keys
 from .losses import clip_loss, energy_distance, weighted_soft_mse
 from .panel import select_panel
@@ -774,6 +775,6 @@ def _write_checkpoint(
 
 def train(adata, train_mask, config: TrainConfig | None = None, **kwargs) -> TrainResult:
     """Run :func:`iter_train` to completion without a progress bar."""
-    from .._engine import drive
+    from ..progress import drive
 
     return drive(iter_train(adata, train_mask, config, **kwargs), use_tqdm=False)

@@ -37,7 +37,7 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
-from .._utils import save_npz_atomic
+from ..atomic import save_npz_atomic
 from ..data.expression import TARGET_SUM, log1p_normalized
 
 __all__ = [
@@ -594,7 +594,7 @@ class ReferenceSpace:
         kc = n_clusters if n_clusters is not None else default_n_clusters(Z.shape[0])
         kc = int(min(max(kc, 1), Z.shape[0]))
         centroids, cell_cluster = _kmeans(Z, kc, seed)
-        space = cls(
+        return cls(
             genes=genes,
             celltypes=celltypes,
             ref_embedding=Z,
@@ -618,7 +618,6 @@ class ReferenceSpace:
                 "cluster_rule": "k = clip(round(n_cells / 15), 10, 1000)" if n_clusters is None else f"k = {kc} (user)",
             },
         )
-        return space
 
     # ------------------------------------------------------------------ properties
     @property

@@ -5,29 +5,40 @@ embedding, exclusions; never expression) and a :class:`SelectionState` (the sele
 counts of REVEALED spots only). Hidden counts live in :class:`SimulatedOracle` (simulation) or
 come from :func:`import_counts` (real sequencing results).
 
-Modules (heavy dependencies are imported inside functions; torch only by ``policy``):
+Modules (heavy dependencies are imported inside functions; torch only by the SCRL network):
 
 - ``reward``: the three reward terms and :class:`RewardWeights`;
 - ``pool`` / ``state``: :class:`Pool`, :class:`SelectionRequest`, :class:`SelectionState`;
-- ``samplers``: random, grid, k-center, TypiClust, AR weights, greedy reward maximiser;
-- ``policy``: the SCRL policy (:class:`SCRLPolicy`, :class:`SCRLSampler`, training);
-- ``loop``: :func:`iter_acquisition` and :class:`SimulatedOracle`;
-- ``predictors``: :class:`RidgePredictor` (an ``ExpressionPredictor``) and the space predictor;
 - ``measured``: the measured set in the reference space, :class:`RewardEvaluator`;
-- ``benchmark``: the sampling benchmark; ``standin``: patch-statistics vision stand-in.
+- ``oracle``: :class:`SimulatedOracle` (hidden counts of a fully measured section);
+- ``sampler``: the :class:`Sampler` interface and Gumbel-top-k;
+- ``baselines``: random, grid, k-center, TypiClust, AR weights, greedy reward maximiser;
+- ``scrl``: the SCRL policy (network, features, environment, training, :class:`SCRLSampler`);
+- ``registry``: :data:`SAMPLER_NAMES` and :func:`make_sampler` (baselines and SCRL by name);
+- ``surrogate``: :class:`RidgePredictor` (an ``ExpressionPredictor``) and the space predictor;
+- ``loop``: :func:`iter_acquisition` and the round planning;
+- ``thread_limits``: :func:`~.thread_limits.single_thread` (BLAS/torch thread counts for tiny numeric work).
 """
 
+from .baselines import (
+    ARSampler,
+    GreedyRewardSampler,
+    GridSampler,
+    KCenterSampler,
+    RandomSampler,
+    TypiClustSampler,
+)
 from .loop import (
     AcquisitionResult,
-    SimulatedOracle,
     iter_acquisition,
     plan_rounds,
     run_acquisition,
     select_round,
 )
 from .measured import MeasuredEmbedder, MeasuredSet, RewardEvaluator
+from .oracle import SimulatedOracle
 from .pool import Pool, SelectionRequest, resolve_budget, round_schedule, split_budget
-from .predictors import RidgePredictor, SpacePredictor
+from .registry import SAMPLER_NAMES, make_sampler
 from .reward import (
     RewardTerms,
     RewardWeights,
@@ -37,29 +48,18 @@ from .reward import (
     manifold_coverage,
     spatial_coverage,
 )
-from .samplers import (
-    SAMPLER_NAMES,
-    ARSampler,
-    GreedyRewardSampler,
-    GridSampler,
-    KCenterSampler,
-    RandomSampler,
-    Sampler,
-    TypiClustSampler,
-    make_sampler,
+from .sampler import Sampler
+from .scrl import (
+    PolicyConfig,
+    PolicyEnv,
+    SCRLPolicy,
+    SCRLSampler,
+    iter_train_policy,
+    plackett_luce_log_prob,
+    train_policy,
 )
 from .state import MeasuredView, SelectionState, import_counts
-
-
-def __getattr__(name: str):
-    # the policy module imports torch lazily; expose its names without importing it eagerly
-    if name in ("SCRLPolicy", "SCRLSampler", "PolicyConfig", "PolicyEnv", "iter_train_policy", "train_policy",
-                "plackett_luce_log_prob"):
-        from . import policy
-
-        return getattr(policy, name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-
+from .surrogate import RidgePredictor, SpacePredictor
 
 __all__ = [
     "AcquisitionResult",

@@ -1,13 +1,14 @@
 """Simulated acquisition: rounds of pick -> reveal -> update, driven as a generator.
 
-``iter_acquisition`` is a generator yielding :class:`~napari_scr2st._engine.Progress` (one event
+``iter_acquisition`` is a generator yielding :class:`~napari_scr2st.progress.Progress` (one event
 per round, with the reward terms of the cumulative measured set as metrics) and returning an
-:class:`AcquisitionResult`; drive it with :func:`napari_scr2st._engine.drive` or a napari thread
+:class:`AcquisitionResult`; drive it with :func:`napari_scr2st.progress.drive` or a napari thread
 worker.
 
 Leakage by construction: the sampler receives the :class:`~napari_scr2st.sampling.pool.Pool`
 (no expression) and the :class:`~napari_scr2st.sampling.state.SelectionState` (counts of
-revealed spots only). The hidden counts live in :class:`SimulatedOracle`, which the loop asks to
+revealed spots only). The hidden counts live in the
+:class:`~napari_scr2st.sampling.oracle.SimulatedOracle`, which the loop asks to
 reveal a batch only AFTER the sampler returned it. In real use there is no oracle: the loop
 selects one round, the user exports it, sequences the spots and calls
 :func:`~napari_scr2st.sampling.state.import_counts`, then runs the next round.
@@ -15,52 +16,20 @@ selects one round, the user exports it, sequences the spots and calls
 
 from __future__ import annotations
 
-from collections.abc import Generator, Sequence
+from collections.abc import Generator
 from dataclasses import dataclass, field
 
 import numpy as np
 
-from .._engine import CancelToken, Progress
+from ..progress import CancelToken, Progress
 from .acquisition import Acquisition, plan_rounds, select_round
+from .oracle import SimulatedOracle
 from .pool import Pool, SelectionRequest
 from .reward import RewardTerms, RewardWeights
-from .samplers import Sampler
+from .sampler import Sampler
 from .state import SelectionState
 
-__all__ = ["SimulatedOracle", "AcquisitionResult", "plan_rounds", "iter_acquisition", "run_acquisition", "select_round"]
-
-
-class SimulatedOracle:
-    """Holds back the counts of a fully measured section (or collection) and reveals on request.
-
-    ``reveal(state, idx)`` copies the counts (and the ``obsm_keys`` rows, e.g. an expression-derived
-    embedding) of the given pool indices into ``state``. Nothing else in the package can read
-    them; the pool must describe the same spots in the same order (checked by key).
-    """
-
-    def __init__(self, adata, pool: Pool | None = None, *, obsm_keys: Sequence[str] = ()) -> None:
-        import scipy.sparse as sp
-
-        X = adata.X
-        self._counts = (X if sp.issparse(X) else sp.csr_matrix(np.asarray(X))).tocsr()
-        self._genes = [str(g) for g in adata.var_names]
-        self._obsm = {k: np.asarray(adata.obsm[k]) for k in obsm_keys}
-        if pool is not None:
-            ref = Pool.from_adata(adata, vision_key=None)
-            if not (np.array_equal(ref.spot_ids, pool.spot_ids) and np.array_equal(ref.sections, pool.sections)):
-                raise ValueError("the oracle's data and the pool describe different spots (or a different order)")
-        self.n_revealed = 0
-
-    @property
-    def genes(self) -> list[str]:
-        return list(self._genes)
-
-    def reveal(self, state: SelectionState, idx: Sequence[int]) -> None:
-        idx = np.asarray(idx, dtype=np.int64)
-        if idx.size == 0:
-            return
-        state.add_counts(idx, self._counts[idx], self._genes, obsm={k: v[idx] for k, v in self._obsm.items()})
-        self.n_revealed += len(idx)
+__all__ = ["AcquisitionResult", "plan_rounds", "iter_acquisition", "run_acquisition", "select_round"]
 
 
 @dataclass
@@ -123,6 +92,6 @@ def iter_acquisition(
 
 def run_acquisition(*args, **kwargs) -> AcquisitionResult:
     """:func:`iter_acquisition` driven to completion without a progress bar."""
-    from .._engine import drive
+    from ..progress import drive
 
     return drive(iter_acquisition(*args, **kwargs), use_tqdm=False)

@@ -155,9 +155,6 @@ class Pool:
             self.excluded[self.lookup(arr, what="excluded spots")] = True
         self._cache.clear()
 
-    def section_mask(self, name: str) -> np.ndarray:
-        return self.sections == name
-
     def available_mask(self, state) -> np.ndarray:
         """Not excluded and not yet selected (pending or measured)."""
         return ~self.excluded & ~state.selected

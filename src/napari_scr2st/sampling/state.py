@@ -24,7 +24,7 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
-from .._utils import save_npz_atomic
+from ..atomic import save_npz_atomic
 
 __all__ = ["SelectionState", "MeasuredView", "import_counts", "STATE_FORMAT_VERSION"]
 

@@ -1,4 +1,4 @@
-"""Small shared helpers: device choice, atomic file writes."""
+"""Atomic file writes: a file appears at its path complete, or not at all."""
 
 from __future__ import annotations
 
@@ -7,36 +7,7 @@ import os
 import tempfile
 from pathlib import Path
 
-__all__ = ["pick_device", "atomic_write", "atomic_path", "save_npz_atomic"]
-
-
-def pick_device(preference: str = "auto"):
-    """Return a ``torch.device``: ``auto`` picks CUDA, then MPS, then CPU.
-
-    ``preference`` may also be ``cpu``, ``cuda``, ``cuda:N``, ``mps`` or ``gpu`` (any GPU);
-    asking for a GPU that is not there is a clear error.
-    """
-    import torch
-
-    pref = (preference or "auto").lower()
-    has_mps = getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available()
-    if pref == "auto":
-        if torch.cuda.is_available():
-            return torch.device("cuda")
-        if has_mps:
-            return torch.device("mps")
-        return torch.device("cpu")
-    if pref == "gpu":
-        if torch.cuda.is_available():
-            return torch.device("cuda")
-        if has_mps:
-            return torch.device("mps")
-        raise RuntimeError("device 'gpu' requested but neither CUDA nor MPS is available; use 'cpu' or 'auto'")
-    if pref.startswith("cuda") and not torch.cuda.is_available():
-        raise RuntimeError(f"device '{preference}' requested but CUDA is not available; use 'cpu' or 'auto'")
-    if pref == "mps" and not has_mps:
-        raise RuntimeError("device 'mps' requested but MPS is not available; use 'cpu' or 'auto'")
-    return torch.device(pref)
+__all__ = ["atomic_write", "atomic_path", "save_npz_atomic"]
 
 
 def _umask() -> int:

@@ -1,7 +1,7 @@
 """The sampling benchmark: samplers x budgets x seeds on fully measured sections (simulation).
 
 For every test section, budget, seed and sampler the acquisition loop runs with a
-:class:`~napari_scr2st.sampling.loop.SimulatedOracle`; the reward terms of the final measured
+:class:`~napari_scr2st.sampling.oracle.SimulatedOracle`; the reward terms of the final measured
 set (equal weights unless given) and a downstream score are recorded: the mean per-gene Pearson
 correlation, on the UNMEASURED spots, of a ridge predictor (vision + coordinates -> log1p) trained
 on the measured spots, over the 50 most variable of the section's 500 most expressed genes
@@ -22,13 +22,14 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from .._engine import CancelToken, Progress
-from ._threads import single_thread
-from .loop import SimulatedOracle, run_acquisition
-from .measured import MeasuredEmbedder, RewardEvaluator
-from .pool import Pool, SelectionRequest
-from .reward import RewardWeights
-from .samplers import make_sampler
+from ..progress import CancelToken, Progress
+from ..sampling.loop import run_acquisition
+from ..sampling.measured import MeasuredEmbedder, RewardEvaluator
+from ..sampling.oracle import SimulatedOracle
+from ..sampling.pool import Pool, SelectionRequest
+from ..sampling.registry import make_sampler
+from ..sampling.reward import RewardWeights
+from ..sampling.thread_limits import single_thread
 
 __all__ = ["BenchSection", "iter_benchmark", "summarize", "markdown_table", "plot_benchmark", "downstream_pcc",
            "DEFAULT_SAMPLERS", "DEFAULT_BUDGETS"]
@@ -65,7 +66,7 @@ def downstream_pcc(adata, measured: np.ndarray, genes: Sequence[str]) -> float:
     """Mean per-gene PCC on unmeasured spots of a ridge trained on the measured ones (evaluation
     only: it reads the held-out truth AFTER the selection is final)."""
     from ..data.expression import log1p_normalized
-    from .predictors import RidgePredictor
+    from ..sampling.surrogate import RidgePredictor
 
     measured = np.asarray(measured, dtype=bool)
     test = ~measured
@@ -193,7 +194,7 @@ def plot_benchmark(df: pd.DataFrame, path, *, title: str = "sampling benchmark")
     fig.suptitle(title, y=0.995, fontsize=10)
     fig.legend(loc="upper center", bbox_to_anchor=(0.5, 0.955), ncol=len(samplers), fontsize=8, frameon=False)
     fig.tight_layout(rect=(0, 0, 1, 0.9))
-    from .._utils import atomic_path
+    from ..atomic import atomic_path
 
     with atomic_path(path) as tmp:
         fig.savefig(tmp, dpi=110, format="png")
@@ -206,7 +207,7 @@ def plot_benchmark(df: pd.DataFrame, path, *, title: str = "sampling benchmark")
 
 def _train_policy(envs, *, episodes: int, seed: int, rounds: int, group_size: int, imitation_episodes: int = 0,
                   token=None):
-    from .policy import SCRLPolicy, iter_train_policy
+    from ..sampling.scrl import SCRLPolicy, iter_train_policy
 
     policy = SCRLPolicy.for_space(envs[0].space, seed=seed)
     hist = yield from iter_train_policy(policy, envs, episodes=episodes, rounds=rounds, group_size=group_size,
@@ -236,9 +237,9 @@ def iter_synthetic_sections(
     nine cell types are shared). Vision: patch statistics (stand-in; the encoder is not needed
     to compare samplers on synthetic images)."""
     from ..data import make_sample
+    from ..features.patch_stats import patch_statistics_embedding
     from ..reference import ReferenceSpace, prepare_reference
-    from .policy import PolicyEnv
-    from .standin import patch_statistics_embedding
+    from ..sampling.scrl import PolicyEnv
 
     def build(n, s, name):
         smp = make_sample(n, seed=s, section=name)
@@ -285,12 +286,12 @@ def iter_her2st_sections(
     """her2st sections with images as test sections, the Wu 2021 reference as the single-cell
     space (fitted on genes shared with ALL the sections), and one SCRL policy per entry of
     ``splits`` ``{test section: training sections}`` (default: C2-C5 -> C6 and B4, both unseen;
-    sections without a split get no SCRL row). Vision: ``encoder`` via
-    ``napari_scr2st.features`` if importable, else patch statistics."""
+    sections without a split get no SCRL row). Vision: ``encoder`` (see
+    :func:`napari_scr2st.features.ensure_vision_embedding`; ``"patch-stats"`` is the instant stand-in)."""
+    from ..features import ensure_vision_embedding
     from ..io.legacy_st import read_her2st
     from ..reference import ReferenceSpace, prepare_reference, read_reference
-    from .policy import PolicyEnv
-    from .standin import vision_embeddings
+    from ..sampling.scrl import PolicyEnv
 
     splits = dict(splits) if splits is not None else {"C6": ["C2", "C3", "C4", "C5"], "B4": ["C2", "C3", "C4", "C5"]}
     adatas: dict[str, Any] = {}
@@ -298,7 +299,7 @@ def iter_her2st_sections(
     for i, s in enumerate(sections):
         yield Progress(i, len(sections), f"reading {s} + vision embedding")
         a = read_her2st(root, s)
-        notes[s] = vision_embeddings(a, model=encoder)
+        notes[s] = ensure_vision_embedding(a, encoder)
         adatas[s] = a
     genes = None
     for a in adatas.values():

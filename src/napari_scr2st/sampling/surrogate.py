@@ -1,6 +1,7 @@
-"""Fast expression predictors for the reward-aware samplers (greedy maximiser, SCRL).
+"""The samplers' surrogate of expression: fast predictors trained on the measured spots.
 
-:class:`RidgePredictor` implements :class:`napari_scr2st._protocols.ExpressionPredictor`:
+The reward-aware samplers (greedy maximiser, SCRL) score candidates on PREDICTED expression.
+:class:`RidgePredictor` implements :class:`napari_scr2st.model.protocol.ExpressionPredictor`:
 vision embedding (standardised, PCA-reduced) + section-normalised coordinates -> log1p panel,
 by ridge regression with the penalty chosen by efficient leave-one-out (``RidgeCV``).
 ``fit`` reads counts ONLY of ``train_mask`` rows; ``predict`` reads no counts.

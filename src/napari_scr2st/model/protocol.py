@@ -1,4 +1,6 @@
-"""Interfaces shared by the sampling and model packages (structural typing only)."""
+"""The ``ExpressionPredictor`` protocol (structural typing only): what every expression predictor
+offers, SCR2Net (:class:`~napari_scr2st.model.predictor.SCR2NetPredictor`) and the samplers'
+ridge surrogate (:class:`~napari_scr2st.sampling.surrogate.RidgePredictor`) alike."""
 
 from __future__ import annotations
 

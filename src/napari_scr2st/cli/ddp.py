@@ -3,7 +3,7 @@
 Launch with torchrun (``python -m torch.distributed.run``), which sets ``RANK``,
 ``WORLD_SIZE``, ``LOCAL_RANK`` and the rendezvous address::
 
-    python -m torch.distributed.run --standalone --nproc_per_node=2 -m napari_scr2st.model.ddp \\
+    python -m torch.distributed.run --standalone --nproc_per_node=2 -m napari_scr2st.cli.ddp \\
         data.h5ad --train-fraction 0.3 --epochs 30 --device cpu --out model/
 
 Arguments are those of ``scr2st train``. The process group uses NCCL when CUDA is available
@@ -28,10 +28,10 @@ def main(argv: list[str] | None = None) -> int:
     import torch
     import torch.distributed as dist
 
-    from ..cli._model import add_input_args, add_train_args, run_train
+    from ._model import add_input_args, add_train_args, run_train
 
     parser = argparse.ArgumentParser(
-        prog="python -m torch.distributed.run --nproc_per_node=N -m napari_scr2st.model.ddp",
+        prog="python -m torch.distributed.run --nproc_per_node=N -m napari_scr2st.cli.ddp",
         description="scr2st train under DistributedDataParallel (launch with torchrun)",
     )
     add_input_args(parser)
@@ -39,7 +39,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if "RANK" not in os.environ or "WORLD_SIZE" not in os.environ:
         parser.error(
-            "not launched by torchrun: use python -m torch.distributed.run --nproc_per_node=N -m napari_scr2st.model.ddp ..."
+            "not launched by torchrun: use python -m torch.distributed.run --nproc_per_node=N -m napari_scr2st.cli.ddp ..."
         )
     use_cuda = torch.cuda.is_available() and args.device not in ("cpu", "mps")
     if use_cuda:
@@ -55,7 +55,5 @@ def main(argv: list[str] | None = None) -> int:
     return rc
 
 
-if (
-    __name__ == "__main__"
-):  # pragma: no cover - exercised by tests/model/test_ddp.py in subprocesses
+if __name__ == "__main__":  # pragma: no cover - exercised by tests/model/test_ddp.py in subprocesses
     sys.exit(main())

@@ -3,8 +3,8 @@
 Not a learned encoder: mean/sd of RGB, grey-level percentiles, dark-pixel fractions (nuclei),
 gradient and Laplacian energy, and haematoxylin/eosin channel statistics (``skimage.color.rgb2hed``)
 of a square patch of ``patch_scale`` spot diameters around each spot (20 numbers per spot).
-Used by the tests, and by the CLI/benchmarks only when ``napari_scr2st.features`` is not
-available (the output says which one was used). Reads the image only (no expression).
+Instant (no network weights, no torch); asked for by the encoder name ``"patch-stats"`` (see
+:func:`napari_scr2st.features.ensure_vision_embedding`). Reads the image only (no expression).
 """
 
 from __future__ import annotations
@@ -13,8 +13,9 @@ import numpy as np
 
 from ..data.model import SPATIAL_KEY, get_fullres_image, split_sections, spot_diameter_px
 
-__all__ = ["patch_statistics_embedding", "vision_embeddings", "PATCH_STATS_NAMES"]
+__all__ = ["patch_statistics_embedding", "PATCH_STATS_NAMES"]
 
+#: encoder names that ask for this stand-in
 PATCH_STATS_NAMES = ("patch-stats", "patch_stats", "standin")
 
 
@@ -65,27 +66,3 @@ def patch_statistics_embedding(adata, *, patch_scale: float = 1.5, max_patch: in
             out[sec == name] = _one_section(sub, patch_scale, max_patch)
         return out
     return _one_section(adata, patch_scale, max_patch)
-
-
-def vision_embeddings(adata, *, model: str = "efficientnet_lite0", key: str = "X_vision", prefer_encoder: bool = True,
-                      **kwargs) -> str:
-    """Fill ``adata.obsm[key]``: the package's encoder if importable, else patch statistics.
-
-    ``model="patch-stats"`` asks for the stand-in directly. Returns a short description of what
-    was used (for logs and benchmark tables). An existing ``obsm[key]`` is kept.
-    """
-    if key in adata.obsm:
-        return f"existing obsm['{key}']"
-    if model in PATCH_STATS_NAMES:
-        prefer_encoder = False
-    if prefer_encoder:
-        try:
-            from ..features import compute_vision_embeddings  # colleague's module (timm encoders)
-        except ImportError:
-            compute_vision_embeddings = None
-        if compute_vision_embeddings is not None:
-            compute_vision_embeddings(adata, model=model, **kwargs)
-            if key in adata.obsm:
-                return f"{model} (napari_scr2st.features)"
-    adata.obsm[key] = patch_statistics_embedding(adata)
-    return "patch colour/texture statistics (stand-in)"

@@ -1,13 +1,5 @@
-"""Samplers behind one interface: ``Sampler.select(pool, n, state) -> pool indices``.
-
-Every sampler sees a :class:`~napari_scr2st.sampling.pool.Pool` (ids, sections, coordinates,
-vision embedding, exclusions: NO expression) and a
-:class:`~napari_scr2st.sampling.state.SelectionState` (what is selected; counts of REVEALED spots
-only). The base class enforces the rules for all of them: picks are unique, never already
-selected (no re-picks), never excluded, within ``candidates`` if given, exactly ``n`` of them;
-asking for more than the available spots is a ValueError with the numbers.
-
-Implemented (names for :func:`make_sampler`):
+"""The baseline samplers (behind :class:`~napari_scr2st.sampling.sampler.Sampler`); names as in
+:func:`~napari_scr2st.sampling.registry.make_sampler`:
 
 - ``random``: uniform without replacement.
 - ``grid``: a regular square lattice per section (random phase from the seed); the lattice
@@ -26,100 +18,33 @@ Implemented (names for :func:`make_sampler`):
 - ``greedy``: greedy maximiser of the weighted reward gain computed on PREDICTED expression of the
   candidates (a predictor trained on the measured spots; measured spots use their revealed
   expression); the spatial gain is the unclipped decrease of the normalised mean distance.
-- ``scrl``: the SCRL policy (:mod:`napari_scr2st.sampling.policy`).
+
+This module never imports the SCRL policy (:mod:`napari_scr2st.sampling.scrl`), which builds on it.
 """
 
 from __future__ import annotations
 
-from typing import Any
-
 import numpy as np
 
-from .pool import Pool, split_budget
+from .pool import split_budget
 from .reward import RewardWeights
+from .sampler import Sampler, gumbel_top_k
 
 __all__ = [
-    "Sampler",
     "RandomSampler",
     "GridSampler",
     "KCenterSampler",
     "TypiClustSampler",
     "ARSampler",
     "GreedyRewardSampler",
-    "SAMPLER_NAMES",
-    "make_sampler",
     "ar_weights",
-    "gumbel_top_k",
 ]
-
-
-def gumbel_top_k(log_weights: np.ndarray, k: int, rng: np.random.Generator) -> np.ndarray:
-    """Sample ``k`` indices without replacement, P proportional to exp(log_weights) (Plackett-Luce)."""
-    g = rng.gumbel(size=len(log_weights))
-    key = np.asarray(log_weights, dtype=np.float64) + g
-    if k >= len(key):
-        return np.argsort(-key, kind="stable")
-    part = np.argpartition(-key, k - 1)[:k]
-    return part[np.argsort(-key[part], kind="stable")]
-
-
-class Sampler:
-    """Base class: validation and bookkeeping; subclasses implement ``_select``."""
-
-    name = "base"
-    needs_vision = False
-
-    def __init__(self, *, seed: int = 0) -> None:
-        self.seed = int(seed)
-        self.last_scores: np.ndarray | None = None
-
-    def select(self, pool: Pool, n: int, state, *, candidates: np.ndarray | None = None,
-               rng: np.random.Generator | None = None) -> np.ndarray:
-        """Pick ``n`` new spots (pool indices, in pick order). See the module docstring for the rules."""
-        state.check_pool(pool)
-        n = int(n)
-        if n < 0:
-            raise ValueError(f"{self.name}: cannot pick a negative number of spots ({n})")
-        available = pool.available_mask(state)
-        if candidates is not None:
-            cand = np.asarray(candidates)
-            if cand.dtype != bool:
-                m = np.zeros(pool.n, dtype=bool)
-                m[cand.astype(np.int64)] = True
-                cand = m
-            available &= cand
-        n_av = int(available.sum())
-        if n > n_av:
-            raise ValueError(
-                f"{self.name}: asked for {n} spots but only {n_av} are available "
-                f"(pool {pool.n}, excluded {int(pool.excluded.sum())}, already selected {state.n_selected}"
-                f"{', restricted to candidates' if candidates is not None else ''})"
-            )
-        self.last_scores = None
-        if n == 0:
-            return np.zeros(0, dtype=np.int64)
-        if self.needs_vision and pool.vision is None:
-            raise ValueError(f"sampler '{self.name}' needs a vision embedding (obsm['X_vision']); the pool has none")
-        rng = rng if rng is not None else np.random.default_rng([self.seed, int(state.current_round)])
-        idx = np.asarray(self._select(pool, n, state, available, rng), dtype=np.int64).ravel()
-        # the rules, enforced for every sampler (a violation is a bug in the sampler)
-        if len(idx) != n or len(np.unique(idx)) != n or not available[idx].all():
-            raise RuntimeError(f"sampler '{self.name}' broke the selection rules (got {len(idx)} picks for n={n})")
-        if self.last_scores is not None and len(self.last_scores) != n:
-            self.last_scores = None
-        return idx
-
-    def _select(self, pool: Pool, n: int, state, available: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-        raise NotImplementedError
-
-    def __repr__(self) -> str:
-        return f"{type(self).__name__}(seed={self.seed})"
 
 
 class RandomSampler(Sampler):
     name = "random"
 
-    def _select(self, pool, n, state, available, rng):
+    def _select(self, pool, n, state, available, rng):  # noqa: ARG002 - the Sampler._select signature
         return rng.choice(np.flatnonzero(available), size=n, replace=False)
 
 
@@ -300,7 +225,7 @@ class ARSampler(Sampler):
         super().__init__(seed=seed)
         self.n_components, self.n_bins, self.sigma = n_components, n_bins, sigma
 
-    def _select(self, pool, n, state, available, rng):
+    def _select(self, pool, n, state, available, rng):  # noqa: ARG002 - the Sampler._select signature
         X = pool.vision_features(self.n_components)
         inpool = np.flatnonzero(~pool.excluded)
         w = np.zeros(pool.n)
@@ -316,7 +241,7 @@ class GreedyRewardSampler(Sampler):
 
     ``space``: a :class:`~napari_scr2st.reference.ReferenceSpace`; ``predictor``: optional
     ``ExpressionPredictor`` (default: ridge on vision + coordinates, see
-    :class:`~napari_scr2st.sampling.predictors.SpacePredictor`). Until ``min_train`` spots are
+    :class:`~napari_scr2st.sampling.surrogate.SpacePredictor`). Until ``min_train`` spots are
     measured there is no prediction and only the spatial gain counts. Candidates and spatial
     anchors are subsampled above ``max_candidates``/``max_anchors`` (stochastic greedy).
     """
@@ -327,7 +252,7 @@ class GreedyRewardSampler(Sampler):
                  min_train: int = 5, max_candidates: int = 1024, max_anchors: int = 2048, embedder=None) -> None:
         super().__init__(seed=seed)
         from .measured import MeasuredEmbedder
-        from .predictors import SpacePredictor
+        from .surrogate import SpacePredictor
 
         self.space = space
         self.weights = RewardWeights.parse(weights)
@@ -441,31 +366,3 @@ def _typicality(X: np.ndarray, k: int) -> np.ndarray:
     k = int(min(k, len(X) - 1))
     d, _ = NearestNeighbors(n_neighbors=k + 1).fit(X).kneighbors(X)
     return 1.0 / (d[:, 1:].mean(axis=1) + 1e-8)
-
-
-SAMPLER_NAMES = ("random", "grid", "kcenter", "typiclust", "ar", "greedy", "scrl")
-
-
-def make_sampler(name: str, *, seed: int = 0, space=None, weights=None, policy=None, predictor=None,
-                 **kwargs: Any) -> Sampler:
-    """Build a sampler by name (see :data:`SAMPLER_NAMES`).
-
-    ``greedy`` and ``scrl`` need the reference ``space``; ``scrl`` needs a trained or fresh
-    ``policy`` (:class:`~napari_scr2st.sampling.policy.SCRLPolicy`).
-    """
-    key = name.lower().replace("-", "").replace("_", "")
-    simple = {"random": RandomSampler, "grid": GridSampler, "kcenter": KCenterSampler, "coreset": KCenterSampler,
-              "typiclust": TypiClustSampler, "ar": ARSampler, "adaptiveresampling": ARSampler}
-    if key in simple:
-        return simple[key](seed=seed, **kwargs)
-    if key in ("greedy", "greedyreward"):
-        if space is None:
-            raise ValueError("the greedy reward maximiser needs a reference space (--reference)")
-        return GreedyRewardSampler(space, weights, predictor=predictor, seed=seed, **kwargs)
-    if key == "scrl":
-        from .policy import SCRLSampler
-
-        if space is None or policy is None:
-            raise ValueError("the SCRL sampler needs a reference space and a policy (--policy FILE)")
-        return SCRLSampler(policy, space, weights, predictor=predictor, seed=seed, **kwargs)
-    raise ValueError(f"unknown sampler {name!r}; choose one of {', '.join(SAMPLER_NAMES)}")

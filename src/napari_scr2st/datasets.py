@@ -1,4 +1,7 @@
-"""The real her2st sample (Andersson et al., Nat Commun 2021) for napari's sample-data menu.
+"""Public data sets used as samples: the real her2st sample (Andersson et al., Nat Commun 2021).
+
+This module locates a data set on disk (downloading it where a network exists) and reads it
+with :mod:`napari_scr2st.io`.
 
 :func:`load_her2st_section` returns one section of the HER2-positive breast cancer legacy-ST
 data set as a section AnnData. It looks for a local copy of the authors' repository layout
@@ -23,8 +26,9 @@ import urllib.request
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from .._utils import atomic_path
-from .model import SectionError
+from .atomic import atomic_path
+from .data.model import SectionError
+from .io.legacy_st import read_her2st
 
 if TYPE_CHECKING:
     from anndata import AnnData
@@ -134,8 +138,6 @@ def load_her2st_section(
     network. Raises :class:`Her2stUnavailableError` (a ``SectionError``) with instructions when
     the data cannot be found or fetched.
     """
-    from ..io.legacy_st import read_her2st
-
     section = str(section).strip()
     found = find_her2st_root(section, root)
     if found is None:
