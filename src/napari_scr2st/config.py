@@ -17,7 +17,9 @@ __all__ = [
     "ENCODERS",
     "DEFAULT_ENCODER",
     "PATCH_STATS",
+    "MODES",
     "SamplingSettings",
+    "TrainConfig",
     "TrainingSettings",
 ]
 
@@ -39,6 +41,9 @@ SAMPLER_LABELS = {
     "random": "random",
     "ar": "adaptive resampling (vision)",
 }
+#: SCR2Net variants: the full model, regression only (ST-Net-like), retrieval only (BLEEP-like)
+MODES = ("full", "regression", "retrieval")
+
 #: samplers whose reward needs the single-cell reference space
 REFERENCE_SAMPLERS = ("greedy", "scrl")
 #: what a reference-based default falls back to when a section has no reference
@@ -131,10 +136,83 @@ class TrainingSettings:
 
     def to_train_config(self, **overrides: Any):
         """The validated :class:`~napari_scr2st.model.TrainConfig` for these settings."""
-        from .model import TrainConfig
-
         kw = {f.name: getattr(self, f.name) for f in fields(self) if f.name != "mc_samples"}
         if kw["backbone"] == PATCH_STATS:
             kw["backbone"] = DEFAULT_ENCODER  # the frozen path trains on the stand-in embedding
         kw.update(overrides)
         return TrainConfig(**kw).validate()
+
+
+@dataclass
+class TrainConfig:
+    """Every training option; built by the CLI and by the GUI alike (plain values only)."""
+
+    mode: str = "full"  # full | regression (ST-Net-like) | retrieval (BLEEP-like)
+    epochs: int = 30
+    batch_size: int = 64
+    lr: float = 1e-3
+    weight_decay: float = 1e-4
+    k: int = 8  # retrieved neighbours
+    m: int = 2  # majority filter: keep neighbours of the m most frequent types
+    lambda_soft: float = 0.5
+    lambda_con: float = 0.5
+    lambda_energy: float = 0.1
+    alpha: float = 0.3  # blend of retrieval at inference (0 = regression only)
+    adaptive_resampling: bool = False
+    energy_loss: bool = False
+    energy_unbiased: bool = True
+    seed: int = 0
+    device: str = "auto"  # auto | cpu | cuda | cuda:N | mps
+    amp: bool = True  # mixed precision, CUDA only
+    num_threads: int | None = None  # torch CPU threads (process-wide!); None leaves torch's choice
+    fine_tune: bool = False  # False: frozen embeddings (fast path); True: fine-tune the backbone
+    backbone: str = "efficientnet_lite0"  # features.encoders name ("random:<name>": random init)
+    crop_px: int | None = None  # crop edge in full-res pixels (None: features' default)
+    image_size: int = 224  # backbone input size (fine-tune path)
+    backbone_lr_scale: float = 0.1  # backbone LR = lr * this
+    checkpoint_dir: str | None = None
+    embedding_key: str = "X_vision"
+    cell_type_key: str | None = "cell_type"
+    n_genes: int = 250
+    panel_method: str = "hvg"
+    panel_min_frac: float = 0.1  # genes detected in fewer training spots are not candidates
+    genes: list[str] | None = None  # explicit panel (overrides n_genes/panel_method)
+    hidden_dim: int = 256
+    proj_dim: int = 128
+    dropout: float = 0.5
+    temperature: float = 0.07  # initial contrastive temperature (learnable)
+    val_fraction: float = 0.1
+    keep: str = "last"  # last | best
+    ar_bins: int = 50
+    ar_sigma: float = 1.0
+    ar_alpha: float = 1e-3
+    warmup_frac: float = 0.05
+
+    def validate(self) -> TrainConfig:
+        if self.mode not in MODES:
+            raise ValueError(f"mode must be one of {MODES}, got {self.mode!r}")
+        if self.epochs < 1 or self.batch_size < 2:
+            raise ValueError("epochs must be >= 1 and batch_size >= 2")
+        if self.k < 1 or self.m < 0:
+            raise ValueError("k must be >= 1 and m >= 0")
+        if not 0.0 <= self.alpha <= 1.0:
+            raise ValueError(f"alpha must be in [0, 1], got {self.alpha}")
+        if not 0.0 <= self.val_fraction < 0.9:
+            raise ValueError("val_fraction must be in [0, 0.9)")
+        if self.keep not in ("last", "best"):
+            raise ValueError("keep must be 'last' or 'best'")
+        for name in ("lr", "lambda_soft", "lambda_con", "lambda_energy", "weight_decay"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"{name} must be >= 0")
+        return self
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> TrainConfig:
+        names = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in d.items() if k in names})
+
+    def replace(self, **changes) -> TrainConfig:
+        return replace(self, **changes)

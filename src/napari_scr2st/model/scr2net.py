@@ -31,7 +31,8 @@ from torch.nn import functional as F
 
 __all__ = ["SCR2Net", "MODES"]
 
-MODES = ("full", "regression", "retrieval")
+from ..config import MODES
+
 FEATURE_CLIP = 5.0
 
 _IMAGENET_MEAN = (0.485, 0.456, 0.406)
