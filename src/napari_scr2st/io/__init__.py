@@ -10,7 +10,12 @@ Formats (names as returned by :func:`sniff`):
 ``"visium"``
     a Space Ranger ``outs/`` folder or its parent (:func:`read_visium`);
 ``"h5ad"``
-    an AnnData file in the squidpy convention (:func:`read_h5ad_section`).
+    an AnnData file in the squidpy convention (:func:`read_h5ad_section`);
+``"image"``
+    an H&E image before sequencing (``.tif``/``.tiff``/``.ome.tif``/``.svs``/``.ndpi``/
+    ``.jpg``/``.jpeg``/``.png``), read as a section with spots but no genes
+    (:func:`read_slide`; images inside a Space Ranger ``spatial/`` folder belong to that run
+    and are not sniffed as ``"image"``).
 
 :func:`read` dispatches on the format; :func:`read_collection` reads several sections into a
 ``{section: AnnData}`` dict. Every bad input raises
@@ -26,6 +31,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..data.model import SectionError
 from .h5ad import read_h5ad_section, write_h5ad_section
+from .images import SlideImage, is_image_file, open_slide
 from .legacy_st import (
     find_companions,
     is_her2st_root,
@@ -34,6 +40,7 @@ from .legacy_st import (
     read_her2st,
     read_legacy_st,
 )
+from .slide import read_layout, read_slide
 from .visium import is_visium_dir, read_visium
 
 if TYPE_CHECKING:
@@ -50,10 +57,14 @@ __all__ = [
     "read_h5ad_section",
     "write_h5ad_section",
     "list_her2st_sections",
+    "read_slide",
+    "read_layout",
+    "open_slide",
+    "SlideImage",
 ]
 
 PathLike = str | os.PathLike
-FORMATS = ("legacy_st", "her2st", "visium", "h5ad")
+FORMATS = ("legacy_st", "her2st", "visium", "h5ad", "image")
 
 
 def sniff(path: PathLike) -> str | None:
@@ -76,6 +87,8 @@ def sniff(path: PathLike) -> str | None:
             return "h5ad"
         if looks_like_counts_file(p):
             return "legacy_st"
+        if is_image_file(p) and not (p.parent.name == "spatial" and is_visium_dir(p.parent.parent)):
+            return "image"
     except (OSError, ValueError):
         return None
     return None
@@ -94,6 +107,9 @@ def read(
       section (a dict; about one second per section).
     - Space Ranger folder: one section (keywords go to :func:`read_visium`).
     - ``.h5ad``: one section, or a dict when the file holds several (``section=`` picks one).
+    - image: a slide before sequencing, one section with no genes; keywords go to
+      :func:`read_slide` (``platform=``, ``um_per_px=``, ``layout=``, ``spot_um=``,
+      ``pitch_um=``, ``hexagonal=``); ``section=`` names it.
     """
     p = Path(path)
     if not p.exists():
@@ -103,7 +119,8 @@ def read(
         raise SectionError(
             f"{p}: not a recognised spatial transcriptomics input; expected a legacy ST counts "
             "table (.tsv/.tsv.gz with '{x}x{y}' spot ids), a her2st folder, a Space Ranger outs "
-            "folder (spatial/ + filtered_feature_bc_matrix.h5) or an .h5ad file"
+            "folder (spatial/ + filtered_feature_bc_matrix.h5), an .h5ad file or an H&E image "
+            "(.tif/.tiff/.svs/.ndpi/.jpg/.jpeg/.png)"
         )
     if fmt == "her2st":
         if section is None or not isinstance(section, str):
@@ -115,6 +132,10 @@ def read(
         return read_visium(p, **kw)
     if fmt == "h5ad":
         return read_h5ad_section(p, section=section, **kw)
+    if fmt == "image":
+        if section is not None and not isinstance(section, str):
+            raise SectionError(f"{p}: an image is one section; pass section= as a name, got {section!r}")
+        return read_slide(p, section=section, **kw)
     # legacy ST counts table
     comp = find_companions(p)
     spots = kw.pop("spots", None)
@@ -139,7 +160,8 @@ def read_collection(
     ``root`` may be a her2st folder (``sections`` = section ids, default all), an ``.h5ad``
     file (all or the named sections), or a folder whose entries are inputs :func:`sniff`
     recognises (Space Ranger folders, ``.h5ad`` files, counts tables; ``sections`` filters by
-    section name).
+    section name). Images in such a folder are skipped: they are the companions of counts
+    tables (read a slide before sequencing with :func:`read` or :func:`read_slide`).
     """
     r = Path(root)
     if not r.exists():
@@ -155,7 +177,7 @@ def read_collection(
     elif r.is_dir():
         coll = {}
         for child in sorted(r.iterdir()):
-            if sniff(child) is None:
+            if sniff(child) in (None, "image"):
                 continue
             got = read(child, **kw)
             for a in got.values() if isinstance(got, dict) else [got]:
