@@ -36,7 +36,7 @@ def peak_rss_mb() -> float:
 
 
 def report(step: str, seconds: float, extra: str = "") -> None:
-    print(f"{step:<38s} {seconds:8.2f} s   peak RSS {peak_rss_mb():8.0f} MiB   {extra}", flush=True)
+    print(f"{step:<44s} {seconds:8.2f} s   peak RSS {peak_rss_mb():8.0f} MiB   {extra}", flush=True)
 
 
 def motifs(n: int = 16, seed: int = 0) -> list[np.ndarray]:
