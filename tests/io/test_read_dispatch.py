@@ -27,7 +27,7 @@ def test_sniff(her2st_root, spaceranger, tmp_path):
     assert sniff(tmp_path / "n.tsv") is None
     assert sniff(tmp_path / "missing.tsv.gz") is None
     assert sniff(tmp_path) is None
-    assert set(FORMATS) == {"legacy_st", "her2st", "visium", "h5ad", "spatialdata", "hest"}
+    assert set(FORMATS) == {"legacy_st", "her2st", "visium", "h5ad", "spatialdata", "hest", "image"}
 
 
 def test_read_counts_file_in_her2st_layout(her2st_root):

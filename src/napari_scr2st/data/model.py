@@ -15,7 +15,14 @@ A *section* is an :class:`anndata.AnnData` with
 The full-resolution image is never stored twice: it is reached lazily with
 :func:`get_fullres_image`, which reads ``metadata["source_image_path"]`` once per process (a
 small LRU cache keyed by path and mtime) or, for in-memory sections such as the synthetic sample,
-returns the ``hires`` image when its scale factor is 1.
+returns the ``hires`` image when its scale factor is 1. A source that is a whole-slide image
+(tiled or pyramidal TIFF, SVS, NDPI, OME-TIFF; see
+:func:`napari_scr2st.io.images.is_whole_slide`), or any source of a section whose
+``metadata["image_reader"]`` is ``"slide"`` (sections made by
+:func:`napari_scr2st.io.slide.read_slide`), is opened with
+:func:`napari_scr2st.io.images.open_slide`; for a whole slide the image returned is then a lazy
+dask array (slice it before ``np.asarray``), and :func:`get_fullres_slide` gives the
+:class:`~napari_scr2st.io.images.SlideImage` itself (pyramid levels, region reads).
 
 A *collection* is a ``dict[str, AnnData]`` keyed by section name; :func:`concat_sections`
 joins one into a single AnnData (``obs["section"]`` tells the sections apart and
@@ -54,6 +61,7 @@ __all__ = [
     "spot_diameter_px",
     "fullres_coordinates",
     "get_fullres_image",
+    "get_fullres_slide",
     "get_lowres_image",
     "concat_sections",
     "split_sections",
@@ -270,18 +278,62 @@ def read_image(path: str | os.PathLike) -> np.ndarray:
         raise SectionError(f"cannot read image {p}: {e}") from e
 
 
-def get_fullres_image(adata, library: str | None = None) -> np.ndarray | None:
-    """The full-resolution image of a section, read lazily; ``None`` if the section has none."""
-    lib = library or library_id(adata)
-    entry = adata.uns[SPATIAL_KEY][lib]
+def _fullres_source(entry: Mapping[str, Any]) -> tuple[str, Any] | None:
+    """Where a library's full-resolution image comes from: ``("hires", array)``, ``("slide",
+    path)`` (opened with :func:`napari_scr2st.io.images.open_slide`), ``("file", path)``
+    (:func:`read_image`) or ``None``."""
     sf = entry.get("scalefactors", {})
     images = entry.get("images", {})
     if "hires" in images and float(sf.get("tissue_hires_scalef", 0)) == 1.0:
-        return np.asarray(images["hires"])
-    path = entry.get("metadata", {}).get("source_image_path", "")
-    if path:
-        return read_image(path)
-    return None
+        return "hires", images["hires"]
+    meta = entry.get("metadata", {}) or {}
+    path = meta.get("source_image_path", "")
+    if not path:
+        return None
+    from ..io.images import is_whole_slide
+
+    if meta.get("image_reader") == "slide" or is_whole_slide(path):
+        return "slide", path
+    return "file", path
+
+
+def get_fullres_image(adata, library: str | None = None) -> np.ndarray | None:
+    """The full-resolution image of a section, read lazily; ``None`` if the section has none.
+
+    A NumPy array, except for a whole-slide source (see the module docstring): then a lazy RGB
+    ``uint8`` dask array of the same shape, of which only the sliced part is ever decoded.
+    """
+    lib = library or library_id(adata)
+    src = _fullres_source(adata.uns[SPATIAL_KEY][lib])
+    if src is None:
+        return None
+    kind, value = src
+    if kind == "hires":
+        return np.asarray(value)
+    if kind == "slide":
+        from ..io.images import open_slide
+
+        return open_slide(value, check_blank=False).level0
+    return read_image(value)
+
+
+def get_fullres_slide(adata, library: str | None = None):
+    """The full-resolution image as a :class:`~napari_scr2st.io.images.SlideImage`, or ``None``.
+
+    The source is the one :func:`get_fullres_image` uses. Whole-slide sources are lazy
+    (``is_lazy``: region reads decode only the tiles they touch, ``levels`` are the file's
+    pyramid as dask arrays); other images wrap the decoded array without copying it.
+    """
+    from ..io.images import SlideImage, open_slide
+
+    lib = library or library_id(adata)
+    src = _fullres_source(adata.uns[SPATIAL_KEY][lib])
+    if src is None:
+        return None
+    kind, value = src
+    if kind == "slide":
+        return open_slide(value, check_blank=False)
+    return SlideImage.from_array(get_fullres_image(adata, lib))
 
 
 def get_lowres_image(adata, library: str | None = None) -> tuple[np.ndarray, float] | None:

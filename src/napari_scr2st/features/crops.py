@@ -40,6 +40,13 @@ read-only view of all windows (one fancy-indexing copy of whole crops), and bord
 gather with broadcast row/column index arrays. Resizing to ``out_size`` is done per batch with
 Pillow, one call per crop: bilinear with antialiasing when shrinking, bicubic when enlarging.
 Only one batch of crops is in memory at a time.
+
+Whole-slide images
+------------------
+When the section's full-resolution image is a whole-slide file (a lazy image, see
+:func:`~napari_scr2st.data.model.get_fullres_slide`), crops are read region by region with
+:func:`extract_crops_from_slide`: each crop decodes only the tiles it touches, with the same
+geometry, padding and values as :func:`extract_crops` on the decoded image.
 """
 
 from __future__ import annotations
@@ -54,6 +61,7 @@ from ..data.model import (
     SPATIAL_KEY,
     SectionError,
     get_fullres_image,
+    get_fullres_slide,
     library_id,
     spot_diameter_px,
 )
@@ -67,6 +75,7 @@ __all__ = [
     "infer_spot_diameter_um",
     "resolve_crop_px",
     "extract_crops",
+    "extract_crops_from_slide",
     "resize_batch",
     "iter_crops",
     "section_groups",
@@ -254,6 +263,53 @@ def extract_crops(
     return out
 
 
+def extract_crops_from_slide(
+    slide,
+    centers_xy: np.ndarray,
+    crop_px: int,
+    *,
+    pad_mode: PadMode = "constant",
+    pad_value: int | Sequence[int] = DEFAULT_PAD_VALUE,
+) -> np.ndarray:
+    """:func:`extract_crops` for a :class:`~napari_scr2st.io.images.SlideImage`, read lazily.
+
+    Same geometry, padding and result (``uint8`` ``(B, crop_px, crop_px, 3)``); each crop is
+    one full-resolution region read (``slide.read_region``), so only the tiles under the crops
+    are decoded. Border crops read the part inside the image and are padded or mirrored here.
+    """
+    crop_px = int(crop_px)
+    if crop_px < 1:
+        raise ValueError(f"crop_px must be >= 1, got {crop_px}")
+    if pad_mode not in ("constant", "reflect"):
+        raise ValueError(f"pad_mode must be 'constant' or 'reflect', got {pad_mode!r}")
+    h, w, c = slide.shape
+    xy = np.asarray(centers_xy, dtype=np.float64).reshape(-1, 2)
+    if not np.isfinite(xy).all():
+        raise ValueError("spot centres must be finite")
+    y0 = round_half_up(xy[:, 1]) - crop_px // 2
+    x0 = round_half_up(xy[:, 0]) - crop_px // 2
+    out = np.empty((len(xy), crop_px, crop_px, c), dtype=np.uint8)
+    off = np.arange(crop_px, dtype=np.int64)
+    fill = np.broadcast_to(np.asarray(pad_value, dtype=np.uint8), (c,))
+    for i in range(len(xy)):
+        if y0[i] >= 0 and x0[i] >= 0 and y0[i] + crop_px <= h and x0[i] + crop_px <= w:
+            out[i] = slide.read_region(x0[i], y0[i], crop_px, crop_px)
+            continue
+        rows, cols = y0[i] + off, x0[i] + off
+        if pad_mode == "reflect":
+            ri, ci = _reflect_index(rows, h), _reflect_index(cols, w)
+        else:
+            ri, ci = np.clip(rows, 0, h - 1), np.clip(cols, 0, w - 1)
+        r0, c0 = int(ri.min()), int(ci.min())
+        part = slide.read_region(c0, r0, int(ci.max()) - c0 + 1, int(ri.max()) - r0 + 1)
+        crop = part[(ri - r0)[:, None], (ci - c0)[None, :]]
+        if pad_mode == "constant":
+            mask = ((rows < 0) | (rows >= h))[:, None] | ((cols < 0) | (cols >= w))[None, :]
+            crop[mask] = fill
+        out[i] = crop
+    return out
+
+
 def resize_batch(crops: np.ndarray, out_size: int | None) -> np.ndarray:
     """Resize a ``uint8`` batch ``(B, h, w, C)`` to ``(B, out_size, out_size, C)``.
 
@@ -317,7 +373,8 @@ def iter_crops(
     ``uint8`` ``(B, out_size, out_size, 3)`` (``out_size=None`` keeps ``crop_px``). The crop size
     is resolved by :func:`resolve_crop_px`. ``library`` selects the section of a concatenated
     AnnData; its spots are all those with ``obs["section"] == library`` unless ``indices`` is
-    given. Only one batch is held in memory; the full-resolution image is read lazily once.
+    given. Only one batch is held in memory; the full-resolution image is read lazily once,
+    or, for a whole-slide image, region by region (:func:`extract_crops_from_slide`).
     """
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
@@ -341,9 +398,15 @@ def iter_crops(
             "metadata['source_image_path']): vision features need the H&E image"
         )
     xy = np.asarray(adata.obsm[SPATIAL_KEY], dtype=np.float64)[:, :2]
+    slide = None if isinstance(image, np.ndarray) else get_fullres_slide(adata, library)
     for start in range(0, len(idx), batch_size):
         b = idx[start : start + batch_size]
-        crops = extract_crops(image, xy[b], size, pad_mode=pad_mode, pad_value=pad_value)
+        if slide is None:
+            crops = extract_crops(image, xy[b], size, pad_mode=pad_mode, pad_value=pad_value)
+        else:
+            crops = extract_crops_from_slide(
+                slide, xy[b], size, pad_mode=pad_mode, pad_value=pad_value
+            )
         if crops.shape[-1] == 1:
             crops = np.repeat(crops, 3, axis=-1)
         elif crops.shape[-1] == 4:

@@ -17,6 +17,11 @@ Formats (names as returned by :func:`sniff`):
 ``"hest"``
     a HEST-1k folder (``st/{id}.h5ad``, ``metadata/{id}.json``, ``wsis/{id}.tif``); give
     ``section=`` (the sample id) when it holds several samples (:func:`read_hest`).
+``"image"``
+    an H&E image before sequencing (``.tif``/``.tiff``/``.ome.tif``/``.svs``/``.ndpi``/
+    ``.jpg``/``.jpeg``/``.png``), read as a section with spots but no genes
+    (:func:`read_slide`; images inside a Space Ranger ``spatial/`` folder belong to that run
+    and are not sniffed as ``"image"``).
 
 :func:`read` dispatches on the format; :func:`read_collection` reads several sections into a
 ``{section: AnnData}`` dict. Every bad input raises
@@ -33,6 +38,7 @@ from typing import TYPE_CHECKING, Any
 from ..data.model import SectionError
 from .h5ad import read_h5ad_section, write_h5ad_section
 from .hest import is_hest_root, list_hest_samples, read_hest
+from .images import SlideImage, is_image_file, open_slide
 from .legacy_st import (
     find_companions,
     is_her2st_root,
@@ -41,6 +47,7 @@ from .legacy_st import (
     read_her2st,
     read_legacy_st,
 )
+from .slide import read_layout, read_slide
 from .spatialdata import is_spatialdata_store, read_spatialdata, write_spatialdata
 from .visium import is_visium_dir, read_visium
 
@@ -62,10 +69,14 @@ __all__ = [
     "write_spatialdata",
     "read_hest",
     "list_hest_samples",
+    "read_slide",
+    "read_layout",
+    "open_slide",
+    "SlideImage",
 ]
 
 PathLike = str | os.PathLike
-FORMATS = ("legacy_st", "her2st", "visium", "h5ad", "spatialdata", "hest")
+FORMATS = ("legacy_st", "her2st", "visium", "h5ad", "spatialdata", "hest", "image")
 
 
 def sniff(path: PathLike) -> str | None:
@@ -92,6 +103,8 @@ def sniff(path: PathLike) -> str | None:
             return "h5ad"
         if looks_like_counts_file(p):
             return "legacy_st"
+        if is_image_file(p) and not (p.parent.name == "spatial" and is_visium_dir(p.parent.parent)):
+            return "image"
     except (OSError, ValueError):
         return None
     return None
@@ -114,6 +127,9 @@ def read(
       ``section=`` names it).
     - HEST folder: ``section="TENX95"`` gives that sample; ``None`` the only sample (an error
       listing the ids when there are several); a list of ids a dict.
+    - image: a slide before sequencing, one section with no genes; keywords go to
+      :func:`read_slide` (``platform=``, ``um_per_px=``, ``layout=``, ``spot_um=``,
+      ``pitch_um=``, ``hexagonal=``); ``section=`` names it.
     """
     p = Path(path)
     if not p.exists():
@@ -124,7 +140,8 @@ def read(
             f"{p}: not a recognised spatial transcriptomics input; expected a legacy ST counts "
             "table (.tsv/.tsv.gz with '{x}x{y}' spot ids), a her2st folder, a Space Ranger outs "
             "folder (spatial/ + a feature-barcode matrix, or Visium HD binned_outputs/), an .h5ad file, "
-            "a SpatialData .zarr store or a HEST folder (st/ + metadata/)"
+            "a SpatialData .zarr store, a HEST folder (st/ + metadata/) or an H&E image "
+            "(.tif/.tiff/.svs/.ndpi/.jpg/.jpeg/.png)"
         )
     if fmt == "her2st":
         if section is None or not isinstance(section, str):
@@ -142,6 +159,10 @@ def read(
         if section is not None and not isinstance(section, str):
             return read_collection(p, sections=section, **kw)
         return read_hest(p, section, **kw)
+    if fmt == "image":
+        if section is not None and not isinstance(section, str):
+            raise SectionError(f"{p}: an image is one section; pass section= as a name, got {section!r}")
+        return read_slide(p, section=section, **kw)
     # legacy ST counts table
     comp = find_companions(p)
     spots = kw.pop("spots", None)
@@ -166,7 +187,8 @@ def read_collection(
     ``root`` may be a her2st or HEST folder (``sections`` = section or sample ids, default all), an ``.h5ad``
     file (all or the named sections), or a folder whose entries are inputs :func:`sniff`
     recognises (Space Ranger folders, ``.h5ad`` files, counts tables; ``sections`` filters by
-    section name).
+    section name). Images in such a folder are skipped: they are the companions of counts
+    tables (read a slide before sequencing with :func:`read` or :func:`read_slide`).
     """
     r = Path(root)
     if not r.exists():
@@ -185,7 +207,7 @@ def read_collection(
     elif r.is_dir():
         coll = {}
         for child in sorted(r.iterdir()):
-            if sniff(child) is None:
+            if sniff(child) in (None, "image"):
                 continue
             got = read(child, **kw)
             for a in got.values() if isinstance(got, dict) else [got]:
