@@ -8,7 +8,7 @@ Usage::
 The slide is written tile by tile from a generator (tifffile never holds the image): mostly
 constant glass tiles, and textured "tissue" tiles inside a central ellipse, JPEG-compressed as
 in an SVS (zlib where imagecodecs is missing). Sub-resolutions are written the same way, down to
-about 2,000 px. Then it is opened with :func:`napari_scr2st.io.images.open_slide`, the dask
+about 2,000 px. Then it is opened with :func:`napari_scr2st.data.images.open_slide`, the dask
 levels are built, a thumbnail is read, 200 random 224-px crops are read at full resolution, and
 the slide is read as a new section (:func:`napari_scr2st.io.slide.read_slide`, Visium lattice)
 whose first 200 spot crops go through :func:`napari_scr2st.features.crops.iter_crops`. Peak RSS
@@ -111,8 +111,8 @@ def main(argv: list[str] | None = None) -> None:
         report("write (tile generator)", time.perf_counter() - t,
                f"{path.stat().st_size / 2**20:.0f} MiB on disk, {compression}, levels {sides}")  # fmt: skip
 
+        from napari_scr2st.data.images import open_slide
         from napari_scr2st.features.crops import iter_crops
-        from napari_scr2st.io.images import open_slide
         from napari_scr2st.io.slide import read_slide
 
         t = time.perf_counter()

@@ -68,9 +68,8 @@ def test_manifest_is_valid():
 
 # ------------------------------------------------------------------------- import graph
 #: layer of each top-level module/subpackage; a module may import only its own or lower layers.
-#: ``config`` (bottom) and ``session`` (session level) are ranked before they exist.
 LAYERS = {
-    "__init__": 0, "progress": 0, "atomic": 0, "device": 0, "palette": 0, "config": 0,
+    "progress": 0, "atomic": 0, "device": 0, "palette": 0, "config": 0, "torch_runtime": 0,
     "data": 1,
     "io": 2,
     "datasets": 3,
@@ -80,6 +79,7 @@ LAYERS = {
     "model": 7,
     "sampling": 8,
     "plotting": 9, "layers": 9, "session": 9,
+    "api": 10, "__init__": 10,  # the public facade (the package imports api lazily)
     "cli": 10, "_napari": 10, "benchmark": 10,
 }  # fmt: skip
 #: packages outside the core: no core module imports them

@@ -629,35 +629,43 @@ class AcquisitionSession:
         st = self.preview.state if self.preview is not None else self.committed
         return selection_table(self.adata, st, which=which, predicted_cell_type=self.cell_types())
 
-    def export_round(self, out: str | Path, *, state_path: str | Path | None = None) -> tuple[Any, Path]:
-        """Commit the current round and write the lab's table with the state, as one step.
+    def export_round(self, out: str | Path, *, state_path: str | Path | None = None,
+                     which: str | None = None) -> tuple[Any, Path]:
+        """The lab's table of the current round written together with the run's state.
 
-        Returns ``(table, path)``. In simulation every selected spot is listed, in real use the
-        spots still to be sequenced. Both files are written to temporary names first; if
-        either write fails, neither file changes.
+        ``which``: ``"pending"`` (default in real use: the current round is committed and its
+        spots still to be sequenced are listed), ``"all"`` (default in simulation: every selected
+        spot) or ``"sequenced"``. The format follows the extension of ``out`` (CSV, TSV, QuPath
+        GeoJSON, h5ad; checked before anything changes). Both files are written to temporary
+        names first; if either write fails, neither file changes. Returns ``(table, out)``.
         """
-        from .io.export import selection_table, write_selection_csv
+        from .io.export import SELECTION_SUFFIXES, selection_table, write_selection
 
         acq = self._require()
-        if not self.simulate:
-            self.commit_for_export()
-        which = "all" if self.simulate else "pending"
-        table = selection_table(self.adata, self.committed, which=which, predicted_cell_type=self.cell_types())
         out = Path(out)
-        tmp_csv = out.with_name(f".{out.name}.part")
+        if out.suffix.lower() not in SELECTION_SUFFIXES:
+            raise ValueError(f"cannot write a selection to {out}: unknown extension {out.suffix!r}; "
+                             f"use one of {', '.join(SELECTION_SUFFIXES)}")
+        which = which or ("all" if self.simulate else "pending")
+        if which == "pending":
+            self.commit_for_export()
+        table = selection_table(self.adata, self.committed, which=which, predicted_cell_type=self.cell_types())
+        if table.empty:
+            raise ValueError("no spots to export: propose and commit a round first")
+        tmp_out = out.with_name(f".{out.stem}.part{out.suffix}")
         tmp_state = None
         try:
-            write_selection_csv(table, tmp_csv)
+            write_selection(table, tmp_out)
             if state_path is not None:
                 state_path = Path(state_path)
                 tmp_state = state_path.with_name(f".{state_path.stem}.part.npz")
                 acq.committed.meta["settings"] = self.sampling.to_dict()
                 acq.save(tmp_state)
-            os.replace(tmp_csv, out)
+            os.replace(tmp_out, out)
             if tmp_state is not None:
                 os.replace(tmp_state, state_path)
         finally:
-            for t in (tmp_csv, tmp_state):
+            for t in (tmp_out, tmp_state):
                 if t is not None:
                     with contextlib.suppress(FileNotFoundError):
                         os.unlink(t)

@@ -1,4 +1,4 @@
-"""``io.images``: lazy whole-slide reads, metadata scale, pixel conversions, blank images."""
+"""``data.images``: lazy whole-slide reads, metadata scale, pixel conversions, blank images."""
 
 from __future__ import annotations
 
@@ -8,8 +8,8 @@ import tifffile
 from _slides import tissue_image, write_ome_pyramid
 from PIL import Image
 
+from napari_scr2st.data.images import SlideImage, check_not_blank, is_whole_slide, open_slide
 from napari_scr2st.data.model import SectionError
-from napari_scr2st.io.images import SlideImage, check_not_blank, is_whole_slide, open_slide
 
 
 @pytest.fixture(scope="module")

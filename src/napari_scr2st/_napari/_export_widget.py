@@ -84,30 +84,25 @@ class ExportWidget(SectionDock):
         return "pending" if self.pending_radio.isChecked() else "all"
 
     # ------------------------------------------------------------------ handlers (paths given)
-    def _frame(self):
-        s = self.require_session()
-        if self.which == "pending":
-            s.commit_for_export()
-        return s.selection_frame(self.which)
-
     def export_csv(self, path) -> Path | None:
-        return self._write(path, lambda df, p: X.write_selection_csv(df, p), "selection CSV")
+        return self._write(path, "selection CSV")
 
     def export_geojson(self, path) -> Path | None:
-        return self._write(path, lambda df, p: X.write_selection_geojson(df, p), "QuPath GeoJSON")
+        return self._write(path, "QuPath GeoJSON")
 
-    def _write(self, path, fn, what: str) -> Path | None:
+    def _write(self, path, what: str) -> Path | None:
+        """The selection (format by extension) and the run's state beside it, as one step."""
+        s = self.require_session()
+        path = Path(path)
+        state = state_path_for(path)
         try:
-            df = self._frame()
-            if df.empty:
-                raise ValueError("no spots to export (propose a round in the sampling dock first)")
-            out = fn(df, path)
+            df, out = s.export_round(path, state_path=state, which=self.which)
         except Exception as e:  # noqa: BLE001
             W.notify_error(f"Writing the {what} failed: {e}")
             self.set_status(f"Writing the {what} failed: {e}")
             return None
         self.last_path = Path(out)
-        self.set_status(f"{len(df)} spots written to {out}")
+        self.set_status(f"{len(df)} spots written to {out} (run state: {state.name})")
         W.notify_info(f"{what}: {len(df)} spots written to {Path(out).name}")
         return Path(out)
 
@@ -153,3 +148,8 @@ class ExportWidget(SectionDock):
         path, _ = QFileDialog.getOpenFileName(self, "Import sequencing results", "", "Counts (*.csv *.tsv *.txt *.gz)")
         if path:
             self.import_results(path)
+
+
+def state_path_for(path: Path) -> Path:
+    """The run's state file written beside an exported selection (``name.scr2st-state.npz``)."""
+    return path.with_name(f"{path.stem}.scr2st-state.npz")

@@ -17,12 +17,12 @@ The full-resolution image is never stored twice: it is reached lazily with
 small LRU cache keyed by path and mtime) or, for in-memory sections such as the synthetic sample,
 returns the ``hires`` image when its scale factor is 1. A source that is a whole-slide image
 (tiled or pyramidal TIFF, SVS, NDPI, OME-TIFF; see
-:func:`napari_scr2st.io.images.is_whole_slide`), or any source of a section whose
+:func:`napari_scr2st.data.images.is_whole_slide`), or any source of a section whose
 ``metadata["image_reader"]`` is ``"slide"`` (sections made by
 :func:`napari_scr2st.io.slide.read_slide`), is opened with
-:func:`napari_scr2st.io.images.open_slide`; for a whole slide the image returned is then a lazy
+:func:`napari_scr2st.data.images.open_slide`; for a whole slide the image returned is then a lazy
 dask array (slice it before ``np.asarray``), and :func:`get_fullres_slide` gives the
-:class:`~napari_scr2st.io.images.SlideImage` itself (pyramid levels, region reads).
+:class:`~napari_scr2st.data.images.SlideImage` itself (pyramid levels, region reads).
 
 A *collection* is a ``dict[str, AnnData]`` keyed by section name; :func:`concat_sections`
 joins one into a single AnnData (``obs["section"]`` tells the sections apart and
@@ -43,11 +43,13 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
+from .errors import SectionError
+from .images import LOWRES_MAX_SIDE
+
 SPATIAL_KEY = "spatial"
 VISION_KEY = "X_vision"
 SECTION_KEY = "section"
 PATIENT_KEY = "patient"
-LOWRES_MAX_SIDE = 2000
 
 __all__ = [
     "SPATIAL_KEY",
@@ -68,10 +70,6 @@ __all__ = [
     "downscale_image",
     "summarize",
 ]
-
-
-class SectionError(ValueError):
-    """Raised when input does not form a valid section; the message names the file or field."""
 
 
 def downscale_image(image: np.ndarray, max_side: int = LOWRES_MAX_SIDE) -> tuple[np.ndarray, float]:
@@ -280,7 +278,7 @@ def read_image(path: str | os.PathLike) -> np.ndarray:
 
 def _fullres_source(entry: Mapping[str, Any]) -> tuple[str, Any] | None:
     """Where a library's full-resolution image comes from: ``("hires", array)``, ``("slide",
-    path)`` (opened with :func:`napari_scr2st.io.images.open_slide`), ``("file", path)``
+    path)`` (opened with :func:`napari_scr2st.data.images.open_slide`), ``("file", path)``
     (:func:`read_image`) or ``None``."""
     sf = entry.get("scalefactors", {})
     images = entry.get("images", {})
@@ -290,7 +288,7 @@ def _fullres_source(entry: Mapping[str, Any]) -> tuple[str, Any] | None:
     path = meta.get("source_image_path", "")
     if not path:
         return None
-    from ..io.images import is_whole_slide
+    from .images import is_whole_slide
 
     if meta.get("image_reader") == "slide" or is_whole_slide(path):
         return "slide", path
@@ -311,20 +309,20 @@ def get_fullres_image(adata, library: str | None = None) -> np.ndarray | None:
     if kind == "hires":
         return np.asarray(value)
     if kind == "slide":
-        from ..io.images import open_slide
+        from .images import open_slide
 
         return open_slide(value, check_blank=False).level0
     return read_image(value)
 
 
 def get_fullres_slide(adata, library: str | None = None):
-    """The full-resolution image as a :class:`~napari_scr2st.io.images.SlideImage`, or ``None``.
+    """The full-resolution image as a :class:`~napari_scr2st.data.images.SlideImage`, or ``None``.
 
     The source is the one :func:`get_fullres_image` uses. Whole-slide sources are lazy
     (``is_lazy``: region reads decode only the tiles they touch, ``levels`` are the file's
     pyramid as dask arrays); other images wrap the decoded array without copying it.
     """
-    from ..io.images import SlideImage, open_slide
+    from .images import SlideImage, open_slide
 
     lib = library or library_id(adata)
     src = _fullres_source(adata.uns[SPATIAL_KEY][lib])

@@ -175,12 +175,12 @@ def save_cached(
             "created": time.strftime("%Y-%m-%dT%H:%M:%S"),
         }
     )
-    try:
-        from .. import __version__
+    from importlib.metadata import PackageNotFoundError, version
 
-        meta["napari_scr2st_version"] = __version__
-    except ImportError:  # pragma: no cover
-        pass
+    try:
+        meta["napari_scr2st_version"] = version("napari-scr2st")
+    except PackageNotFoundError:  # pragma: no cover - running from a source tree
+        meta["napari_scr2st_version"] = "unknown"
     with atomic_write(sidecar, "w", encoding="utf-8") as fh:
         json.dump(meta, fh, indent=1, sort_keys=True)
     return npy

@@ -271,7 +271,7 @@ def extract_crops_from_slide(
     pad_mode: PadMode = "constant",
     pad_value: int | Sequence[int] = DEFAULT_PAD_VALUE,
 ) -> np.ndarray:
-    """:func:`extract_crops` for a :class:`~napari_scr2st.io.images.SlideImage`, read lazily.
+    """:func:`extract_crops` for a :class:`~napari_scr2st.data.images.SlideImage`, read lazily.
 
     Same geometry, padding and result (``uint8`` ``(B, crop_px, crop_px, 3)``); each crop is
     one full-resolution region read (``slide.read_region``), so only the tiles under the crops

@@ -35,10 +35,10 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from ..data.images import SlideImage, is_image_file, open_slide
 from ..data.model import SectionError
 from .h5ad import read_h5ad_section, write_h5ad_section
 from .hest import is_hest_root, list_hest_samples, read_hest
-from .images import SlideImage, is_image_file, open_slide
 from .legacy_st import (
     find_companions,
     is_her2st_root,

@@ -38,9 +38,9 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
+from ..data.images import open_slide
 from ..data.model import LOWRES_MAX_SIDE, SectionError, make_section, validate_section
 from ._common import check_spots_inside, infer_array_coords, require_file
-from .images import open_slide
 
 if TYPE_CHECKING:
     from anndata import AnnData
@@ -409,7 +409,7 @@ def read_slide(
     Parameters
     ----------
     image_path
-        The H&E image (any format of :func:`~napari_scr2st.io.images.open_slide`); it is read
+        The H&E image (any format of :func:`~napari_scr2st.data.images.open_slide`); it is read
         lazily and stays the section's full-resolution image (``source_image_path``).
     platform, spot_um, pitch_um, hexagonal
         The capture geometry (:func:`platform_geometry`): ``"visium"``, ``"legacy_st"`` or

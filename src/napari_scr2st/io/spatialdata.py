@@ -318,7 +318,7 @@ def _single(obs: pd.DataFrame, col: str) -> str | None:
 
 
 def _selection_obs(selection, n: int) -> pd.DataFrame:
-    from ..layers import picked_by_labels
+    from ..palette import picked_by_labels
 
     rnd = np.asarray(selection.round, dtype=np.int64)
     if rnd.shape != (n,):

@@ -102,6 +102,17 @@ class SelectionState:
         """Selected but not yet measured."""
         return self.selected & ~self.measured
 
+    def fingerprint(self) -> str:
+        """A digest of everything a sampler may condition on: picks, rounds, measured spots (and
+        count versions), the current round, budget and rounds. Equal digests, equal states."""
+        import hashlib
+
+        h = hashlib.blake2b(digest_size=16)
+        for arr in (self.round, self.measured, self._version):
+            h.update(np.ascontiguousarray(arr).tobytes())
+        h.update(repr((self.current_round, self.budget, self.n_rounds)).encode())
+        return h.hexdigest()
+
     def selection_order(self) -> np.ndarray:
         """Pool indices of selected spots in selection order (by rank)."""
         idx = np.flatnonzero(self.selected)

@@ -32,6 +32,7 @@ class SCRLSampler(Sampler):
         self.space_predictor = SpacePredictor(space, predictor, min_train=min_train)
         self.embedder = embedder or MeasuredEmbedder(space)
         self.last_features: PolicyFeatures | None = None
+        self._features_key = None
 
     def features(self, pool: Pool, state: SelectionState, available: np.ndarray | None = None) -> PolicyFeatures:
         m = self.embedder(state)
@@ -39,8 +40,16 @@ class SCRLSampler(Sampler):
         return self.policy.features(pool, state, self.space, measured=m, zp=zp, available=available)
 
     def _select(self, pool, n, state, available, rng):
-        feats = self.features(pool, state, available)
-        self.last_features = feats
+        # the features depend on the state, not on the weights: a weight change (a slider move)
+        # reuses them and only the weight-conditioned head runs
+        import hashlib
+
+        key = (id(pool), state.fingerprint(), hashlib.blake2b(np.packbits(available).tobytes()).hexdigest(),
+               id(self.policy), getattr(self.policy, "_version", 0), getattr(self.policy, "_vision_version", 0))
+        if key != self._features_key or self.last_features is None:
+            self.last_features = self.features(pool, state, available)
+            self._features_key = key
+        feats = self.last_features
         idx = self.policy.select(feats, self.weights, n, available=available, temperature=self.temperature, rng=rng)
         self.last_scores = self.policy.last_scores
         return idx

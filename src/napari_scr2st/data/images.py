@@ -44,7 +44,10 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from ..data.model import LOWRES_MAX_SIDE, SectionError
+from .errors import SectionError
+
+#: the longer side of the low-resolution copy of an image kept in a section
+LOWRES_MAX_SIDE = 2000
 
 if TYPE_CHECKING:
     import dask.array
