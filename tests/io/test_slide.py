@@ -181,11 +181,11 @@ def test_read_slide_lattice_on_a_whole_slide(wsi):
 
 
 def test_patch_statistics_embedding_on_a_new_slide(wsi):
-    from napari_scr2st.sampling.standin import vision_embeddings
+    from napari_scr2st.features import ensure_vision_embedding
 
     a = read_slide(wsi[0], platform="legacy_st", um_per_px=0.4)
     assert a.uns["spatial"]["S1"]["metadata"]["um_per_px_source"] == "argument"
-    used = vision_embeddings(a, model="patch-stats")
+    used = ensure_vision_embedding(a, "patch-stats")
     emb = a.obsm["X_vision"]
     assert "patch" in used and emb.shape == (a.n_obs, 20) and np.isfinite(emb).all()
     assert emb.std(axis=0).max() > 0  # spots differ
