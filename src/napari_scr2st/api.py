@@ -68,8 +68,7 @@ def fit_reference(reference, spots, *, celltype_key: str | None = None, embeddin
         from .reference import read_reference
 
         reference = read_reference(reference, celltype_key=celltype_key)
-    genes = list(map(str, spots.var_names)) if hasattr(spots, "var_names") else [str(g) for g in spots]
-    return fit_reference_space(reference, genes, celltype_key=celltype_key, embedding_key=embedding_key, seed=seed)
+    return fit_reference_space(reference, spots, celltype_key=celltype_key, embedding_key=embedding_key, seed=seed)
 
 
 def select(adata, *, reference=None, space=None, budget: str | int = "15%", rounds: int | None = None,

@@ -58,30 +58,24 @@ def has_counts(adata) -> bool:
     return bool(X.nnz > 0) if hasattr(X, "nnz") else bool(np.any(np.asarray(X) != 0))
 
 
-def fit_reference_space(reference, spot_genes: Sequence[str], *, celltype_key: str | None = None,
+def fit_reference_space(reference, spots, *, celltype_key: str | None = None,
                         embedding_key: str | None = None, seed: int = 0, spots_name: str = "spots",
                         return_overlap: bool = False):
-    """A prepared single-cell reference -> :class:`~napari_scr2st.reference.ReferenceSpace`.
+    """A single-cell reference -> its :class:`~napari_scr2st.reference.ReferenceSpace`.
 
-    ``celltype_key``: the ``obs`` column with cell types (None: ``celltype_major`` when
-    present, else the first categorical column). ``embedding_key``: a reference ``obsm``
-    embedding used instead of a PCA (spots must bring it when they are measured).
-    ``return_overlap``: return ``(space, GeneOverlap)`` (the genes shared with the spots).
+    ``spots``: the section AnnData (its ``var`` columns such as Visium's ``gene_ids`` help match
+    genes named differently) or its gene names. ``celltype_key``: the ``obs`` column with cell
+    types (None: the one :func:`~napari_scr2st.reference.read_reference` chose, else the best
+    candidate, with a warning naming it). ``embedding_key``: a reference ``obsm`` embedding
+    used instead of a PCA (spots must bring it when they are measured). ``return_overlap``:
+    return ``(space, GeneOverlap)`` (the genes shared with the spots).
     """
     from .reference import ReferenceSpace, prepare_reference
 
-    key = celltype_key
-    if key is None:
-        if "celltype_major" in reference.obs:
-            key = "celltype_major"
-        else:
-            cats = [c for c in reference.obs.columns if str(reference.obs[c].dtype) in ("category", "object")]
-            if not cats:
-                raise ValueError("the single-cell reference has no categorical obs column with cell types")
-            key = cats[0]
-    genes = [str(g) for g in spot_genes]
-    prepared = prepare_reference(reference, genes, 2000, celltype_key=key, spots_name=spots_name,
-                                 min_shared=min(200, max(20, len(genes) // 2)))
+    genes = spots if hasattr(spots, "var_names") else [str(g) for g in spots]
+    n_genes = spots.n_vars if hasattr(spots, "n_vars") else len(genes)
+    prepared = prepare_reference(reference, genes, 2000, celltype_key=celltype_key, spots_name=spots_name,
+                                 min_shared=min(200, max(20, n_genes // 2)))
     space = ReferenceSpace.fit(prepared, embedding_key=embedding_key, seed=seed)
     return (space, prepared.overlap) if return_overlap else space
 
@@ -276,7 +270,7 @@ class AcquisitionSession:
         space = self.space
         if space is None and self.reference is not None:
             yield Progress(0, 0, "fitting the single-cell reference space")
-            space, overlap = fit_reference_space(self.reference, list(map(str, adata.var_names)),
+            space, overlap = fit_reference_space(self.reference, adata,
                                                  celltype_key=self.celltype_key, embedding_key=self.embedding_key,
                                                  seed=self.sampling.seed, spots_name=self.library,
                                                  return_overlap=True)
