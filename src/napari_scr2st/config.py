@@ -187,6 +187,8 @@ class TrainConfig:
     ar_sigma: float = 1.0
     ar_alpha: float = 1e-3
     warmup_frac: float = 0.05
+    spatial_residual: bool = True  # within-slide: correct by measured neighbours' residuals (frozen path)
+    spatial_folds: int = 3  # refits that give the out-of-fold residuals of the measured spots
 
     def validate(self) -> TrainConfig:
         if self.mode not in MODES:
@@ -199,6 +201,8 @@ class TrainConfig:
             raise ValueError(f"alpha must be in [0, 1], got {self.alpha}")
         if not 0.0 <= self.val_fraction < 0.9:
             raise ValueError("val_fraction must be in [0, 0.9)")
+        if int(self.spatial_folds) < 2:
+            raise ValueError(f"spatial_folds must be >= 2, got {self.spatial_folds}")
         if self.keep not in ("last", "best"):
             raise ValueError("keep must be 'last' or 'best'")
         for name in ("lr", "lambda_soft", "lambda_con", "lambda_energy", "weight_decay"):

@@ -6,9 +6,9 @@ never measured). From the other spots a random ``budget`` fraction is "sequenced
 gene panel (``n_genes`` most expressed) is chosen on those spots only. Models, all trained on
 the sequenced spots of the section and scored on the test set:
 
-- ``scr2net``: SCR2Net on the frozen embedding, plus the spatial residual correction
-  (:class:`~napari_scr2st.model.spatial.SpatialResidual`, out-of-fold residuals from
-  ``folds``-fold refits);
+- ``scr2net``: SCR2Net on the frozen embedding with its within-slide correction
+  (``TrainConfig.spatial_residual``: :class:`~napari_scr2st.model.spatial.SpatialResidual` on
+  out-of-fold residuals from ``folds`` refits);
 - ``scr2net_histology``: the same SCR2Net without the spatial correction (histology only);
 - ``ridge``: ridge regression (penalty by leave-one-out) on the standardised frozen embedding;
 - ``knn``: the untrained cosine k-nearest-neighbour mean (k = 8) in the embedding;
@@ -74,17 +74,16 @@ def _knn(V, train, Y, k: int = 8) -> np.ndarray:
     return Y[nn].mean(axis=1)
 
 
-def _scr2net_predict(adata, train_idx: np.ndarray, genes, *, epochs: int, seed: int) -> np.ndarray:
+def _scr2net_predict(adata, train_idx: np.ndarray, genes, *, epochs: int, seed: int, spatial: bool,
+                     folds: int) -> np.ndarray:
     from ..config import TrainConfig
-    from ..model import SCR2NetPredictor, predict_expression
+    from ..model import SCR2NetPredictor
 
     mask = np.zeros(adata.n_obs, dtype=bool)
     mask[train_idx] = True
-    cfg = TrainConfig(epochs=epochs, genes=list(genes), seed=seed, batch_size=32, val_fraction=0.0,
-                      cell_type_key=None)
-    p = SCR2NetPredictor(cfg).fit(adata, mask)
-    predict_expression(p, adata, mc_samples=0)
-    return adata.obsm["X_pred"][list(genes)].to_numpy(dtype=np.float64)
+    cfg = TrainConfig(epochs=epochs, genes=list(genes), seed=seed, batch_size=32, cell_type_key=None,
+                      spatial_residual=spatial, spatial_folds=folds)
+    return SCR2NetPredictor(cfg).fit(adata, mask).predict(adata).astype(np.float64)
 
 
 def iter_within_slide(sections: dict, *, budgets: Sequence[float] = (0.1, 0.15, 0.3), seeds: Sequence[int] = (0, 1, 2),
@@ -94,7 +93,7 @@ def iter_within_slide(sections: dict, *, budgets: Sequence[float] = (0.1, 0.15, 
     from ..data.expression import log1p_normalized
     from ..data.model import SPATIAL_KEY
     from ..model.panel import select_panel
-    from ..model.spatial import SpatialResidual
+    from ..model.spatial import SpatialResidual, spot_pitch
 
     rows = []
     total = len(sections) * len(budgets) * len(seeds)
@@ -106,6 +105,7 @@ def iter_within_slide(sections: dict, *, budgets: Sequence[float] = (0.1, 0.15, 
         V = np.asarray(a.obsm["X_vision"], dtype=np.float64)
         xy = np.asarray(a.obsm[SPATIAL_KEY], dtype=np.float64)[:, :2]
         secs = np.full(a.n_obs, name)
+        pitch = spot_pitch(xy)
         for budget in budgets:
             for seed in seeds:
                 rng = np.random.default_rng([seed, 7])
@@ -121,23 +121,18 @@ def iter_within_slide(sections: dict, *, budgets: Sequence[float] = (0.1, 0.15, 
                     preds["ridge"] = _ridge(V, train, Y_tr)
                 if "knn" in models:
                     preds["knn"] = _knn(V, train, Y_tr)
+                ids = np.asarray(a.obs_names).astype(str)
+                xy_m, secs_m, ids_m = xy[train_idx], secs[train_idx], ids[train_idx]
                 if "spatial_kernel" in models:
-                    mean = np.repeat(Y_tr.mean(axis=0, keepdims=True), a.n_obs, axis=0)
-                    sk = SpatialResidual().fit(xy, secs, train, Y_tr, mean[train])
-                    preds["spatial_kernel"] = sk.correct(xy, secs, train, Y_tr, mean[train], mean)
-                if "scr2net" in models or "scr2net_histology" in models:
-                    f_all = _scr2net_predict(a, train_idx, genes, epochs=epochs, seed=seed)
-                    preds["scr2net_histology"] = f_all
-                    if "scr2net" in models:
-                        # out-of-fold predictions of the sequenced spots for honest residuals
-                        oof = np.empty_like(Y_tr)
-                        fold_of = np.random.default_rng([seed, 11]).permutation(len(train_idx)) % folds
-                        for k in range(folds):
-                            inner = train_idx[fold_of != k]
-                            oof[fold_of == k] = _scr2net_predict(a, inner, genes, epochs=epochs, seed=seed)[
-                                train_idx[fold_of == k]]
-                        sr = SpatialResidual().fit(xy, secs, train, Y_tr, oof)
-                        preds["scr2net"] = sr.correct(xy, secs, train, Y_tr, oof, f_all)
+                    resid = Y_tr - Y_tr.mean(axis=0)
+                    sk = SpatialResidual(pitch=pitch).fit(xy_m, secs_m, ids_m, resid)
+                    preds["spatial_kernel"] = Y_tr.mean(axis=0) + sk.correction(xy, secs, ids, xy_m, secs_m, ids_m, resid)
+                if "scr2net_histology" in models:
+                    preds["scr2net_histology"] = _scr2net_predict(a, train_idx, genes, epochs=epochs, seed=seed,
+                                                                  spatial=False, folds=folds)
+                if "scr2net" in models:
+                    preds["scr2net"] = _scr2net_predict(a, train_idx, genes, epochs=epochs, seed=seed, spatial=True,
+                                                        folds=folds)
                 for model, P in preds.items():
                     if model not in models:
                         continue

@@ -77,6 +77,7 @@ class SCR2NetPredictor:
         self.history: list[dict[str, float]] = []
         self.result: TrainResult | None = None
         self.device = None
+        self.spatial: dict | None = None  # the within-slide correction (see _iter_fit_spatial)
 
     # ------------------------------------------------------------------ training
     def iter_fit(
@@ -91,7 +92,58 @@ class SCR2NetPredictor:
             adata, train_mask, self.config, cancel=cancel, resume_from=resume_from
         )
         self._from_result(result)
+        if self.config.spatial_residual and not self.config.fine_tune and not result.cancelled:
+            yield from self._iter_fit_spatial(adata, result.data, cancel=cancel)
         return self
+
+    def _iter_fit_spatial(self, adata, data, *, cancel: CancelToken | None = None) -> Generator[Progress, None, None]:
+        """The within-slide correction (:mod:`.spatial`): out-of-fold predictions of the measured
+        spots from ``spatial_folds`` refits on the other folds, residuals, bandwidth and
+        shrinkage by leave-one-out. Too few measured spots (< 10): no correction."""
+        from ..data.model import SPATIAL_KEY
+        from .spatial import SpatialResidual, spot_pitch
+
+        self.spatial = None
+        rows = np.asarray(data.rows, dtype=np.int64)
+        folds = int(self.config.spatial_folds)
+        if len(rows) < max(10, 2 * folds) or SPATIAL_KEY not in adata.obsm:
+            return
+        Y = np.asarray(data.targets, dtype=np.float64)
+        fold_of = np.random.default_rng([int(self.config.seed), 11]).permutation(len(rows)) % folds
+        oof = np.empty_like(Y)
+        cfg = self.config.replace(spatial_residual=False, genes=list(self.genes), checkpoint_dir=None)
+        for k in range(folds):
+            inner = np.zeros(adata.n_obs, dtype=bool)
+            inner[rows[fold_of != k]] = True
+            sub = SCR2NetPredictor(cfg)
+            for _ in sub.iter_fit(adata, inner, cancel=cancel):
+                pass
+            if cancel is not None and cancel.cancelled:
+                return
+            held = rows[fold_of == k]
+            oof[fold_of == k] = sub.infer(adata, held).final
+            yield Progress(k + 1, folds, f"spatial residuals: fold {k + 1}/{folds}")
+        xy_all = np.asarray(adata.obsm[SPATIAL_KEY], dtype=np.float64)[:, :2]
+        secs_all = _section_names(adata)
+        pitches = [spot_pitch(xy_all[secs_all == s]) for s in np.unique(secs_all[rows])]
+        resid = Y - oof
+        model = SpatialResidual(pitch=float(np.median(pitches))).fit(
+            xy_all[rows], secs_all[rows], spot_keys(adata, rows), resid)
+        self.spatial = {"model": model, "xy": xy_all[rows], "sections": secs_all[rows],
+                        "keys": spot_keys(adata, rows), "resid": resid.astype(np.float32)}
+
+    def spatial_correction(self, adata, rows: np.ndarray | None = None) -> np.ndarray | None:
+        """The additive within-slide correction of ``rows`` (all spots if None), or None when
+        the predictor has none; zero for spots of sections without measured spots."""
+        sp = self.spatial
+        if not sp or not np.isfinite(sp["model"].shrinkage):
+            return None
+        from ..data.model import SPATIAL_KEY
+
+        r = np.arange(adata.n_obs) if rows is None else as_index(rows, adata.n_obs)
+        xy = np.asarray(adata.obsm[SPATIAL_KEY], dtype=np.float64)[r, :2]
+        return sp["model"].correction(xy, _section_names(adata)[r], spot_keys(adata, r), sp["xy"], sp["sections"],
+                                      sp["keys"], sp["resid"])
 
     def fit(
         self, adata, train_mask, *, cancel: CancelToken | None = None, resume_from=None
@@ -187,8 +239,11 @@ class SCR2NetPredictor:
     def predict(
         self, adata, *, k: int | None = None, m: int | None = None, alpha: float | None = None
     ) -> np.ndarray:
-        """(n_obs, len(genes)) float32 log1p-normalised expression; reads no counts."""
-        return self.infer(adata, k=k, m=m, alpha=alpha).final.astype(np.float32)
+        """(n_obs, len(genes)) float32 log1p-normalised expression, with the within-slide
+        correction where the section has measured spots; reads no counts of ``adata``."""
+        out = self.infer(adata, k=k, m=m, alpha=alpha).final.astype(np.float32)
+        corr = self.spatial_correction(adata)
+        return out if corr is None else out + corr
 
     def metrics(self) -> dict[str, Any]:
         """The training metrics record (same format as ``metrics.json``)."""
@@ -212,6 +267,7 @@ class SCR2NetPredictor:
             "bank_keys": [str(k) for k in self.bank.keys],
             "type_names": [str(t) for t in self.type_names],
             "history": plain(self.history),
+            "spatial": _spatial_state(self.spatial),
         }
 
     def save(self, path: str | Path) -> Path:
@@ -243,7 +299,39 @@ class SCR2NetPredictor:
         self.bank = Bank(st["bank_expr"], st["bank_types"], np.asarray(st["bank_keys"]))
         self.type_names = list(st["type_names"])
         self.history = list(st["history"])
+        self.spatial = _spatial_from_state(st.get("spatial"))
         return self
+
+
+def _section_names(adata) -> np.ndarray:
+    from ..data.model import SECTION_KEY
+
+    if SECTION_KEY in adata.obs:
+        return adata.obs[SECTION_KEY].astype(str).to_numpy()
+    return np.full(adata.n_obs, "")
+
+
+def _spatial_state(sp: dict | None) -> dict | None:
+    """The within-slide correction as tensors and plain values (``torch.load(weights_only=True)``)."""
+    if not sp:
+        return None
+    m = sp["model"]
+    return {"bandwidth": float(m.bandwidth), "shrinkage": float(m.shrinkage), "pitch": float(m.pitch or 1.0),
+            "loo_mse": float(m.loo_mse), "base_loo_mse": float(m.base_loo_mse),
+            "xy": torch.as_tensor(np.asarray(sp["xy"], dtype=np.float64)),
+            "sections": [str(x) for x in sp["sections"]], "keys": [str(x) for x in sp["keys"]],
+            "resid": torch.as_tensor(np.asarray(sp["resid"], dtype=np.float32))}
+
+
+def _spatial_from_state(st: dict | None) -> dict | None:
+    if not st:
+        return None
+    from .spatial import SpatialResidual
+
+    m = SpatialResidual(bandwidth=st["bandwidth"], shrinkage=st["shrinkage"], pitch=st["pitch"],
+                        loo_mse=st["loo_mse"], base_loo_mse=st["base_loo_mse"])
+    return {"model": m, "xy": st["xy"].numpy(), "sections": np.asarray(st["sections"]),
+            "keys": np.asarray(st["keys"]), "resid": st["resid"].numpy()}
 
 
 PRED_KEY = "X_pred"
@@ -273,6 +361,9 @@ def iter_predict_expression(
     total = 1 + max(0, int(mc_samples))
     kw = dict(k=k, m=m, alpha=alpha, inputs=inputs)
     pred = predictor.infer(adata, **kw).final
+    corr = predictor.spatial_correction(adata)
+    if corr is not None:
+        pred = pred + corr
     yield Progress(1, total, "prediction")
     samples = []
     for t in range(int(mc_samples)):
@@ -300,6 +391,7 @@ def iter_predict_expression(
         "alpha": float(cfg.alpha if alpha is None else alpha),
         "mc_samples": len(samples),
         "n_bank": int(len(predictor.bank.expr)) if predictor.bank is not None else 0,
+        "spatial_correction": corr is not None,
         "config": json.dumps(cfg.to_dict()),
     }
     return adata
