@@ -10,9 +10,11 @@ Arguments are those of ``scr2st train``. The process group uses NCCL when CUDA i
 (and ``--device`` is not ``cpu``; each rank takes GPU ``LOCAL_RANK``) and gloo otherwise.
 :func:`napari_scr2st.model.train.iter_train` detects the initialised group: it wraps the
 network in ``DistributedDataParallel`` and shards each epoch with a ``DistributedSampler``
-(per-rank batch = ``--batch-size``, so the global batch is ``world_size`` times larger). Only
-rank 0 writes ``last.pt``, ``model.pt`` and ``metrics.json`` (same format as a single-process
-run, with ``world_size``). Cancellation is not supported across processes.
+(per-rank batch = ``--batch-size``, so the global batch is ``world_size`` times larger); the
+contrastive and energy-distance terms are computed over that global batch (the ranks gather
+each other's projections and predictions), as one process seeing it would. Only rank 0
+writes ``last.pt``, ``model.pt`` and ``metrics.json`` (same format as a single-process run,
+with ``world_size``). Cancellation is not supported across processes.
 """
 
 from __future__ import annotations

@@ -56,10 +56,21 @@ written next to it.
 
 Distributed
 -----------
-When ``torch.distributed`` is initialised (see :mod:`.ddp`), the network is wrapped in
-``DistributedDataParallel``, each epoch's order is sharded with a ``DistributedSampler`` (the
-per-rank batch size is ``batch_size``), and only rank 0 writes checkpoints and metrics.
-The contrastive and energy terms are computed within each rank's batch.
+When ``torch.distributed`` is initialised (see :mod:`napari_scr2st.cli.ddp`), the network is
+wrapped in ``DistributedDataParallel``, each epoch's order is sharded with a
+``DistributedSampler`` (the per-rank batch size is ``batch_size``, so a step's global batch is
+``world_size`` times larger), and only rank 0 writes checkpoints and metrics.
+
+The contrastive and energy terms are computed over the GLOBAL batch: every rank gathers the
+image and gene projections, the predictions and the measured expression of all ranks
+(:func:`.distributed.gather_batch`, gradients flowing back to each rank's own rows), so their
+value and, after DDP's averaging, their gradient are those of one process that sees the
+global batch. The per-sample terms (MSE, soft labels) stay per rank; DDP's average of the
+rank means is the global mean because the ranks' batches have the same size: the
+``DistributedSampler`` pads the epoch by repeating up to ``world_size - 1`` spots so that every
+rank takes the same number of steps on batches of the same sizes (a repeated spot is a second
+copy in its global batch, as a spot drawn twice by adaptive resampling is). Without an
+initialised group no collective is called.
 """
 
 from __future__ import annotations
@@ -82,6 +93,7 @@ from ..config import TrainConfig
 from ..data.expression import log1p_normalized
 from ..device import pick_device
 from ..progress import CancelToken, Progress
+from .distributed import dist_info, gather_batch
 from .inference import Bank, run_inference
 from .inputs import as_index, cell_type_codes, crop_inputs, embedding_inputs, spot_keys
 from .losses import clip_loss, energy_distance, weighted_soft_mse
@@ -184,14 +196,6 @@ def _set_rng_state(state: dict[str, Any]) -> None:
             torch.cuda.set_rng_state_all(state["cuda"])
         except RuntimeError:  # different number of GPUs
             pass
-
-
-def _dist_info() -> tuple[bool, int, int]:
-    import torch.distributed as dist
-
-    if dist.is_available() and dist.is_initialized():
-        return True, dist.get_rank(), dist.get_world_size()
-    return False, 0, 1
 
 
 def _device_for(config: TrainConfig, distributed: bool):
@@ -464,7 +468,7 @@ def iter_train(
         ckpt = load_checkpoint(resume_from)
         saved = TrainConfig.from_dict(ckpt["config"])
         config = saved.replace(**{k: getattr(config, k) for k in _RESUME_OVERRIDABLE}).validate()
-    distributed, rank, world = _dist_info()
+    distributed, rank, world = dist_info()
     device = _device_for(config, distributed)
     use_amp = bool(config.amp and device.type == "cuda")
     if config.num_threads:
@@ -637,7 +641,12 @@ def iter_train(
 
 
 def _loss(net: SCR2Net, out, y, idx, bank_y, bank_types, config: TrainConfig):
-    """Total loss and its parts (floats) for one batch; see the module docstring."""
+    """Total loss and its parts (floats) for one batch; see the module docstring.
+
+    ``out`` and ``y`` are this rank's shard; the contrastive and energy terms are computed on
+    the global batch (:func:`.distributed.gather_batch`, the shard itself without a process
+    group), the MSE and soft-label terms on the shard.
+    """
     total = y.new_zeros(())
     parts: dict[str, float] = {}
     pred = out["pred"]
@@ -663,11 +672,13 @@ def _loss(net: SCR2Net, out, y, idx, bank_y, bank_types, config: TrainConfig):
             parts["soft"] = float(soft.detach())
             parts["conf"] = float(r.confidence.mean())
         if config.energy_loss and config.lambda_energy > 0:
-            e = energy_distance(pred, y, unbiased=config.energy_unbiased)
+            pred_all, y_all = gather_batch(pred, y)
+            e = energy_distance(pred_all, y_all, unbiased=config.energy_unbiased)
             total = total + config.lambda_energy * e
             parts["energy"] = float(e.detach())
     if out["z_gene"] is not None:
-        con = clip_loss(out["z_img"].float(), out["z_gene"].float(), out["logit_scale"].float())
+        z_img, z_gene = gather_batch(out["z_img"].float(), out["z_gene"].float())
+        con = clip_loss(z_img, z_gene, out["logit_scale"].float())
         w = 1.0 if config.mode == "retrieval" else config.lambda_con
         total = total + w * con
         parts["con"] = float(con.detach())
