@@ -4,8 +4,12 @@ read no expression except the counts of MEASURED spots (``state.measured_view()`
 
 - ``uncertainty``: model uncertainty of the ridge surrogate (the package's expression predictor,
   :func:`~napari_scr2st.sampling.surrogate.design_matrix` on vision PCA + section-normalised
-  coordinates). An ensemble of ``n_members`` ridges is fitted on bootstrap resamples of the
-  measured spots (the penalty chosen once by leave-one-out ``RidgeCV`` on all of them); the
+  coordinates), with the two coordinates and the first ``min(n_components, n_measured // 4)``
+  vision PCs: a linear model with more features than its training spots can support fits them
+  exactly, and its bootstrap spread then vanishes off the span of the measured spots, exactly
+  where it should be largest. An ensemble of ``n_members`` ridges is fitted on bootstrap
+  resamples of the measured spots (the penalty chosen once by leave-one-out ``RidgeCV`` on all
+  of them); the
   targets are the ``n_genes`` highest-variance genes of the measured spots (log1p-normalised,
   z-scored so every gene counts equally). A candidate's score is the ensemble's predictive
   variance averaged over those genes (Efron & Tibshirani 1993, the bootstrap; query by
@@ -90,8 +94,8 @@ class VisionSpaceKernel:
         for s in names:
             m = pool.sections == s
             ref = m & ~pool.excluded
-            xy = pool.coords[ref if ref.sum() >= 2 else m]
-            pitch = float(np.median(cKDTree(xy).query(xy, k=2)[0][:, 1])) if len(xy) > 1 else 1.0
+            pts = pool.coords[ref if ref.sum() >= 2 else m]
+            pitch = float(np.median(cKDTree(pts).query(pts, k=2)[0][:, 1])) if len(pts) > 1 else 1.0
             self.pitch[s] = pitch if pitch > 1e-12 else 1.0
             xy[m] = pool.coords[m] / (spatial_scale * self.pitch[s])
         self._z = np.hstack([V / self.vision_lengthscale, xy])  # k = exp(-|z_i - z_j|^2 / 2) within a section
@@ -191,6 +195,7 @@ class UncertaintySampler(_DesignSampler):
         if key not in pool._cache:
             pool._cache[key] = design_matrix(pool.vision, pool.coords, pool.sections, n_components=self.n_components)
         X = pool._cache[key]
+        X = X[:, : 2 + max(1, len(view) // 4)]  # coordinates + as many vision PCs as the data supports
         Xm = X[view.index]
         alpha = float(RidgeCV(alphas=_ALPHAS).fit(Xm, Y).alpha_)
         cand = _subset(np.flatnonzero(available), self.max_candidates, n, rng)
