@@ -3,23 +3,23 @@
 read no expression except the counts of MEASURED spots (``state.measured_view()``).
 
 - ``uncertainty``: model uncertainty of the ridge surrogate (the package's expression predictor,
-  :func:`~napari_scr2st.sampling.surrogate.design_matrix` on vision PCA + section-normalised
-  coordinates), with the two coordinates and the first ``min(n_components, n_measured // 4)``
-  vision PCs: a linear model with more features than its training spots can support fits them
-  exactly, and its bootstrap spread then vanishes off the span of the measured spots, exactly
-  where it should be largest. An ensemble of ``n_members`` ridges is fitted on bootstrap
-  resamples of the measured spots (the penalty chosen once by leave-one-out ``RidgeCV`` on all
-  of them); the
+  :func:`~napari_scr2st.sampling.surrogate.design_matrix`: vision PCA + section-normalised
+  coordinates). An ensemble of ``n_members`` ridges is fitted on bootstrap resamples of the
+  measured spots (the penalty chosen once by leave-one-out ``RidgeCV`` on all of them); the
   targets are the ``n_genes`` highest-variance genes of the measured spots (log1p-normalised,
   z-scored so every gene counts equally). A candidate's score is the ensemble's predictive
   variance averaged over those genes (Efron & Tibshirani 1993, the bootstrap; query by
-  committee for regression, Burbidge, Rowland & King 2007). A bootstrap ensemble of a
-  closed-form ridge is deterministic for a seed, needs no torch and takes milliseconds, where
-  MC-dropout would train an MLP every round on a handful of spots. Batch-aware: after each
-  pick, every candidate's score is multiplied by ``1 - k(candidate, pick)`` with the
-  :class:`VisionSpaceKernel`, so a batch does not pile up in one region. With fewer than
-  ``min_measured`` (5) measured spots, or none of their genes varying, there is no model: the
-  sampler falls back to the ``kcenter`` sampler's picks and ``last_scores`` is None.
+  committee for regression, Burbidge, Rowland & King 2007). The design keeps the coordinates
+  and the first ``min(n_components, n_measured // 4)`` vision PCs: a linear model with more
+  features than its training spots support fits them exactly, and its bootstrap spread then
+  vanishes off the span of the measured spots, where it should be largest. A bootstrap
+  ensemble of a closed-form ridge is deterministic for a seed, needs no torch and takes
+  milliseconds, where MC-dropout would train an MLP every round on a handful of spots.
+  Batch-aware: after each pick, every candidate's score is multiplied by
+  ``1 - k(candidate, pick)`` with the :class:`VisionSpaceKernel`, so a batch does not pile up
+  in one region. With fewer than ``min_measured`` (5) measured spots, or none of their genes
+  varying, there is no model: the sampler returns the ``kcenter`` sampler's picks and
+  ``last_scores`` is None.
 - ``gp``: Gaussian-process design (Krause, Singh & Guestrin 2008, "Near-optimal sensor
   placements in Gaussian processes") with the :class:`VisionSpaceKernel`: greedy maximisation of
   the posterior variance given every selected spot (pending or measured) and the spots already
