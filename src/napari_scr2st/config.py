@@ -31,7 +31,7 @@ PATCH_STATS = "patch-stats"
 ENCODERS = (DEFAULT_ENCODER, PATCH_STATS, "resnet18", "hf-hub:MahmoodLab/UNI")
 
 #: sampler names, in the order the docks list them
-SAMPLERS = ("greedy", "scrl", "kcenter", "typiclust", "grid", "random", "ar")
+SAMPLERS = ("greedy", "scrl", "kcenter", "typiclust", "grid", "random", "ar", "uncertainty", "gp", "lcmd")
 SAMPLER_LABELS = {
     "greedy": "greedy reward maximiser",
     "scrl": "SCRL policy (reward-weighted, live)",
@@ -40,6 +40,9 @@ SAMPLER_LABELS = {
     "grid": "regular grid",
     "random": "random",
     "ar": "adaptive resampling (vision)",
+    "uncertainty": "predictor uncertainty (ridge ensemble, vision + space)",
+    "gp": "Gaussian-process variance (vision + space)",
+    "lcmd": "LCMD batch active learning (vision + space)",
 }
 #: SCR2Net variants: the full model, regression only (ST-Net-like), retrieval only (BLEEP-like)
 MODES = ("full", "regression", "retrieval")

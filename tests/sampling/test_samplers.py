@@ -21,7 +21,7 @@ from napari_scr2st.sampling import (
     run_acquisition,
 )
 
-ALL = ["random", "grid", "kcenter", "typiclust", "ar", "greedy", "scrl"]
+ALL = ["random", "grid", "kcenter", "typiclust", "ar", "greedy", "scrl", "uncertainty", "gp", "lcmd"]
 
 
 def _sampler(name, space, seed=0):

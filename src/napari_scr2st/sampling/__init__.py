@@ -13,6 +13,7 @@ Modules (heavy dependencies are imported inside functions; torch only by the SCR
 - ``oracle``: :class:`SimulatedOracle` (hidden counts of a fully measured section);
 - ``sampler``: the :class:`Sampler` interface and Gumbel-top-k;
 - ``baselines``: random, grid, k-center, TypiClust, AR weights, greedy reward maximiser;
+- ``design``: model-based batch designs: predictor uncertainty, GP variance, LCMD;
 - ``scrl``: the SCRL policy (network, features, environment, training, :class:`SCRLSampler`);
 - ``registry``: :data:`SAMPLER_NAMES` and :func:`make_sampler` (baselines and SCRL by name);
 - ``surrogate``: :class:`RidgePredictor` (an ``ExpressionPredictor``) and the space predictor;
@@ -28,6 +29,7 @@ from .baselines import (
     RandomSampler,
     TypiClustSampler,
 )
+from .design import GPVarianceSampler, LCMDSampler, UncertaintySampler
 from .loop import (
     AcquisitionResult,
     iter_acquisition,
@@ -64,9 +66,11 @@ from .surrogate import RidgePredictor, SpacePredictor
 __all__ = [
     "AcquisitionResult",
     "ARSampler",
+    "GPVarianceSampler",
     "GreedyRewardSampler",
     "GridSampler",
     "KCenterSampler",
+    "LCMDSampler",
     "MeasuredEmbedder",
     "MeasuredSet",
     "MeasuredView",
@@ -84,6 +88,7 @@ __all__ = [
     "SpacePredictor",
     "SpatialIndex",
     "TypiClustSampler",
+    "UncertaintySampler",
     "celltype_entropy",
     "compute_reward",
     "import_counts",

@@ -12,13 +12,14 @@ from .baselines import (
     RandomSampler,
     TypiClustSampler,
 )
+from .design import GPVarianceSampler, LCMDSampler, UncertaintySampler
 from .sampler import Sampler
 from .scrl.sampler import SCRLSampler
 
 __all__ = ["SAMPLER_NAMES", "make_sampler"]
 
 
-SAMPLER_NAMES = ("random", "grid", "kcenter", "typiclust", "ar", "greedy", "scrl")
+SAMPLER_NAMES = ("random", "grid", "kcenter", "typiclust", "ar", "greedy", "scrl", "uncertainty", "gp", "lcmd")
 
 
 def make_sampler(name: str, *, seed: int = 0, space=None, weights=None, policy=None, predictor=None,
@@ -30,7 +31,8 @@ def make_sampler(name: str, *, seed: int = 0, space=None, weights=None, policy=N
     """
     key = name.lower().replace("-", "").replace("_", "")
     simple = {"random": RandomSampler, "grid": GridSampler, "kcenter": KCenterSampler, "coreset": KCenterSampler,
-              "typiclust": TypiClustSampler, "ar": ARSampler, "adaptiveresampling": ARSampler}
+              "typiclust": TypiClustSampler, "ar": ARSampler, "adaptiveresampling": ARSampler,
+              "uncertainty": UncertaintySampler, "gp": GPVarianceSampler, "lcmd": LCMDSampler}
     if key in simple:
         return simple[key](seed=seed, **kwargs)
     if key in ("greedy", "greedyreward"):
