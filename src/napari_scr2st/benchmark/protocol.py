@@ -32,7 +32,7 @@ seen in training. These notes are listed in ``frame.attrs["notes"]`` and in the 
 
 Downstream models (``downstream``): ``scr2net``: :class:`~napari_scr2st.model.SCR2NetPredictor`
 on the frozen embedding with the within-slide spatial correction (``spatial_folds`` = ``folds``);
-``ridge``: ridge regression (penalty by cross-validation) on the standardised embedding. Scores
+``ridge``: ridge regression (penalty by leave-one-out) on the standardised embedding. Scores
 (:func:`~napari_scr2st.evaluation.metrics.regression_metrics` on log1p-normalised counts of the
 test spots): ``pcc_all``, ``pcc_heg50``, ``pcc_hvg50``, ``mse``.
 
