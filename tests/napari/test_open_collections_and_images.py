@@ -87,6 +87,8 @@ def test_real_her2st_root_lists_sections_without_reading(make_napari_viewer, sha
     assert len(viewer.layers) == 0
     ids = _chooser(viewer).section_ids
     assert len(ids) == 36 and {"A1", "C3", "H3"} <= set(ids)
+    viewer.open(str(shared_data / "her2st"), plugin="napari-scr2st")  # again: one chooser, not two
+    assert _chooser(viewer).section_ids == ids
 
 
 def test_folder_of_sections_lists_its_entries(tmp_path):

@@ -141,7 +141,12 @@ class SectionChooser(QWidget):
 
 
 def open_chooser(viewer, source, openers: Mapping[str, Callable]) -> SectionChooser:
-    """Dock a :class:`SectionChooser` for ``source`` in ``viewer`` and return it."""
+    """Dock a :class:`SectionChooser` for ``source`` in ``viewer`` (replacing the one of an
+    earlier open of the same folder) and return it."""
+    name = f"SCR2-ST sections: {Path(source).name}"
+    old = viewer.window.dock_widgets.get(name)
+    if old is not None:
+        viewer.window.remove_dock_widget(old)
     w = SectionChooser(viewer, source, openers)
-    viewer.window.add_dock_widget(w, name=f"SCR2-ST sections: {Path(source).name}", area="right")
+    viewer.window.add_dock_widget(w, name=name, area="right")
     return w
