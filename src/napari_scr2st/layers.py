@@ -15,6 +15,7 @@ from .data.model import (
     SECTION_KEY,
     SPATIAL_KEY,
     get_fullres_image,
+    get_fullres_slide,
     get_lowres_image,
     library_id,
     spot_diameter_px,
@@ -23,6 +24,8 @@ from .palette import MANUAL, PALETTE, picked_by_labels
 
 __all__ = [
     "image_layer",
+    "slide_image_layer",
+    "slide_display_levels",
     "spots_layer",
     "section_layers",
     "image_pyramid",
@@ -102,26 +105,64 @@ def spot_yx(adata) -> np.ndarray:
     return xy[:, ::-1].copy()
 
 
-def image_layer(adata, *, library: str | None = None, multiscale: bool | None = None, name: str | None = None):
-    """The H&E of a section: a multiscale pyramid of the full-res image when it is large and
-    reachable, else the stored low-res image scaled up to full-res pixel space.
+def slide_display_levels(slide, min_side: int = 1024) -> list:
+    """The lazy pyramid napari shows for a whole slide (a lazy ``SlideImage``), largest first.
 
-    Returns ``None`` when the section has no image.
+    The file's own levels (dask arrays over its tiles); when the smallest is still longer than
+    ``2 * min_side`` pixels, strided 2x levels are appended so the zoomed-out view reads a
+    subsample of the tiles instead of a full-resolution plane. Nothing is decoded here.
+    """
+    levels = list(slide.levels)
+    while max(levels[-1].shape[:2]) > 2 * min_side:
+        levels.append(levels[-1][::2, ::2])
+    return levels
+
+
+def slide_image_layer(slide, *, section: str, name: str | None = None, multiscale: bool | None = None):
+    """The image layer of a :class:`~napari_scr2st.data.images.SlideImage` in full-res pixels.
+
+    A lazy slide (TIFF family) becomes a multiscale layer over :func:`slide_display_levels`
+    (one lazy level when it has a single small one) and is never decoded whole; a decoded image
+    is shown as :func:`image_layer` shows a decoded full-resolution image (a pyramid when it is
+    longer than 4096 pixels or ``multiscale``).
+    """
+    kw = {"name": name or f"{section}{IMAGE_SUFFIX}", "rgb": True, "metadata": {"section": section}}
+    if slide.is_lazy:
+        levels = slide_display_levels(slide)
+        if len(levels) == 1:
+            return levels[0], kw, "image"
+        return levels, {**kw, "multiscale": True}, "image"
+    return _decoded_image_layer(np.asarray(slide.level0), kw, multiscale)
+
+
+def _decoded_image_layer(full: np.ndarray, kw: dict, multiscale: bool | None):
+    big = max(full.shape[:2]) > 4096
+    if multiscale or (multiscale is None and big):
+        return image_pyramid(full), {**kw, "multiscale": True}, "image"
+    return full, kw, "image"
+
+
+def image_layer(adata, *, library: str | None = None, multiscale: bool | None = None, name: str | None = None):
+    """The H&E of a section in full-res pixel space.
+
+    A section backed by a whole slide gets the slide's lazy multiscale pyramid
+    (:func:`slide_image_layer`; only the tiles napari shows are decoded); a decoded
+    full-resolution image a pyramid when it is large (longer than 4096 pixels) or
+    ``multiscale``, else the array; without one, the stored low-res image scaled up to
+    full-res pixel space. Returns ``None`` when the section has no image.
     """
     lib = library or library_id(adata)
-    name = name or f"{lib}{IMAGE_SUFFIX}"
-    meta = {"section": lib}
+    kw = {"name": name or f"{lib}{IMAGE_SUFFIX}", "rgb": True, "metadata": {"section": lib}}
     full = get_fullres_image(adata, lib)
     if full is not None:
-        big = max(full.shape[:2]) > 4096
-        if multiscale or (multiscale is None and big):
-            return image_pyramid(full), {"name": name, "rgb": True, "multiscale": True, "metadata": meta}, "image"
-        return full, {"name": name, "rgb": True, "metadata": meta}, "image"
+        if not isinstance(full, np.ndarray):  # a whole slide's lazy level 0
+            return slide_image_layer(get_fullres_slide(adata, lib), section=lib, name=kw["name"])
+        return _decoded_image_layer(full, kw, multiscale)
     low = get_lowres_image(adata, lib)
     if low is None:
         return None
     img, s = low
-    return img, {"name": name, "rgb": True, "scale": (1 / s, 1 / s), "metadata": meta}, "image"
+    return img, {**kw, "scale": (1 / s, 1 / s)}, "image"
 
 
 def spot_features(

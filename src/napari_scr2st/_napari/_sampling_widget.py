@@ -65,6 +65,13 @@ class SamplingWidget(SectionDock):
         rrow.addWidget(self.reference_btn)
         rrow.addWidget(self.reference_label, 1)
         lay.addLayout(rrow)
+        crow = QHBoxLayout()
+        self.celltype_combo = QComboBox()
+        self.celltype_combo.setToolTip("The reference's obs column with cell types (the cell-type diversity "
+                                       "reward and the cell-type maps use it); the most likely column first")
+        crow.addWidget(QLabel("Cell types"))
+        crow.addWidget(self.celltype_combo, 1)
+        lay.addLayout(crow)
 
         box = QGroupBox("Budget")
         form = QFormLayout(box)
@@ -168,6 +175,7 @@ class SamplingWidget(SectionDock):
         self.sampler_combo.currentIndexChanged.connect(self._schedule)
         self.prepare_btn.clicked.connect(self.prepare)
         self.reference_btn.clicked.connect(self._reference_dialog)
+        self.celltype_combo.currentIndexChanged.connect(self._on_celltype_chosen)
         self.reselect_btn.clicked.connect(self.reselect)
         self.sequence_btn.clicked.connect(self.sequence_round)
         self.reset_btn.clicked.connect(self.reset)
@@ -193,6 +201,7 @@ class SamplingWidget(SectionDock):
             return
         s = self.session
         self._apply_settings_to(s)
+        self._update_celltype_combo()
         self._update_buttons()
         if s is not None and s.is_prepared:
             self._on_prepared()
@@ -212,9 +221,11 @@ class SamplingWidget(SectionDock):
             self._failed("Reading the reference", e)
             return
         s.reference = ref
+        s.celltype_key = None  # the new reference's best column, unless the user picks another
         if s.space is not None:  # a new reference: the space is refitted by Prepare
             s.space = None
             s.policy = None
+        self._update_celltype_combo()
         self._update_reference_label()
         self.set_status(f"Reference {Path(str(path)).name}: {ref.n_obs} cells. Press 'Prepare section'.")
 
@@ -222,6 +233,53 @@ class SamplingWidget(SectionDock):
         path, _ = QFileDialog.getOpenFileName(self, "Single-cell reference", "", "AnnData (*.h5ad)")
         if path:
             self.load_reference(path)
+
+    # ------------------------------------------------------------------ cell-type column
+    def _update_celltype_combo(self) -> None:
+        """List the reference's candidate cell-type columns; select the session's (or the best)
+        and give it to the session."""
+        s = self.session
+        combo = self.celltype_combo
+        combo.blockSignals(True)
+        combo.clear()
+        cols = _celltype_columns(s.reference) if s is not None and s.reference is not None else []
+        current = None
+        if cols:
+            fitted = s.space.meta.get("celltype_key") if s.space is not None else None
+            chosen = s.reference.uns.get("scr2st_reference", {}).get("celltype_key")
+            current = next((c for c in (s.celltype_key, fitted, chosen) if c in cols), cols[0])
+            combo.addItems(cols)
+            combo.setCurrentText(current)
+        combo.blockSignals(False)
+        combo.setEnabled(bool(cols))
+        if s is not None and current is not None:
+            self._use_celltype_key(current)
+
+    def set_celltype_column(self, column: str) -> None:
+        """Choose the reference's cell-type column (as a user would in the combo)."""
+        i = self.celltype_combo.findText(column)
+        if i < 0:
+            items = [self.celltype_combo.itemText(k) for k in range(self.celltype_combo.count())]
+            raise ValueError(f"{column!r} is not a cell-type column of the reference; candidates: {items}")
+        self.celltype_combo.setCurrentIndex(i)
+
+    def _on_celltype_chosen(self, *_) -> None:
+        key = self.celltype_combo.currentText()
+        if self.session is None or not key:
+            return
+        if self._use_celltype_key(key):
+            self._update_reference_label()
+            self.set_status(f"Cell types from obs['{key}']: press 'Prepare section' to refit the reference space.")
+
+    def _use_celltype_key(self, key: str) -> bool:
+        """Give the session ``key``; forget a space fitted on another column. True if forgotten."""
+        s = self.session
+        s.celltype_key = key
+        if s.space is not None and s.space.meta.get("celltype_key") not in (None, key):
+            s.space = None
+            s.policy = None
+            return True
+        return False
 
     def _update_reference_label(self) -> None:
         s = self.session
@@ -241,6 +299,8 @@ class SamplingWidget(SectionDock):
         ready = s is not None and s.is_prepared
         self.prepare_btn.setEnabled(s is not None and not busy)
         self.reference_btn.setEnabled(s is not None and not busy)
+        self.celltype_combo.setEnabled(s is not None and s.reference is not None and not busy
+                                       and self.celltype_combo.count() > 0)
         for w in (self.reselect_btn, self.reset_btn, self.roi_btn):
             w.setEnabled(ready and not busy)
         self.sequence_btn.setEnabled(ready and not busy and s.oracle is not None)
@@ -303,6 +363,8 @@ class SamplingWidget(SectionDock):
             W.notify_error(str(e))
             return
         s.update_settings(**self._collect())
+        if self.celltype_combo.count():
+            self._use_celltype_key(self.celltype_combo.currentText())
         encoder = self.encoder_combo.currentText().strip() or DEFAULT_ENCODER
         policy_path = self.defaults.policy_path or None
         device = self.train_defaults.device
@@ -541,6 +603,12 @@ def _parse_budget(text: str) -> tuple[int, str]:
     if 0 < v < 1:
         return max(1, int(round(v * 100))), "%"
     return max(1, int(v)), "spots"
+
+
+def _celltype_columns(reference) -> list[str]:
+    from ..reference import list_celltype_columns
+
+    return list_celltype_columns(reference)
 
 
 def _read_reference(path):
