@@ -30,6 +30,15 @@ class ArgumentParser(argparse.ArgumentParser):
 PLATFORMS = ("visium", "legacy_st", "custom")
 
 
+def short_reason(e: BaseException, limit: int = 160) -> str:
+    """``TypeName: first sentence of the message`` on one line (library messages can be pages)."""
+    text = " ".join(str(e).split())
+    first = text.split(". ")[0]
+    if len(first) > limit:
+        first = first[:limit] + "..."
+    return f"{type(e).__name__}: {first}" if first else type(e).__name__
+
+
 def add_sample_args(p: argparse.ArgumentParser) -> None:
     """Options that size the embedded synthetic sample."""
     p.add_argument("--n-spots", type=int, default=2000, help="spots of the synthetic sample (default 2000)")
@@ -127,12 +136,11 @@ def check_budget(text: str, option: str = "--budget") -> None:
 
     s = str(text).strip()
     try:
-        if s.endswith("%") and float(s[:-1]) > 100:
-            raise ValueError(f"{s} is more than all spots")
         n = resolve_budget(s, 10**12)
     except ValueError as e:
-        raise CLIError(f"{option} {text!r}: expected a count like 30, a fraction like 0.15 or a percentage "
-                       f"like 15% ({e})") from e
+        raise CLIError(f"{option}: {e}") from e
+    if s.endswith("%") and float(s[:-1]) > 100:
+        raise CLIError(f"{option} {text!r}: a percentage of the spots must be at most 100%")
     if n < 1:
         raise CLIError(f"{option} {text!r}: select at least one spot")
 
@@ -141,14 +149,16 @@ def check_device(preference: str | None, option: str = "--device") -> None:
     """The torch device exists on this machine (``auto``, ``cpu``, ``cuda[:N]``, ``mps``, ``gpu``)."""
     if preference is None:
         return
+    import re
+
     from ..device import pick_device
 
+    if not re.fullmatch(r"auto|cpu|gpu|mps|cuda(:\d+)?", str(preference).lower()):
+        raise CLIError(f"{option} {preference}: unknown device; expected auto, cpu, cuda, cuda:N, mps or gpu")
     try:
         dev = pick_device(preference)
     except RuntimeError as e:
         raise CLIError(f"{option} {preference}: {str(e).splitlines()[0]}") from e
-    if dev.type not in ("cpu", "cuda", "mps"):
-        raise CLIError(f"{option} {preference}: expected auto, cpu, cuda, cuda:N, mps or gpu")
     if dev.type == "cuda" and dev.index is not None:
         import torch
 
@@ -158,6 +168,8 @@ def check_device(preference: str | None, option: str = "--device") -> None:
 
 # ------------------------------------------------------------------------------ inputs
 _IMAGE_OPTIONS = ("platform", "um_per_px", "layout", "spot_um", "pitch_um")
+_READS = {"spots": "a legacy ST counts table", "image": "a legacy ST counts table",
+          "bin_size_um": "a Visium HD output", **{k: "an H&E image before sequencing" for k in _IMAGE_OPTIONS}}
 _OPTION_NAMES = {"spots": "--spots", "image": "--image", "platform": "--platform", "um_per_px": "--um-per-px",
                  "layout": "--layout", "spot_um": "--spot-um", "pitch_um": "--pitch-um", "bin_size_um": "--bin-size"}
 
@@ -188,8 +200,7 @@ def check_inputs(args: argparse.Namespace) -> None:
         allowed = {"image": _IMAGE_OPTIONS, "legacy_st": ("spots", "image"), "visium": ("bin_size_um",)}.get(fmt, ())
         wrong = [k for k in kw if k not in allowed]
         if wrong and fmt is not None:
-            raise CLIError(f"{', '.join(_OPTION_NAMES[k] for k in wrong)} do(es) not apply to {path} "
-                           f"(a {fmt} input)")
+            raise CLIError(f"{_OPTION_NAMES[wrong[0]]} is for {_READS[wrong[0]]}; {path} is a {fmt} input")
     if kw.get("platform") == "custom" and not (kw.get("spot_um") and kw.get("pitch_um")) and not kw.get("layout"):
         raise CLIError("--platform custom needs --spot-um and --pitch-um (or a --layout file)")
 
@@ -213,12 +224,12 @@ def _available_sections(path: Path) -> list[str] | None:
 
 
 def load_input(path: str | None, *, n_spots: int = 2000, seed: int = 0, section: Sequence[str] | str | None = None,
-               read_kw: dict[str, Any] | None = None):
+               read_kw: dict[str, Any] | None = None, option: str = "--sections"):
     """Read ``path`` with :func:`napari_scr2st.io.read`, or make the embedded sample if None.
 
     ``section``: the sections to read (a her2st/HEST folder or multi-section ``.h5ad``; unknown
     names are an error listing the available ones) or the name of an image's section.
-    ``read_kw``: further ``io.read`` keywords. A file that cannot be read (corrupt, truncated,
+    ``read_kw``: further ``io.read`` keywords; ``option`` names ``section`` in messages. A file that cannot be read (corrupt, truncated,
     unreadable) is a :class:`CLIError` naming it. Returns ``(sections: dict[str, AnnData],
     reference: AnnData | None)``.
     """
@@ -238,11 +249,11 @@ def load_input(path: str | None, *, n_spots: int = 2000, seed: int = 0, section:
         if avail is not None:
             unknown = [s for s in names if s not in avail]
             if unknown:
-                raise CLIError(f"--sections: {p} has no section(s) {', '.join(unknown)}; available: {', '.join(avail)}")
+                raise CLIError(f"{option}: {p} has no section(s) {', '.join(unknown)}; available: {', '.join(avail)}")
         fmt = io.sniff(p)
         if fmt in ("image", "visium", "spatialdata", "legacy_st"):
             if len(names) != 1:
-                raise CLIError(f"--sections: {p} is one section; give one name, got {', '.join(names)}")
+                raise CLIError(f"{option}: {p} is one section; give one name, got {', '.join(names)}")
             kw["section"] = names[0]
         elif fmt == "h5ad":
             kw["section"] = names[0] if len(names) == 1 else None
@@ -253,12 +264,12 @@ def load_input(path: str | None, *, n_spots: int = 2000, seed: int = 0, section:
     except (SectionError, CLIError, FileNotFoundError, PermissionError):
         raise
     except (OSError, KeyError, TypeError, ValueError) as e:
-        raise CLIError(f"cannot read {p}: {type(e).__name__}: {e} (a corrupt or truncated file?)") from e
+        raise CLIError(f"cannot read {p}: {short_reason(e)} (a corrupt or truncated file?)") from e
     if isinstance(out, dict):
         if section:
             missing = [s for s in names if s not in out]
             if missing:
-                raise CLIError(f"--sections: {p} has no section(s) {', '.join(missing)}; available: {', '.join(out)}")
+                raise CLIError(f"{option}: {p} has no section(s) {', '.join(missing)}; available: {', '.join(out)}")
             out = {s: out[s] for s in names}
         return out, None
     return {str(out.obs["section"].iloc[0]): out}, None

@@ -6,7 +6,15 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from ._common import CLIError, add_read_args, check_file, check_inputs, load_input, read_kwargs
+from ._common import (
+    CLIError,
+    add_read_args,
+    check_file,
+    check_inputs,
+    load_input,
+    read_kwargs,
+    short_reason,
+)
 
 
 def register(sub) -> None:
@@ -26,7 +34,7 @@ def _reference_summary(path: Path) -> bool:
     try:
         a = ad.read_h5ad(path, backed="r")
     except Exception as e:  # h5py/anndata raise many types for a corrupt or truncated file
-        raise CLIError(f"{path}: cannot read it as .h5ad ({type(e).__name__}: {' '.join(str(e).split())[:200]})") from e
+        raise CLIError(f"{path}: cannot read it as .h5ad ({short_reason(e)})") from e
     try:
         if "spatial" in a.obsm:
             return False
@@ -57,7 +65,7 @@ def run(args: argparse.Namespace) -> int:
     check_inputs(args)
     if path.suffix == ".h5ad" and not read_kwargs(args) and _reference_summary(path):
         return 0
-    got, _ = load_input(str(path), section=args.section, read_kw=read_kwargs(args))
+    got, _ = load_input(str(path), section=args.section, read_kw=read_kwargs(args), option="--section")
     out = next(iter(got.values())) if len(got) == 1 else concat_sections(got)
     print(f"{path}: {io.sniff(path) or 'section'}")
     print(summarize(out))

@@ -36,6 +36,7 @@ from ._common import (
     check_inputs,
     check_output,
     check_range,
+    short_reason,
 )
 from ._common import add_input_args as _add_common_inputs
 from ._common import load_sections as _load_common
@@ -381,7 +382,7 @@ def _check_checkpoint(path: str) -> None:
         ckpt = load_checkpoint(path)
     except Exception as e:  # torch raises many types for a truncated or foreign file
         raise CLIError(f"--resume {path}: not a checkpoint written by 'scr2st train' "
-                       f"({type(e).__name__}: {' '.join(str(e).split())[:200]})") from e
+                       f"({short_reason(e)})") from e
     if not isinstance(ckpt, dict) or "config" not in ckpt or "model" not in ckpt:
         raise CLIError(f"--resume {path}: not a checkpoint written by 'scr2st train' (no config/model entries)")
 
@@ -397,7 +398,7 @@ def _load_model(path: str, device: str | None):
         return SCR2NetPredictor.load(p, device=device)
     except Exception as e:  # torch raises many types for a truncated or foreign file
         raise CLIError(f"--model {path}: not a model written by 'scr2st train' "
-                       f"({type(e).__name__}: {' '.join(str(e).split())[:200]})") from e
+                       f"({short_reason(e)})") from e
 
 
 def run_predict(args: argparse.Namespace) -> int:

@@ -38,6 +38,7 @@ from ._common import (
     check_output,
     check_range,
     load_sections,
+    short_reason,
 )
 from ._spot_lists import parse_spot_list
 
@@ -204,7 +205,7 @@ def _load_policy_arg(path: str):
         return load_policy(path)
     except Exception as e:  # torch raises many types for a file that is not a policy
         raise CLIError(f"--policy {path}: not a policy written by 'scr2st train-policy' "
-                       f"({type(e).__name__}: {' '.join(str(e).split())[:200]})") from e
+                       f"({short_reason(e)})") from e
 
 
 def _has_counts(adata) -> bool:

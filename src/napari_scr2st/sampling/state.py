@@ -492,7 +492,7 @@ def import_counts(
         )
     unknown = sorted(set(secs) - set(names))
     if unknown:
-        raise ValueError(f"counts file {path}: section(s) {unknown[:5]} are not in the selection; "
+        raise ValueError(f"counts file {path}: section(s) {[str(u) for u in unknown[:5]]} are not in the selection; "
                          f"its sections: {', '.join(names)}")
     gene_cols = [c for c in cols if c not in (id_col, sec_col)]
     keys = pd.MultiIndex.from_arrays([state.sections, state.spot_ids])
