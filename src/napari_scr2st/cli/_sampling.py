@@ -13,6 +13,10 @@ Examples::
     scr2st select section.h5ad --reference wu2021.h5ad --sampler scrl --policy policy.pt \\
         --budget 15% --rounds 3 --state run.npz --out round1.csv
 
+    # an H&E slide before sequencing (no counts): the legacy ST lattice over the tissue; ids {x}x{y}
+    scr2st select slide.jpg --platform legacy_st --um-per-px 0.69 --sampler kcenter --budget 10% \
+        --lock @must_have.txt --exclude previous_round.csv --state run.npz --out r0.geojson
+
     # pre-train the SCRL policy on fully measured sections, then benchmark the samplers
     scr2st train-policy /path/her2st --sections C2 C3 C4 C5 --reference wu2021.h5ad --out policy.pt
     scr2st benchmark sampling --her2st /path/her2st --reference wu2021.h5ad --out bench/
