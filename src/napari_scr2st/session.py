@@ -582,7 +582,8 @@ class AcquisitionSession:
         sec = section
         if sec is None and self.pool.section_names and len(self.pool.section_names) == 1:
             sec = self.pool.section_names[0]
-        idx = acq.import_counts(path, section=sec, overwrite=overwrite)
+        genes = [str(g) for g in self.adata.var_names] if self.adata.n_vars else None
+        idx = acq.import_counts(path, section=sec, overwrite=overwrite, genes=genes)
         self.reselect()
         return idx
 

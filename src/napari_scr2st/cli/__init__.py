@@ -2,9 +2,15 @@
 
 ``scr2st info PATH``    summary of any supported input
 ``scr2st demo``         the whole pipeline on the embedded synthetic sample
-``scr2st select`` / ``train-policy`` / ``benchmark sampling``   (see ``cli/_sampling.py``)
+``scr2st select`` / ``import-counts`` / ``train-policy`` / ``benchmark sampling``   (see ``cli/_sampling.py``)
 ``scr2st train`` / ``predict`` / ``evaluate``                    (see ``cli/_model.py``)
 ``python -m torch.distributed.run ... -m napari_scr2st.cli.ddp``  ``scr2st train`` under DDP (``cli/ddp.py``)
+
+Every failure ends as ONE line on stderr, ``scr2st VERB: error: ...`` naming the file or option
+and what was expected, with exit code 2 (usage errors included); Ctrl-C ends with exit code 130
+and a line saying which files were left as they were (every file is written atomically).
+Warnings are printed as ``scr2st VERB: warning: ...`` lines. ``SCR2ST_DEBUG=1`` re-raises
+unexpected errors with their traceback.
 
 Heavy imports (torch, scanpy) happen inside the verbs so ``scr2st --help`` is instant.
 """
@@ -12,18 +18,24 @@ Heavy imports (torch, scanpy) happen inside the verbs so ``scr2st --help`` is in
 from __future__ import annotations
 
 import argparse
+import os
 import sys
+import warnings
+from pathlib import Path
 
-from ._common import CLIError
+from ._common import ArgumentParser, CLIError
 
 __all__ = ["main", "build_parser"]
+
+EXIT_ERROR = 2
+EXIT_INTERRUPTED = 130
 
 
 def build_parser() -> argparse.ArgumentParser:
     from .. import __version__
     from . import _demo, _info, _model, _sampling
 
-    parser = argparse.ArgumentParser(
+    parser = ArgumentParser(
         prog="scr2st",
         description="Single-cell guided active sampling and expression prediction for spatial transcriptomics.",
     )
@@ -36,23 +48,80 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _verb(args: argparse.Namespace | None, argv: list[str]) -> str:
+    if args is not None and getattr(args, "command", None):
+        what = getattr(args, "benchmark_what", None)
+        return f"{args.command} {what}" if what else str(args.command)
+    return next((a for a in argv if not a.startswith("-")), "")
+
+
+def _one_line(text: str) -> str:
+    return " ".join(str(text).split())
+
+
+def error_message(e: BaseException) -> str:
+    """What went wrong, in one line that names the file where the exception knows it."""
+    if isinstance(e, KeyError):
+        return _one_line(e.args[0] if e.args else repr(e))
+    if isinstance(e, OSError) and getattr(e, "filename", None):
+        name = e.filename
+        if isinstance(e, PermissionError):
+            return f"{name}: permission denied"
+        if isinstance(e, IsADirectoryError):
+            return f"{name} is a folder; expected a file"
+        if isinstance(e, FileNotFoundError):
+            return f"{name}: no such file or folder"
+        return f"{name}: {e.strerror or type(e).__name__}"
+    msg = _one_line(e)
+    if isinstance(e, (ValueError, FileNotFoundError)):
+        return msg or type(e).__name__
+    return f"{type(e).__name__}: {msg}" if msg else type(e).__name__
+
+
+def kept_files(args: argparse.Namespace) -> str:
+    """What Ctrl-C left as it was: the outputs of ``args`` (written atomically, so unchanged)."""
+    outs = [str(getattr(args, k)) for k in ("state", "out") if getattr(args, k, None)]
+    if not outs:
+        return "nothing was written"
+    said = ", ".join(f"{o} {'is unchanged' if Path(o).exists() else 'was not written'}" for o in outs)
+    ckpt = Path(str(getattr(args, "out", ""))) / "last.pt"
+    if getattr(args, "command", "") == "train" and ckpt.is_file():
+        said += f"; {ckpt} holds the last finished epoch (continue with --resume {ckpt})"
+    return said
+
+
 def main(argv: list[str] | None = None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
-    if not getattr(args, "func", None):
-        parser.print_help()
-        return 1
-    try:
-        rc = args.func(args)
-    except CLIError as e:
-        print(f"scr2st {args.command}: error: {e}", file=sys.stderr)
-        return 2
-    except (FileNotFoundError, ValueError, KeyError) as e:
-        # SectionError is a ValueError: bad input is reported, not dumped as a traceback
-        msg = e.args[0] if isinstance(e, KeyError) and e.args else e
-        print(f"scr2st {args.command}: error: {msg}", file=sys.stderr)
-        return 2
-    return int(rc or 0)
+    argv = list(sys.argv[1:] if argv is None else argv)
+    args = None
+
+    def show(message, *_where, **_kw):  # warnings.showwarning's signature; where it came from is not shown
+        print(f"scr2st {_verb(args, argv)}: warning: {_one_line(message)}", file=sys.stderr)
+
+    with warnings.catch_warnings():
+        warnings.showwarning = show
+        try:
+            parser = build_parser()
+            args = parser.parse_args(argv)
+            if not getattr(args, "func", None):
+                parser.print_help()
+                return 1
+            return int(args.func(args) or 0)
+        except KeyboardInterrupt:
+            kept = kept_files(args) if args is not None else "nothing was written"
+            print(f"scr2st {_verb(args, argv)}: interrupted (Ctrl-C); {kept}", file=sys.stderr)
+            return EXIT_INTERRUPTED
+        except CLIError as e:
+            msg = str(e)
+            if args is None and msg.startswith("scr2st"):  # a usage error names its parser already
+                print(_one_line(msg), file=sys.stderr)
+            else:
+                print(f"scr2st {_verb(args, argv)}: error: {_one_line(msg)}", file=sys.stderr)
+            return EXIT_ERROR
+        except Exception as e:
+            if os.environ.get("SCR2ST_DEBUG"):
+                raise
+            print(f"scr2st {_verb(args, argv)}: error: {error_message(e)}", file=sys.stderr)
+            return EXIT_ERROR
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -27,7 +27,19 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from ._common import CLIError
+from ._common import (
+    CLIError,
+    check_counts,
+    check_device,
+    check_embedding,
+    check_file,
+    check_inputs,
+    check_output,
+    check_range,
+    short_reason,
+)
+from ._common import add_input_args as _add_common_inputs
+from ._common import load_sections as _load_common
 
 __all__ = [
     "register",
@@ -47,21 +59,8 @@ MEASURED_KEY = "scr2st_measured"
 
 # ------------------------------------------------------------------------------ arguments
 def add_input_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument(
-        "inputs", nargs="*", help="input files/folders (none: the embedded synthetic sample)"
-    )
-    p.add_argument(
-        "--sections",
-        nargs="+",
-        default=None,
-        help="sections to read (her2st folder or multi-section h5ad)",
-    )
-    p.add_argument(
-        "--n-spots", type=int, default=2000, help="spots of the synthetic sample (default 2000)"
-    )
-    p.add_argument(
-        "--sample-seed", type=int, default=0, help="seed of the synthetic sample (default 0)"
-    )
+    """The inputs of ``train``/``predict`` (those of every verb that reads sections) and ``--quiet``."""
+    _add_common_inputs(p)
     p.add_argument("--quiet", action="store_true", help="no progress bar")
 
 
@@ -194,19 +193,7 @@ def register(subparsers) -> None:
 # ------------------------------------------------------------------------------ helpers
 def load_sections(args: argparse.Namespace):
     """One AnnData from the inputs of ``args`` (joined when there are several sections)."""
-    from ..data.model import concat_sections
-    from ._common import load_input
-
-    coll: dict[str, Any] = {}
-    paths = list(args.inputs) or [None]
-    for path in paths:
-        sec = args.sections if path is not None else None
-        got, _ref = load_input(path, n_spots=args.n_spots, seed=args.sample_seed, section=sec)
-        for name, a in got.items():
-            if name in coll:
-                raise CLIError(f"section {name!r} given twice")
-            coll[name] = a
-    return next(iter(coll.values())) if len(coll) == 1 else concat_sections(coll)
+    return _load_common(args)[0]
 
 
 def _mask_from_csv(adata, path: str | Path):
@@ -215,10 +202,11 @@ def _mask_from_csv(adata, path: str | Path):
 
     from ..model.inputs import spot_keys
 
-    p = Path(path)
-    if not p.is_file():
-        raise CLIError(f"selection CSV not found: {p}")
-    df = pd.read_csv(p)
+    p = check_file(path, "selection CSV", suffixes=(".csv", ".tsv"))
+    try:
+        df = pd.read_csv(p, sep="\t" if p.suffix.lower() == ".tsv" else ",", dtype=str, keep_default_na=False)
+    except (ValueError, pd.errors.ParserError) as e:
+        raise CLIError(f"selection CSV {p}: cannot read it ({e})") from e
     if df.empty:
         raise CLIError(f"{p}: no rows")
     id_col = next(
@@ -242,7 +230,7 @@ def _mask_from_csv(adata, path: str | Path):
         bare = np.array([k.split("|", 1)[1] for k in keys])
         mask = np.isin(bare, ids) | np.isin(np.asarray(adata.obs_names).astype(str), ids)
     if not mask.any():
-        raise CLIError(f"{p}: none of its {len(ids)} spot ids ({id_col!r}) match the input's spots")
+        raise CLIError(f"selection CSV {p}: none of its {len(ids)} spot ids ({id_col!r}) match the input's spots")
     if mask.sum() < len(ids):
         print(
             f"warning: {len(ids) - int(mask.sum())} spot id(s) of {p.name} not found in the input",
@@ -273,16 +261,23 @@ def train_mask_from_args(adata, args: argparse.Namespace):
         raise CLIError(
             "say which spots are measured: --train-mask CSV, --train-sections S.. and/or --train-fraction F"
         )
-    if args.train_fraction is not None:
-        if not 0 < args.train_fraction <= 1:
-            raise CLIError("--train-fraction must be in (0, 1]")
+    if args.train_fraction is not None:  # in (0, 1]: checked by config_from_args
         mask = random_budget_mask(mask, float(args.train_fraction), seed=args.seed)
     return mask
 
 
 def config_from_args(args: argparse.Namespace):
+    """The training configuration of ``args``; every number is checked here, before any work."""
     from ..model.train import TrainConfig
 
+    for opt, lo in (("epochs", 1), ("batch_size", 2), ("n_genes", 1), ("k", 1), ("m", 0), ("threads", 1),
+                    ("crop_px", 8), ("image_size", 32)):
+        check_range(getattr(args, opt), f"--{opt.replace('_', '-')}", lo=lo)
+    for opt in ("lr", "weight_decay", "lambda_soft", "lambda_con", "lambda_energy"):
+        check_range(getattr(args, opt), f"--{opt.replace('_', '-')}", lo=0)
+    check_range(args.alpha, "--alpha", lo=0, hi=1)
+    check_range(args.val_fraction, "--val-fraction", lo=0, hi=0.9, hi_open=True)
+    check_range(args.train_fraction, "--train-fraction", lo=0, hi=1, lo_open=True)
     return TrainConfig(
         mode=args.mode, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
         weight_decay=args.weight_decay, k=args.k, m=args.m, alpha=args.alpha,
@@ -324,8 +319,24 @@ def run_train(args: argparse.Namespace) -> int:
 
     distributed = dist.is_available() and dist.is_initialized()
     rank = dist.get_rank() if distributed else 0
-    adata = load_sections(args)
     config = config_from_args(args)
+    check_device(args.device)
+    check_inputs(args)
+    out = check_output(args.out, "--out", folder=True)
+    if args.train_mask:
+        check_file(args.train_mask, "--train-mask", suffixes=(".csv", ".tsv"))
+    if args.resume:
+        _check_checkpoint(args.resume)
+    if not (args.train_mask or args.train_sections or args.train_fraction is not None):
+        raise CLIError("say which spots are measured: --train-mask CSV, --train-sections S.. and/or --train-fraction F")
+    adata = load_sections(args)
+    what = ", ".join(map(str, args.inputs)) or "the synthetic sample"
+    if adata.n_vars == 0:
+        raise CLIError(f"{what}: no genes; training needs sections with measured counts")
+    if config.n_genes > adata.n_vars:
+        raise CLIError(f"--n-genes {config.n_genes}: the input has only {adata.n_vars} genes")
+    check_counts(adata, what)
+    mask = train_mask_from_args(adata, args)
     if not config.fine_tune and config.embedding_key not in adata.obsm:
         if distributed and rank != 0:
             dist.barrier()  # rank 0 fills the embedding cache first
@@ -339,8 +350,8 @@ def run_train(args: argparse.Namespace) -> int:
         )
         if distributed and rank == 0:
             dist.barrier()
-    mask = train_mask_from_args(adata, args)
-    out = Path(args.out)
+    if not config.fine_tune:
+        check_embedding(adata, config.embedding_key, what)
     if rank == 0:
         out.mkdir(parents=True, exist_ok=True)
     pred = SCR2NetPredictor(config)
@@ -362,12 +373,48 @@ def run_train(args: argparse.Namespace) -> int:
     return 0
 
 
+def _check_checkpoint(path: str) -> None:
+    """``--resume``: a training checkpoint written by ``scr2st train`` (``last.pt``)."""
+    from ..model.train import load_checkpoint
+
+    check_file(path, "--resume", suffixes=(".pt",), what="checkpoint (.pt)")
+    try:
+        ckpt = load_checkpoint(path)
+    except Exception as e:  # torch raises many types for a truncated or foreign file
+        raise CLIError(f"--resume {path}: not a checkpoint written by 'scr2st train' "
+                       f"({short_reason(e)})") from e
+    if not isinstance(ckpt, dict) or "config" not in ckpt or "model" not in ckpt:
+        raise CLIError(f"--resume {path}: not a checkpoint written by 'scr2st train' (no config/model entries)")
+
+
+def _load_model(path: str, device: str | None):
+    """``--model``: a predictor folder or ``model.pt`` written by ``scr2st train``."""
+    from ..model.predictor import SCR2NetPredictor
+
+    p = check_file(path, "--model", what="model folder or model.pt", folder_ok=True)
+    if p.is_dir() and not (p / "model.pt").is_file():
+        raise CLIError(f"--model {p}: the folder has no model.pt (write one with 'scr2st train --out {p}')")
+    try:
+        return SCR2NetPredictor.load(p, device=device)
+    except Exception as e:  # torch raises many types for a truncated or foreign file
+        raise CLIError(f"--model {path}: not a model written by 'scr2st train' "
+                       f"({short_reason(e)})") from e
+
+
 def run_predict(args: argparse.Namespace) -> int:
-    from ..model.predictor import SCR2NetPredictor, iter_predict_expression
+    from ..model.predictor import iter_predict_expression
     from ..progress import drive
 
-    pred = SCR2NetPredictor.load(args.model, device=args.device)
+    out = check_output(args.out, "--out", suffixes=(".h5ad",))
+    check_range(args.mc_samples, "--mc-samples", lo=0)
+    check_range(args.k, "--k", lo=1)
+    check_range(args.m, "--m", lo=0)
+    check_range(args.alpha, "--alpha", lo=0, hi=1)
+    check_device(args.device)
+    check_inputs(args)
+    pred = _load_model(args.model, args.device)
     adata = load_sections(args)
+    what = ", ".join(map(str, args.inputs)) or "the synthetic sample"
     cfg = pred.config
     if not cfg.fine_tune:
         ensure_embeddings(
@@ -378,6 +425,7 @@ def run_predict(args: argparse.Namespace) -> int:
             device=cfg.device,
             quiet=args.quiet,
         )
+        check_embedding(adata, cfg.embedding_key, what)
     drive(
         iter_predict_expression(
             pred, adata, mc_samples=args.mc_samples, k=args.k, m=args.m, alpha=args.alpha
@@ -386,9 +434,6 @@ def run_predict(args: argparse.Namespace) -> int:
         use_tqdm=not args.quiet,
     )
     adata.obs[MEASURED_KEY] = pred.exclusion(adata) >= 0
-    out = Path(args.out)
-    if out.suffix != ".h5ad":
-        raise CLIError(f"--out must end with .h5ad, got {out}")
     from ..atomic import atomic_path
 
     with atomic_path(out) as tmp:
@@ -400,22 +445,30 @@ def run_predict(args: argparse.Namespace) -> int:
 
 
 def run_evaluate(args: argparse.Namespace) -> int:
-    import anndata as ad
     import numpy as np
 
     from ..evaluation.metrics import evaluate_adata, format_metrics_table
     from ..model.train import write_metrics
 
-    p = Path(args.predictions)
-    if not p.is_file():
-        raise CLIError(f"predictions file not found: {p}")
-    adata = ad.read_h5ad(p)
+    p = check_file(args.predictions, "predictions", suffixes=(".h5ad",), what="predictions .h5ad")
+    if args.truth:
+        check_file(args.truth, "--truth", suffixes=(".h5ad",), what=".h5ad file")
+    if args.mask:
+        check_file(args.mask, "--mask", suffixes=(".csv", ".tsv"))
+    if args.out:
+        check_output(args.out, "--out", suffixes=(".json",))
+    adata = _read_h5ad(p, "predictions")
     if "X_pred" not in adata.obsm:
         raise CLIError(f"{p} has no obsm['X_pred']: write it with 'scr2st predict'")
-    truth = ad.read_h5ad(args.truth) if args.truth else None
+    truth = _read_h5ad(Path(args.truth), "--truth") if args.truth else None
     if args.all:
         mask, what = np.ones(adata.n_obs, dtype=bool), "all spots"
     elif args.test_sections:
+        have = sorted(set(adata.obs["section"].astype(str))) if "section" in adata.obs else []
+        unknown = [s for s in args.test_sections if s not in have]
+        if unknown:
+            raise CLIError(f"--test-sections: {p} has no section(s) {', '.join(unknown)}; "
+                           f"available: {', '.join(have) or '(none)'}")
         mask, what = (
             adata.obs["section"].astype(str).isin(args.test_sections).to_numpy(),
             f"sections {args.test_sections}",
@@ -437,6 +490,16 @@ def run_evaluate(args: argparse.Namespace) -> int:
     if args.out:
         write_metrics(args.out, metrics)
     return 0
+
+
+def _read_h5ad(path: Path, what: str):
+    import anndata as ad
+
+    try:
+        return ad.read_h5ad(path)
+    except Exception as e:  # h5py/anndata raise many types for a corrupt or truncated file
+        raise CLIError(f"{what} {path}: cannot read it as .h5ad ({type(e).__name__}: "
+                       f"{' '.join(str(e).split())[:200]})") from e
 
 
 # ------------------------------------------------------------------------------ demo

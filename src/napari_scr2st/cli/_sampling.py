@@ -13,6 +13,10 @@ Examples::
     scr2st select section.h5ad --reference wu2021.h5ad --sampler scrl --policy policy.pt \\
         --budget 15% --rounds 3 --state run.npz --out round1.csv
 
+    # an H&E slide before sequencing (no counts): the legacy ST lattice over the tissue; ids {x}x{y}
+    scr2st select slide.jpg --platform legacy_st --um-per-px 0.69 --sampler kcenter --budget 10% \
+        --lock @must_have.txt --exclude previous_round.csv --state run.npz --out r0.geojson
+
     # pre-train the SCRL policy on fully measured sections, then benchmark the samplers
     scr2st train-policy /path/her2st --sections C2 C3 C4 C5 --reference wu2021.h5ad --out policy.pt
     scr2st benchmark sampling --her2st /path/her2st --reference wu2021.h5ad --out bench/
@@ -27,7 +31,20 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from ._common import CLIError
+from ._common import (
+    CLIError,
+    add_input_args,
+    check_budget,
+    check_counts,
+    check_embedding,
+    check_file,
+    check_inputs,
+    check_output,
+    check_range,
+    load_sections,
+    short_reason,
+)
+from ._spot_lists import parse_spot_list
 
 __all__ = ["register", "run_select", "run_import_counts", "run_train_policy", "run_benchmark_sampling",
            "demo_selection_step", "DemoSelection"]
@@ -56,11 +73,16 @@ def register(subparsers) -> None:
     p.add_argument("--policy", default=None, help="trained SCRL policy (.pt) for --sampler scrl")
     p.add_argument("--seed", type=int, default=_D.seed, help=f"random seed of the samplers (default {_D.seed})")
     p.add_argument("--per-section", action="store_true", help="apply the budget to each section instead of the pooled spots")
-    p.add_argument("--lock", default=None, help="spots that must be sequenced (ids, comma-separated, or a file): count toward the budget")
-    p.add_argument("--exclude", default=None, help="spots never to pick (ids, comma-separated, or a file)")
+    p.add_argument("--lock", default=None,
+                   help="spots that must be sequenced (count toward the budget): ids separated by commas (section:id "
+                        "where ids repeat across sections), or @FILE / a file: one id per line, a selection table of "
+                        "'scr2st select', or a spot_id[,section] CSV/TSV")
+    p.add_argument("--exclude", default=None, help="spots never to pick (the forms of --lock)")
     p.add_argument("--state", default=None, help="selection state file (.npz): continued if it exists, written after the round")
     p.add_argument("--simulate", action="store_true", help="inputs are fully measured: hold their counts back and simulate all rounds")
-    p.add_argument("--out", default="selection.csv", help="selection table (CSV) (default selection.csv)")
+    p.add_argument("--out", default="selection.csv",
+                   help="selection table; the extension picks the format: .csv, .tsv, .geojson/.json (QuPath), "
+                        ".h5ad (default selection.csv)")
     p.set_defaults(func=run_select)
 
     p = subparsers.add_parser("import-counts", help="import sequencing results (spots x genes CSV/TSV) into a selection state")
@@ -115,10 +137,7 @@ def register(subparsers) -> None:
 
 
 def _add_inputs(p: argparse.ArgumentParser) -> None:
-    p.add_argument("inputs", nargs="*", help="sections (files/folders napari_scr2st.io.read understands); none: the embedded synthetic sample")
-    p.add_argument("--sections", nargs="+", default=None, help="sections to read (her2st folder or multi-section h5ad)")
-    p.add_argument("--n-spots", type=int, default=2000, help="spots of the synthetic sample (default 2000)")
-    p.add_argument("--sample-seed", type=int, default=0, help="seed of the synthetic sample (default 0)")
+    add_input_args(p)
     p.add_argument("--vision-key", default=_D.vision_key, help="obsm key of the vision embedding (computed if missing)")
     p.add_argument("--encoder", default=_D.encoder,
                    help="vision encoder used when the embedding is missing (timm name, or 'patch-stats' for the instant stand-in)")
@@ -127,35 +146,30 @@ def _add_inputs(p: argparse.ArgumentParser) -> None:
 
 def _add_reference(p: argparse.ArgumentParser) -> None:
     p.add_argument("--reference", default=None, help="single-cell reference .h5ad (raw counts, cell types in obs)")
-    p.add_argument("--celltype-key", default="celltype_major", help="obs column of the reference with cell types")
+    p.add_argument("--celltype-key", default=None,
+                   help="obs column of the reference with cell types (default: the best candidate, named on stderr; "
+                        "'scr2st info REFERENCE.h5ad' lists them)")
     p.add_argument("--embedding-key", default=None, help="use this reference obsm embedding instead of a PCA (spots must bring it)")
 
 
 # ------------------------------------------------------------------------------ helpers
 def _load(args) -> tuple[Any, Any, bool]:
     """(AnnData of all input sections, embedded reference or None, is_embedded_sample)."""
-    from ..data.model import concat_sections
-    from ._common import load_input
-
-    coll: dict[str, Any] = {}
-    ref = None
-    paths = list(args.inputs) or [None]
-    for path in paths:
-        sec = args.sections if path is not None else None
-        got, r = load_input(path, n_spots=args.n_spots, seed=args.sample_seed, section=sec)
-        ref = ref if ref is not None else r
-        for name, a in got.items():
-            if name in coll:
-                raise CLIError(f"section {name!r} given twice")
-            coll[name] = a
-    adata = next(iter(coll.values())) if len(coll) == 1 else concat_sections(coll)
+    adata, ref = load_sections(args)
     return adata, ref, not args.inputs
 
 
 def _ensure_vision(adata, args) -> str:
     from ..features import ensure_vision_embedding
 
-    return ensure_vision_embedding(adata, args.encoder, key=args.vision_key)
+    name = ensure_vision_embedding(adata, args.encoder, key=args.vision_key)
+    check_embedding(adata, args.vision_key, "+".join(map(str, adata.obs["section"].astype(str).unique())))
+    return name
+
+
+def _check_reference_args(args) -> None:
+    if args.reference:
+        check_file(args.reference, "--reference", suffixes=(".h5ad",), what="single-cell reference .h5ad")
 
 
 def _reference(args, embedded_ref):
@@ -167,29 +181,35 @@ def _reference(args, embedded_ref):
     return embedded_ref
 
 
+def _celltype_key(args, ref) -> str | None:
+    """``--celltype-key``, else the column :func:`~napari_scr2st.reference.read_reference` chose."""
+    if args.celltype_key or ref is None:
+        return args.celltype_key
+    return ref.uns.get("scr2st_reference", {}).get("celltype_key")
+
+
 def _space(args, adata, embedded_ref, spots_name: str):
     from ..session import fit_reference_space
 
     ref = _reference(args, embedded_ref)
     if ref is None:
         return None
-    space, overlap = fit_reference_space(ref, list(map(str, adata.var_names)), celltype_key=args.celltype_key,
+    space, overlap = fit_reference_space(ref, list(map(str, adata.var_names)), celltype_key=_celltype_key(args, ref),
                                          embedding_key=args.embedding_key, spots_name=spots_name, return_overlap=True)
     print(f"gene overlap: {overlap}", file=sys.stderr)
     return space
 
 
-def _ids(text: str | None) -> list[str]:
-    if not text:
-        return []
-    p = Path(text)
-    if p.is_file():
-        import pandas as pd
+def _load_policy_arg(path: str):
+    """The SCRL policy of ``--policy`` (a corrupt or foreign file is a :class:`CLIError`)."""
+    from ..session import load_policy
 
-        df = pd.read_csv(p, sep=None, engine="python", header=None)
-        first = df.iloc[:, 0].astype(str).tolist()
-        return first[1:] if first and first[0].lower() in ("spot_id", "spot", "id", "barcode") else first
-    return [s.strip() for s in text.split(",") if s.strip()]
+    check_file(path, "--policy", suffixes=(".pt",), what="policy file (.pt)")
+    try:
+        return load_policy(path)
+    except Exception as e:  # torch raises many types for a file that is not a policy
+        raise CLIError(f"--policy {path}: not a policy written by 'scr2st train-policy' "
+                       f"({short_reason(e)})") from e
 
 
 def _has_counts(adata) -> bool:
@@ -201,23 +221,57 @@ def _has_counts(adata) -> bool:
 def _settings(args) -> SamplingSettings:
     from ..sampling.reward import RewardWeights
 
+    check_budget(args.budget)
+    check_range(args.rounds, "--rounds", lo=1)
     try:
         weights = RewardWeights.parse(args.weights)
-        return SamplingSettings(budget=args.budget, rounds=args.rounds, sampler=args.sampler, seed=args.seed,
-                                per_section=args.per_section, policy_path=args.policy or "", encoder=args.encoder,
-                                vision_key=args.vision_key).with_weights(weights)
     except ValueError as e:
-        raise CLIError(str(e)) from e
+        raise CLIError(f"--weights: {e}") from e
+    for name, v in zip(("sc", "type", "sp"), (weights.sc, weights.type, weights.sp), strict=True):
+        if not v >= 0:
+            raise CLIError(f"--weights: the {name} weight must be >= 0, got {v:g}")
+    return SamplingSettings(budget=args.budget, rounds=args.rounds, sampler=args.sampler, seed=args.seed,
+                            per_section=args.per_section, policy_path=args.policy or "", encoder=args.encoder,
+                            vision_key=args.vision_key).with_weights(weights)
+
+
+def _check_state(path: Path | None):
+    """``--state``: a readable selection state when it exists, in a writable folder."""
+    from ..sampling.state import SelectionState
+
+    if path is None:
+        return None
+    check_output(path, "--state", suffixes=(".npz",))
+    if not path.exists():
+        return None
+    check_file(path, "--state")
+    try:
+        return SelectionState.load(path)
+    except (ValueError, KeyError, OSError) as e:
+        raise CLIError(f"--state {path}: not a selection state written by 'scr2st select' ({e})") from e
 
 
 def run_select(args: argparse.Namespace) -> int:
+    from ..io.export import SELECTION_SUFFIXES
     from ..progress import drive
     from ..sampling.reward import spatial_coverage
     from ..session import AcquisitionSession, has_counts
 
+    # every argument is checked before anything slow (reading, the reference, embedding)
     settings = _settings(args)
     if settings.sampler == "scrl" and not settings.policy_path:
         raise CLIError("--sampler scrl needs --policy FILE (train one with 'scr2st train-policy')")
+    if settings.sampler in ("greedy", "scrl") and not args.reference and args.inputs:
+        raise CLIError(f"--sampler {settings.sampler} needs --reference (a single-cell reference .h5ad)")
+    _check_reference_args(args)
+    check_inputs(args)
+    check_output(args.out, "--out", suffixes=SELECTION_SUFFIXES)
+    state_path = Path(args.state) if args.state else None
+    _check_state(state_path)
+    exclude = parse_spot_list(args.exclude, "--exclude")
+    lock = parse_spot_list(args.lock, "--lock")
+    policy = _load_policy_arg(settings.policy_path) if settings.policy_path else None
+
     adata, embedded_ref, embedded = _load(args)
     simulate = args.simulate or embedded
     if simulate and not has_counts(adata):
@@ -226,27 +280,29 @@ def run_select(args: argparse.Namespace) -> int:
     if settings.sampler in ("greedy", "scrl") and ref is None:
         raise CLIError(f"--sampler {settings.sampler} needs --reference (a single-cell reference .h5ad)")
     session = AcquisitionSession(adata, reference=ref, settings=settings, simulate=simulate,
-                                 celltype_key=args.celltype_key, embedding_key=args.embedding_key)
-    state_path = Path(args.state) if args.state else None
+                                 celltype_key=_celltype_key(args, ref), embedding_key=args.embedding_key)
     if state_path is not None and state_path.exists():
         session.load(state_path)
         session.sampling = settings  # the command line decides this round's settings
-    drive(session.iter_prepare(encoder=args.encoder), desc="prepare", use_tqdm=not args.quiet)
+    drive(session.iter_prepare(encoder=args.encoder, policy=policy), desc="prepare", use_tqdm=not args.quiet)
     session.finish_prepare()
+    check_embedding(adata, args.vision_key, session.library)
     if session.gene_overlap is not None:
         print(f"gene overlap: {session.gene_overlap}", file=sys.stderr)
     names = session.library
     vis = f"existing obsm['{args.vision_key}']" if session.vision_model is None else str(session.vision_model)
     print(f"{adata.n_obs} spots in {names}; vision: {vis}", file=sys.stderr)
-    if _ids(args.exclude):
-        session.exclude(_ids(args.exclude))
-    if _ids(args.lock):
-        session.lock(_ids(args.lock))
+    if len(exclude):
+        session.exclude(exclude.resolve(session.pool, "--exclude"))
+    if len(lock):
+        session.lock(lock.resolve(session.pool, "--lock"))
     if simulate:
         drive(session.iter_run_simulated(), desc="selection", use_tqdm=not args.quiet)
     was_waiting = session.waiting_for_counts
     st = session.committed
     st.meta.update(weights=str(session.weights), inputs=list(map(str, args.inputs)) or ["embedded synthetic sample"])
+    if adata.n_vars:
+        st.meta["section_genes"] = [str(g) for g in adata.var_names]  # import-counts checks the lab's gene naming
     session.export_round(args.out, state_path=state_path)
     st = session.committed
     msg = (f"selected {st.n_selected} of {session.pool.n_in_pool} spots (budget {st.budget}) with "
@@ -272,6 +328,11 @@ def run_select(args: argparse.Namespace) -> int:
 def run_import_counts(args: argparse.Namespace) -> int:
     from ..session import import_counts_into
 
+    check_file(args.counts, "counts file", suffixes=(".csv", ".tsv", ".txt", ".csv.gz", ".tsv.gz", ".txt.gz"),
+               what="spots x genes CSV/TSV")
+    check_file(args.state, "--state", what="selection state (.npz)")
+    check_output(args.state, "--state")
+    _check_state(Path(args.state))
     idx, state = import_counts_into(args.state, args.counts, section=args.section, overwrite=args.overwrite)
     print(f"imported counts of {len(idx)} spots ({len(state.genes or [])} genes); "
           f"{int(state.measured.sum())} of {state.n_selected} selected spots are measured -> {args.state}")
@@ -294,6 +355,16 @@ def run_train_policy(args: argparse.Namespace) -> int:
     from ..sampling.scrl import PolicyEnv, SCRLPolicy, iter_train_policy
 
     rng_range = _parse_range(args.budget_range)
+    check_range(args.episodes, "--episodes", lo=1)
+    check_range(args.rounds, "--rounds", lo=1)
+    check_range(args.group_size, "--group-size", lo=1)
+    check_range(args.imitation_episodes, "--imitation-episodes", lo=0)
+    check_range(args.lr, "--lr", lo=0, lo_open=True)
+    check_output(args.out, "--out", suffixes=(".pt",))
+    _check_reference_args(args)
+    check_inputs(args)
+    if args.inputs and not args.reference:
+        raise CLIError("train-policy needs --reference (a single-cell reference .h5ad)")
     if not args.inputs:
         # the embedded sample family: train on synthetic samples other than the demo's seed
         from ..data import make_sample
@@ -310,6 +381,7 @@ def run_train_policy(args: argparse.Namespace) -> int:
         adata, embedded_ref, _ = _load(args)
         if not _has_counts(adata):
             raise CLIError("train-policy needs fully measured sections (with counts)")
+        check_counts(adata, ", ".join(map(str, args.inputs)))
         vis = _ensure_vision(adata, args)
         space = _space(args, adata, embedded_ref, "+".join(adata.obs["section"].astype(str).unique()))
         if space is None:
@@ -334,7 +406,9 @@ def run_train_policy(args: argparse.Namespace) -> int:
     return 0
 
 
-def _splits(text: str, sections) -> dict[str, list[str]]:
+def _splits(text: str, sections, available: list[str] | None = None) -> dict[str, list[str]]:
+    """``--her2st-split``: ``{test section: training sections}``; every name must be in
+    ``available`` (the folder's sections) when given."""
     if text.strip().lower() == "loo":
         cs = [s for s in sections if s.startswith("C")]
         out = {s: [t for t in cs if t != s] for s in cs}
@@ -350,7 +424,16 @@ def _splits(text: str, sections) -> dict[str, list[str]]:
         except ValueError as e:
             raise CLIError(f"--her2st-split: expected 'TEST,..:TRAIN,..', got {group!r}") from e
         for t in tests.split(","):
+            if not t.strip():
+                raise CLIError(f"--her2st-split: a group without a test section: {group!r}")
             out[t.strip()] = [x.strip() for x in trains.split(",") if x.strip()]
+    if not out:
+        raise CLIError(f"--her2st-split: no 'TEST,..:TRAIN,..' group in {text!r}")
+    if available is not None:
+        named = sorted({s for t, tr in out.items() for s in (t, *tr)} - set(available))
+        if named:
+            raise CLIError(f"--her2st-split: section(s) {', '.join(named)} are not in the her2st folder; "
+                           f"available: {', '.join(available)}")
     return out
 
 
@@ -367,15 +450,38 @@ def run_benchmark_sampling(args: argparse.Namespace) -> int:
         plot_benchmark,
         summarize,
     )
+    from ..io import list_her2st_sections, sniff
     from ..progress import drive
 
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
     samplers = [s.strip() for s in args.samplers.split(",") if s.strip()]
     bad = [s for s in samplers if s not in SAMPLER_CHOICES]
-    if bad:
-        raise CLIError(f"unknown samplers {bad}; choose from {', '.join(SAMPLER_CHOICES)}")
+    if bad or not samplers:
+        raise CLIError(f"--samplers: unknown sampler(s) {', '.join(bad) or '(none given)'}; "
+                       f"choose from {', '.join(SAMPLER_CHOICES)}")
     budgets = [b.strip() for b in args.budgets.split(",") if b.strip()]
+    if not budgets:
+        raise CLIError("--budgets: no budget given")
+    for b in budgets:
+        check_budget(b, "--budgets")
+    check_range(args.seeds, "--seeds", lo=1)
+    check_range(args.rounds, "--rounds", lo=1)
+    check_range(args.n_spots, "--n-spots", lo=20)
+    check_range(args.train_spots, "--train-spots", lo=20)
+    for opt in ("episodes_synthetic", "episodes_her2st", "imitation_episodes"):
+        check_range(getattr(args, opt), f"--{opt.replace('_', '-')}", lo=0)
+    split = None
+    if args.her2st:
+        check_file(args.her2st, "--her2st", what="her2st folder", folder_ok=True)
+        if sniff(args.her2st) != "her2st":
+            raise CLIError(f"--her2st {args.her2st}: not a her2st folder (expected data/ST-cnts and data/ST-imgs)")
+        if not args.reference:
+            raise CLIError("--her2st needs --reference (the Wu 2021 .h5ad)")
+        _check_reference_args(args)
+        split = _splits(args.her2st_split, HER2ST_IMAGED, list_her2st_sections(args.her2st))
+    if args.no_synthetic and not args.her2st:
+        raise CLIError("nothing to run (--no-synthetic without --her2st)")
+    out = check_output(args.out, "--out", folder=True)
+    out.mkdir(parents=True, exist_ok=True)
     seeds = list(range(args.seeds))
     tq = not args.quiet
     frames = []
@@ -390,9 +496,7 @@ def run_benchmark_sampling(args: argparse.Namespace) -> int:
         frames.append(drive(iter_benchmark(secs, samplers=samplers, budgets=budgets, seeds=seeds, rounds=args.rounds),
                             desc="synthetic", use_tqdm=tq))
     if args.her2st:
-        if not args.reference:
-            raise CLIError("--her2st needs --reference (the Wu 2021 .h5ad)")
-        secs = drive(iter_her2st_sections(args.her2st, args.reference, splits=_splits(args.her2st_split, HER2ST_IMAGED),
+        secs = drive(iter_her2st_sections(args.her2st, args.reference, splits=split,
                                           episodes=args.episodes_her2st if "scrl" in samplers else 0,
                                           imitation_episodes=args.imitation_episodes if "scrl" in samplers else 0,
                                           rounds=args.rounds, encoder=args.encoder),
@@ -401,8 +505,6 @@ def run_benchmark_sampling(args: argparse.Namespace) -> int:
         notes.append(f"gene overlap: {secs[0].extra.get('overlap', '')}")
         frames.append(drive(iter_benchmark(secs, samplers=samplers, budgets=budgets, seeds=seeds, rounds=args.rounds),
                             desc="her2st", use_tqdm=tq))
-    if not frames:
-        raise CLIError("nothing to run (--no-synthetic without --her2st)")
     df = pd.concat(frames, ignore_index=True)
     summ = summarize(df)
     with atomic_path(out / "sampling_benchmark.csv") as tmp:

@@ -25,6 +25,7 @@ counts of revealed spots only.
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -308,10 +309,12 @@ class Acquisition:
         self._complete(st)
         return idx
 
-    def import_counts(self, path: str | Path, *, section: str | None = None, overwrite: bool = False) -> np.ndarray:
-        """Import the lab's counts file (spots x genes) into the committed selection."""
+    def import_counts(self, path: str | Path, *, section: str | None = None, overwrite: bool = False,
+                      genes: Sequence[str] | None = None) -> np.ndarray:
+        """Import the lab's counts file (spots x genes) into the committed selection (checks:
+        :func:`~napari_scr2st.sampling.state.import_counts`; ``genes``: the section's genes)."""
         st = self.committed.copy()
-        idx = import_counts(st, path, section=section, overwrite=overwrite)
+        idx = import_counts(st, path, section=section, overwrite=overwrite, genes=genes)
         self._complete(st)
         return idx
 

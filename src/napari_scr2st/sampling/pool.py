@@ -140,7 +140,7 @@ class Pool:
             bad = arr[idx < 0]
             raise ValueError(
                 f"{what}: {int((idx < 0).sum())} id(s) not in the pool of {self.n} spots "
-                f"(sections {', '.join(self.section_names)}): {list(bad[:8])}{' ...' if len(bad) > 8 else ''}"
+                f"(sections {', '.join(self.section_names)}): {bad[:8].tolist()}{' ...' if len(bad) > 8 else ''}"
             )
         return idx.astype(np.int64)
 

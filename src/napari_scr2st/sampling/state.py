@@ -367,14 +367,78 @@ def _json_default(o):
 
 def _read_table(path: Path) -> pd.DataFrame:
     name = path.name.lower()
-    sep = "\t" if any(name.endswith(s) for s in (".tsv", ".tsv.gz", ".txt", ".txt.gz")) else None
+    if any(name.endswith(s) for s in (".tsv", ".tsv.gz", ".txt", ".txt.gz")):
+        sep = "\t"
+    elif any(name.endswith(s) for s in (".csv", ".csv.gz")):
+        sep = ","
+    else:
+        sep = None  # sniffed
     try:
         df = pd.read_csv(path, sep=sep, engine="python" if sep is None else "c", index_col=None)
     except Exception as e:
         raise ValueError(f"cannot read counts file {path}: {e}") from e
     if df.shape[1] < 2:
         raise ValueError(f"counts file {path}: expected spots x genes with a spot id column, got {df.shape[1]} column(s)")
+    if df.empty:
+        raise ValueError(f"counts file {path}: no spots (a header without rows)")
     return df
+
+
+#: a counts file whose gene names match fewer than this share of the expected names (the genes
+#: of earlier imports, else of the section) uses another naming; one that covers less than this
+#: share of the expected genes is truncated
+MIN_GENE_MATCH = 0.5
+
+
+def _sample(names, k: int = 3) -> str:
+    names = list(names)
+    return ", ".join(map(str, names[:k])) + (", ..." if len(names) > k else "")
+
+
+def _check_genes(path: Path, genes: list[str], earlier: list[str] | None, section_genes: list[str] | None) -> None:
+    """Refuse another gene naming or a truncated gene set (numbers in the message)."""
+    if earlier:
+        expected, what = earlier, "earlier imports"
+    elif section_genes:
+        expected, what = section_genes, "the section"
+    else:
+        return
+    shared = len(set(genes) & set(expected))
+    if shared < MIN_GENE_MATCH * min(len(genes), len(expected)):
+        raise ValueError(
+            f"counts file {path}: only {shared} of its {len(genes)} gene names match the {len(expected)} genes of "
+            f"{what} (file: {_sample(genes)}; expected: {_sample(expected)}): another gene naming (e.g. Ensembl "
+            f"ids instead of symbols)? Write the file with the gene names of {what}"
+        )
+    if shared < MIN_GENE_MATCH * len(expected):
+        raise ValueError(
+            f"counts file {path}: its {len(genes)} genes cover only {shared} of the {len(expected)} genes of "
+            f"{what}: a truncated gene set? Send the whole table"
+        )
+
+
+def _check_values(path: Path, df: pd.DataFrame, gene_cols: list, ids: np.ndarray) -> np.ndarray:
+    """The gene columns as float32 raw counts; the first offending column is named."""
+    num = df[gene_cols].apply(pd.to_numeric, errors="coerce")
+    bad = num.isna() & df[gene_cols].notna()
+    if bad.to_numpy().any():
+        col = gene_cols[int(np.flatnonzero(bad.to_numpy().any(axis=0))[0])]
+        row = int(np.flatnonzero(bad[col].to_numpy())[0])
+        raise ValueError(f"counts file {path}: column {col!r} is not numeric (spot {ids[row]}: "
+                         f"{df[col].iloc[row]!r}); gene columns must hold raw counts")
+    X = num.to_numpy(dtype=np.float64)
+    checks = (
+        (~np.isfinite(X), "is empty, NaN or infinite"),
+        (X < 0, "is negative"),
+        (np.isfinite(X) & (X != np.rint(X)), "is not an integer (log-normalised or scaled values?)"),
+    )
+    for mask, what in checks:
+        if mask.any():
+            j = int(np.flatnonzero(mask.any(axis=0))[0])
+            i = int(np.flatnonzero(mask[:, j])[0])
+            raise ValueError(f"counts file {path}: column {gene_cols[j]!r} at spot {ids[i]} {what} ({float(X[i, j]):g}); "
+                             "the lab's file must hold raw integer counts")
+    return X.astype(np.float32)
 
 
 def import_counts(
@@ -384,47 +448,55 @@ def import_counts(
     section: str | None = None,
     overwrite: bool = False,
     save_to: str | Path | None = None,
+    genes: Sequence[str] | None = None,
 ) -> np.ndarray:
     """Import sequencing results (CSV/TSV, spots x genes) into ``state``; returns pool indices.
 
-    The first column (or a column named ``spot_id``/``barcode``) holds spot ids; a column named
-    ``section`` (or the ``section`` argument) tells sections apart, otherwise ids must be
-    unambiguous. Unknown ids are an error that lists a few. Spots imported before are kept;
-    importing one again is an error unless ``overwrite``. Everything is validated before the
-    state changes, and with ``save_to`` the updated state is written atomically (the previous
-    file stays intact if anything fails).
+    The first column (or a column named ``spot_id``/``spot``/``barcode``/``id``) holds spot ids.
+    Every row must be tied to exactly one section: by a ``section`` column, by the ``section``
+    argument, or because the state holds one section; a state of several sections without
+    either is an error. Refused, with the file named: unknown sections or ids (a few are
+    listed), repeated spots, gene names that do not match the naming of earlier imports or, for
+    the first import, of the section (``genes``, default ``state.meta["section_genes"]``; fewer
+    than :data:`MIN_GENE_MATCH` of the names shared), a gene set that covers less than that
+    share of them, non-numeric, NaN/inf, negative or non-integer values (the first offending
+    column is named). Spots imported before are kept; importing one again is an error unless
+    ``overwrite``. Everything is validated before the state changes, and with ``save_to`` the
+    updated state is written atomically (the previous file stays intact if anything fails).
     """
     path = Path(counts_file)
     if not path.is_file():
         raise FileNotFoundError(f"counts file not found: {path}")
     df = _read_table(path)
     cols = [str(c) for c in df.columns]
+    df.columns = cols
     lower = [c.lower() for c in cols]
     id_col = next((cols[i] for i, c in enumerate(lower) if c in ("spot_id", "spot", "barcode", "id")), cols[0])
     sec_col = next((cols[i] for i, c in enumerate(lower) if c == "section"), None)
     ids = df[id_col].astype(str).to_numpy()
+    names = sorted(set(state.sections))
     if sec_col is not None:
         secs = df[sec_col].astype(str).to_numpy()
+        if section is not None and set(secs) != {str(section)}:
+            raise ValueError(f"counts file {path}: its 'section' column names {_sample(sorted(set(secs)))}, "
+                             f"not section {section!r}")
     elif section is not None:
         secs = np.full(len(ids), str(section))
+    elif len(names) == 1:
+        secs = np.full(len(ids), names[0])
     else:
-        secs = None
-    gene_cols = [c for c in df.columns if c not in (id_col, sec_col)]
-    # match against the state's spots
+        raise ValueError(
+            f"counts file {path} has no 'section' column and the selection holds several sections "
+            f"({', '.join(names)}): spot ids like {ids[0] if len(ids) else '10x12'} repeat across sections, so its "
+            "counts cannot be tied to one; add a 'section' column or pass section= (CLI: --section)"
+        )
+    unknown = sorted(set(secs) - set(names))
+    if unknown:
+        raise ValueError(f"counts file {path}: section(s) {[str(u) for u in unknown[:5]]} are not in the selection; "
+                         f"its sections: {', '.join(names)}")
+    gene_cols = [c for c in cols if c not in (id_col, sec_col)]
     keys = pd.MultiIndex.from_arrays([state.sections, state.spot_ids])
-    if secs is not None:
-        idx = keys.get_indexer(pd.MultiIndex.from_arrays([secs, ids]))
-    else:
-        ser = pd.Series(np.arange(state.n), index=state.spot_ids)
-        dup = ser.index[ser.index.duplicated()]
-        amb = sorted(set(ids) & set(dup))
-        if amb:
-            raise ValueError(
-                f"counts file {path}: spot ids {amb[:5]} exist in several sections "
-                f"({', '.join(sorted(set(state.sections)))}); add a 'section' column or pass section="
-            )
-        ser = ser[~ser.index.duplicated(keep=False)]
-        idx = ser.reindex(ids).fillna(-1).to_numpy().astype(np.int64)
+    idx = keys.get_indexer(pd.MultiIndex.from_arrays([secs, ids]))
     if (idx < 0).any():
         bad = ids[idx < 0]
         hint = ""
@@ -432,17 +504,19 @@ def import_counts(
             hint = " (the column names look like spot ids: is the file genes x spots? it must be spots x genes)"
         raise ValueError(
             f"counts file {path}: {len(bad)} of {len(ids)} spot ids are not in the selection "
-            f"(sections {', '.join(sorted(set(state.sections)))}): {list(bad[:8])}{' ...' if len(bad) > 8 else ''}{hint}"
+            f"(sections {', '.join(names)}): {list(bad[:8])}{' ...' if len(bad) > 8 else ''}{hint}"
         )
     if len(np.unique(idx)) != len(idx):
         raise ValueError(f"counts file {path}: some spots appear more than once")
+    if len(set(gene_cols)) != len(gene_cols):
+        raise ValueError(f"counts file {path}: duplicate gene names in the counts")
+    expected = genes if genes is not None else state.meta.get("section_genes")
+    _check_genes(path, gene_cols, state.genes, [str(g) for g in expected] if expected is not None else None)
+    X = _check_values(path, df, gene_cols, ids)
     try:
-        X = df[gene_cols].to_numpy(dtype=np.float32)
+        state.add_counts(idx, sp.csr_matrix(X), gene_cols, overwrite=overwrite)
     except ValueError as e:
-        raise ValueError(f"counts file {path}: gene columns must be numeric counts ({e})") from e
-    if not np.isfinite(X).all() or (X < 0).any():
-        raise ValueError(f"counts file {path}: counts must be finite and non-negative")
-    state.add_counts(idx, sp.csr_matrix(X), [str(g) for g in gene_cols], overwrite=overwrite)
+        raise ValueError(f"counts file {path}: {e}") from e
     if save_to is not None:
         state.save(save_to)
     return idx
