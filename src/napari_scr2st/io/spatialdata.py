@@ -43,7 +43,8 @@ from ..data.model import (
     spot_diameter_px,
     validate_section,
 )
-from ._common import infer_array_coords
+from ..data.images import check_not_blank
+from ._common import image_to_rgb_uint8, infer_array_coords
 
 if TYPE_CHECKING:
     from anndata import AnnData
@@ -116,17 +117,15 @@ def _image_levels(element) -> list:
 
 
 def _to_rgb(level) -> np.ndarray:
-    """A DataArray (c, y, x) -> RGB uint8 (y, x, 3)."""
+    """A DataArray (c, y, x) -> RGB uint8 (y, x, 3); 16-bit samples scaled by their range."""
     arr = np.asarray(level.transpose("y", "x", "c").values)
     c = arr.shape[2]
-    arr = arr[..., :3] if c >= 3 else arr[..., 0]
-    if arr.dtype.kind in "ui" and arr.size and arr.max() > 255:
-        arr = arr.astype(np.float64) * (255.0 / float(arr.max()))
-    return as_rgb_uint8(arr)
+    return image_to_rgb_uint8(arr[..., :3] if c >= 3 else arr[..., 0])
 
 
-def _read_image(element, name: str) -> dict[str, Any]:
-    """Full-resolution shape, a lowres copy with its scale and, if small, the full image."""
+def _read_image(element, name: str, where: Path) -> dict[str, Any]:
+    """Full-resolution shape, a lowres copy with its scale and, if small, the full image
+    (a blank image raises :class:`SectionError` naming ``where``)."""
     levels = _image_levels(element)
     full = levels[0]
     h, w = int(full.sizes["y"]), int(full.sizes["x"])
@@ -137,6 +136,7 @@ def _read_image(element, name: str) -> dict[str, Any]:
     else:  # the coarsest level still at least LOWRES_MAX_SIDE on its longer side
         ok = [lv for lv in levels if max(int(lv.sizes["y"]), int(lv.sizes["x"])) >= LOWRES_MAX_SIDE]
         source = _to_rgb(ok[-1] if ok else levels[-1])
+    check_not_blank(source, f"'{name}' of SpatialData store {where}")
     low, s = downscale_image(source, LOWRES_MAX_SIDE)
     out["lowres"] = low
     out["lowres_scalef"] = float(low.shape[1]) / w
@@ -257,7 +257,7 @@ def read_spatialdata(
             ) from e
         xy = xy @ A[:2, :2].T + A[:2, 2]
         diam = diam * float(np.sqrt(abs(np.linalg.det(A[:2, :2]))))
-        img = _read_image(elem, image_name)
+        img = _read_image(elem, image_name, p)
     if not np.isfinite(xy).all():
         raise SectionError(f"{p}: spot centres of shapes '{shapes_name}' are not finite")
 
