@@ -13,7 +13,8 @@ Formats (names as returned by :func:`sniff`):
     an AnnData file in the squidpy convention (:func:`read_h5ad_section`);
 ``"spatialdata"``
     a SpatialData zarr store with a table annotating spot circles and an image
-    (:func:`read_spatialdata`; :func:`write_spatialdata` writes a run's result as one);
+    (:func:`read_spatialdata`; :func:`write_spatialdata` and :func:`write_run_spatialdata`
+    write a section or a whole run as one);
 ``"hest"``
     a HEST-1k folder (``st/{id}.h5ad``, ``metadata/{id}.json``, ``wsis/{id}.tif``); give
     ``section=`` (the sample id) when it holds several samples (:func:`read_hest`).
@@ -53,7 +54,12 @@ from .legacy_st import (
     read_legacy_st,
 )
 from .slide import read_layout, read_slide
-from .spatialdata import is_spatialdata_store, read_spatialdata, write_spatialdata
+from .spatialdata import (
+    is_spatialdata_store,
+    read_spatialdata,
+    write_run_spatialdata,
+    write_spatialdata,
+)
 from .visium import is_visium_dir, read_visium
 
 if TYPE_CHECKING:
@@ -72,6 +78,7 @@ __all__ = [
     "list_her2st_sections",
     "read_spatialdata",
     "write_spatialdata",
+    "write_run_spatialdata",
     "read_hest",
     "list_hest_samples",
     "read_slide",
