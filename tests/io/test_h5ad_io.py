@@ -42,7 +42,7 @@ def _small_section(name: str, patient: str = "P1", seed: int = 0):
         patient=patient,
         array_row=rows,
         array_col=cols,
-        image=np.full((400, 500, 3), 220, np.uint8),
+        image=np.broadcast_to(np.linspace(90, 230, 500).astype(np.uint8)[None, :, None], (400, 500, 3)),
         spot_diameter_fullres=22.0,
     )
 

@@ -103,7 +103,7 @@ def test_hest_several_samples_and_errors(tmp_path):
     with pytest.raises(SectionError, match=r"HEST metadata file not found: .*B\.json"):
         read_hest(tmp_path, "B")
     (tmp_path / "wsis" / "A.tif").write_bytes(b"not a tiff")
-    with pytest.raises(SectionError, match=r"cannot read whole-slide image .*A\.tif"):
+    with pytest.raises(SectionError, match=r"cannot read image .*A\.tif"):
         read_hest(tmp_path, "A")
 
 

@@ -26,8 +26,10 @@ def test_sniff(her2st_root, spaceranger, tmp_path):
     (tmp_path / "n.tsv").write_text("a\tb\n1\t2\n")
     assert sniff(tmp_path / "n.tsv") is None
     assert sniff(tmp_path / "missing.tsv.gz") is None
-    assert sniff(tmp_path) is None
-    assert set(FORMATS) == {"legacy_st", "her2st", "visium", "h5ad", "spatialdata", "hest", "image"}
+    assert sniff(tmp_path) == "folder"  # it holds x.h5ad and the Space Ranger run sample1/
+    (tmp_path / "empty").mkdir()
+    assert sniff(tmp_path / "empty") is None
+    assert set(FORMATS) == {"legacy_st", "her2st", "visium", "h5ad", "spatialdata", "hest", "folder", "image"}
 
 
 def test_read_counts_file_in_her2st_layout(her2st_root):

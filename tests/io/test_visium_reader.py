@@ -176,7 +176,7 @@ def test_blank_images_are_not_used_silently(tmp_path):
     truth = write_spaceranger_outs(tmp_path / "s", write_fullres=True)
     sp_dir = truth["outs"] / "spatial"
     Image.new("RGB", (150, 120), (240, 240, 240)).save(sp_dir / "tissue_lowres_image.png")
-    with pytest.warns(UserWarning, match="tissue_lowres_image.png is blank or near-uniform"):
+    with pytest.warns(UserWarning, match="tissue_lowres_image.png is blank or nearly uniform"):
         read_visium(truth["outs"])
     Image.new("RGB", (500, 400), (0, 0, 0)).save(sp_dir / "tissue_hires_image.png")
     # the section would be built on the blank hires image: refused

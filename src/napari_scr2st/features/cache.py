@@ -27,6 +27,7 @@ import hashlib
 import json
 import os
 import time
+import warnings
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -138,8 +139,10 @@ def _paths(cache_dir: str | os.PathLike, key: str) -> tuple[Path, Path]:
 def load_cached(cache_dir: str | os.PathLike, key: str, n_spots: int) -> np.ndarray | None:
     """The cached float32 ``(n_spots, dim)`` array, or ``None`` when absent or unusable.
 
-    A cache entry that cannot be read, or that has the wrong shape or non-finite values, is
-    treated as missing and will be overwritten.
+    A cache entry that cannot be read or has the wrong shape or dtype is treated as missing;
+    so is one holding a non-finite value or a vector of zeros (an encoder never returns one:
+    such an entry was zeroed or filled in part), with a warning naming the file. Missing
+    entries are recomputed and overwritten.
     """
     npy, _ = _paths(cache_dir, key)
     if not npy.is_file():
@@ -148,12 +151,18 @@ def load_cached(cache_dir: str | os.PathLike, key: str, n_spots: int) -> np.ndar
         arr = np.load(npy, allow_pickle=False)
     except (OSError, ValueError):
         return None
-    if (
-        arr.ndim != 2
-        or arr.shape[0] != n_spots
-        or arr.dtype != np.float32
-        or not np.isfinite(arr).all()
-    ):
+    if arr.ndim != 2 or arr.shape[0] != n_spots or arr.dtype != np.float32:
+        return None
+    finite = np.isfinite(arr).all(axis=1)
+    zero = ~arr.any(axis=1) if arr.shape[1] else np.ones(len(arr), dtype=bool)
+    bad = ~finite | zero
+    if bad.any():
+        what = "non-finite values" if not finite.all() else "all-zero vectors"
+        warnings.warn(
+            f"embedding cache entry {npy} holds {what} ({int(bad.sum())} of {len(arr)} spots); "
+            "ignoring it and recomputing the embeddings",
+            stacklevel=2,
+        )
         return None
     return arr
 

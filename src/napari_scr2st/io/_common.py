@@ -7,10 +7,12 @@ names the offending file, so the napari reader glue and the CLI can show it as i
 from __future__ import annotations
 
 import os
+import warnings
 from pathlib import Path
 
 import numpy as np
 
+from ..data.images import SlideImage, check_not_blank
 from ..data.model import SectionError, as_rgb_uint8
 
 __all__ = [
@@ -20,6 +22,8 @@ __all__ = [
     "check_spots_inside",
     "image_size",
     "as_rgb_uint8",
+    "image_to_rgb_uint8",
+    "warn_if_blank",
 ]
 
 PathLike = str | os.PathLike
@@ -135,3 +139,29 @@ def image_size(path: PathLike) -> tuple[int, int, int]:
     return h, w, 3 if c >= 3 else c
 
 
+
+
+def image_to_rgb_uint8(image) -> np.ndarray:
+    """An RGB ``uint8`` copy of an in-memory image stored by another tool (an h5ad's or a
+    SpatialData store's image).
+
+    8-bit samples, floats (in [0, 1] or 0..255) and integers within 0..255 are converted by
+    :func:`~napari_scr2st.data.model.as_rgb_uint8`; wider integer samples (16-bit, 32-bit
+    greyscale or RGB) are scaled by their range exactly as
+    :func:`~napari_scr2st.data.images.open_slide` scales such a file, so they never turn white.
+    """
+    a = np.asarray(image)
+    if a.dtype.kind in "iu" and a.dtype.itemsize > 1 and a.size and (a.min() < 0 or a.max() > 255):
+        return np.array(SlideImage.from_array(a).level0)
+    return as_rgb_uint8(a)
+
+
+def warn_if_blank(image: np.ndarray, source) -> bool:
+    """Warn (naming ``source``) when :func:`~napari_scr2st.data.images.check_not_blank` finds
+    ``image`` blank; return True when it did."""
+    try:
+        check_not_blank(image, source)
+    except SectionError as e:
+        warnings.warn(str(e), stacklevel=3)
+        return True
+    return False

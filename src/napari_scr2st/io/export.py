@@ -38,6 +38,10 @@ existing file is left untouched when writing fails, and the file gets the usual
 - :func:`write_predictions_h5ad`: the section with predictions (``obsm["X_pred"]``...), the
   selection (``obs`` columns ``scr2st_round``, ``scr2st_picked_by``, ``scr2st_sequenced``) and
   the predicted cell type, as ``.h5ad``.
+- :func:`write_run_spatialdata` (from :mod:`.spatialdata`): a whole run (selection and rounds
+  as table columns, spot circles, image, predictions as a second table, cell types) as a
+  SpatialData ``.zarr`` store; :data:`SPATIALDATA_SUFFIX` is its extension, so a caller that
+  dispatches on the extension sends ``.zarr`` there and the rest to :func:`write_selection`.
 - :func:`write_counts_csv`: counts of some spots as a spots x genes CSV in the format
   :func:`napari_scr2st.sampling.state.import_counts` reads (``spot_id``, ``section``, genes): what
   a sequencing lab sends back; used to simulate a round trip.
@@ -55,10 +59,13 @@ import pandas as pd
 from ..atomic import atomic_path
 from ..data.model import SECTION_KEY, fullres_coordinates
 from ..palette import PALETTE, picked_by_label, picked_by_labels
+from .spatialdata import SPATIALDATA_SUFFIX, write_run_spatialdata
 
 __all__ = [
     "SELECTION_COLUMNS",
     "SELECTION_SUFFIXES",
+    "SPATIALDATA_SUFFIX",
+    "write_run_spatialdata",
     "selection_table",
     "write_selection",
     "write_selection_csv",

@@ -12,8 +12,10 @@ and fills what the data model (:mod:`napari_scr2st.data.model`) needs:
   from the pixel coordinates (equally spaced levels of y and x; approximate for rotated
   sections);
 - raw counts in ``X``: when ``X`` is not integer-valued, ``layers["counts"]`` or ``.raw`` are
-  used if they hold integer counts, otherwise it is an error;
-- ``uns["spatial"][section]``: images converted to RGB uint8, ``spot_diameter_fullres``
+  used if they hold integer counts, otherwise it is an error; a section with no genes (a
+  slide before sequencing, ``X`` of shape ``(n_spots, 0)``) is valid;
+- ``uns["spatial"][section]``: images converted to RGB uint8 (16-bit ones scaled by their
+  range; a blank one is warned about), ``spot_diameter_fullres``
   estimated as half the lattice pitch when absent, ``metadata`` with ``source_image_path`` and
   ``fullres_shape``; the metadata's ``frame_scale`` and ``microns_per_pixel`` (see
   :func:`~napari_scr2st.data.model.fullres_coordinates`) are kept, so exports of a re-read
@@ -46,7 +48,13 @@ from ..data.model import (
     concat_sections,
     validate_section,
 )
-from ._common import as_rgb_uint8, check_spots_inside, infer_array_coords, require_file
+from ._common import (
+    check_spots_inside,
+    image_to_rgb_uint8,
+    infer_array_coords,
+    require_file,
+    warn_if_blank,
+)
 
 if TYPE_CHECKING:
     from anndata import AnnData
@@ -104,9 +112,7 @@ def normalize_section(
         raise SectionError(f"{where}: obsm['spatial'] (spot centres in pixels) is missing")
     if a.n_obs == 0:
         raise SectionError(f"{where}: section {name!r} has no spots")
-    if a.n_vars == 0:
-        raise SectionError(f"{where}: section {name!r} has no genes")
-    X = _pick_counts(a, where)
+    X = sp.csr_matrix((a.n_obs, 0)) if a.n_vars == 0 else _pick_counts(a, where)
     Xc = sp.csr_matrix(X, dtype=np.float32)
     if Xc.nnz and Xc.data.min() < 0:
         raise SectionError(f"{where}: section {name!r} holds negative counts")
@@ -148,10 +154,12 @@ def normalize_section(
         spatial = {name: next(iter(spatial.values()))}
     entry = dict(spatial.get(name, {}) or {})
     images = {
-        k: as_rgb_uint8(v)
+        k: image_to_rgb_uint8(v)
         for k, v in dict(entry.get("images", {}) or {}).items()
         if k in ("hires", "lowres") and v is not None and np.asarray(v).ndim in (2, 3)
     }
+    for k, v in images.items():
+        warn_if_blank(v, f"{where} uns['spatial'][{name!r}]['images'][{k!r}]")
     scalefactors = {
         k: float(v)
         for k, v in dict(entry.get("scalefactors", {}) or {}).items()

@@ -11,9 +11,10 @@ Layout of a HEST-1k download (one file per sample id in each folder)::
                          inter_spot_dist (um), patient, tissue, organ, species, st_technology...
 
 The section keeps the WSI's full-resolution pixel frame: ``metadata["source_image_path"]`` is
-the WSI path (read lazily elsewhere; never decoded here), the downscaled image becomes
-``lowres``, and the pixel size is recorded as ``scalefactors["microns_per_pixel"]`` and
-``metadata["um_per_px"]``.
+the WSI path, opened with :func:`~napari_scr2st.data.images.open_slide` (only a thumbnail is
+decoded here, to refuse a blank slide; pixels are read lazily elsewhere), the downscaled image
+becomes ``lowres`` (16-bit ones scaled by their range, a blank one warned about), and the pixel
+size is recorded as ``scalefactors["microns_per_pixel"]`` and ``metadata["um_per_px"]``.
 """
 
 from __future__ import annotations
@@ -26,8 +27,15 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import scipy.sparse as sp
 
+from ..data.images import open_slide
 from ..data.model import LOWRES_MAX_SIDE, SPATIAL_KEY, SectionError, downscale_image, make_section
-from ._common import as_rgb_uint8, check_spots_inside, infer_array_coords, require_file
+from ._common import (
+    check_spots_inside,
+    image_to_rgb_uint8,
+    infer_array_coords,
+    require_file,
+    warn_if_blank,
+)
 
 if TYPE_CHECKING:
     from anndata import AnnData
@@ -62,21 +70,6 @@ def _number(meta: dict, key: str) -> float | None:
     except (TypeError, ValueError):
         return None
     return v if np.isfinite(v) and v > 0 else None
-
-
-def _wsi_shape(path: Path) -> tuple[int, int, int]:
-    """``(height, width, channels)`` of the WSI's full-resolution level, from the TIFF header."""
-    import tifffile
-
-    try:
-        with tifffile.TiffFile(path) as tif:
-            series = tif.series[0]
-            shape, axes = series.shape, series.axes
-    except Exception as e:  # tifffile raises several types for broken files
-        raise SectionError(f"cannot read whole-slide image {path}: {e}") from e
-    h, w = shape[axes.index("Y")], shape[axes.index("X")]
-    c = shape[axes.index("S")] if "S" in axes else shape[axes.index("C")] if "C" in axes else 1
-    return int(h), int(w), int(c)
 
 
 def read_hest(root: PathLike, sample_id: str | None = None, *, patient: str | None = None) -> AnnData:
@@ -158,7 +151,7 @@ def read_hest(root: PathLike, sample_id: str | None = None, *, patient: str | No
 
     wsi = r / "wsis" / f"{sample_id}.tif"
     if wsi.is_file():
-        shape = _wsi_shape(wsi)
+        shape = open_slide(wsi).shape  # header and smallest level only; a blank WSI is refused
         check_spots_inside(xy, shape[0], shape[1], spot_ids=a.obs_names, spots_file=st, image_file=wsi)
     else:
         wsi = None
@@ -192,7 +185,8 @@ def read_hest(root: PathLike, sample_id: str | None = None, *, patient: str | No
     low = images_in.get("downscaled_fullres")
     low_s = _number(sf_in, "tissue_downscaled_fullres_scalef")
     if low is not None and low_s is not None:
-        low, extra_s = downscale_image(as_rgb_uint8(np.asarray(low)), LOWRES_MAX_SIDE)
+        low, extra_s = downscale_image(image_to_rgb_uint8(low), LOWRES_MAX_SIDE)
+        warn_if_blank(low, f"{st} uns['spatial'] images['downscaled_fullres']")
         entry["images"]["lowres"] = low
         entry["scalefactors"]["tissue_lowres_scalef"] = low_s * extra_s
     entry["metadata"].update(
@@ -203,6 +197,8 @@ def read_hest(root: PathLike, sample_id: str | None = None, *, patient: str | No
             "hest": {k: meta[k] for k in META_FIELDS if k in meta and meta[k] is not None},
         }
     )
+    if wsi is not None:
+        entry["metadata"]["image_reader"] = "slide"
     if mpp is not None:
         entry["scalefactors"]["microns_per_pixel"] = float(mpp)
         entry["metadata"].update({"um_per_px": float(mpp), "um_per_px_from": mpp_key})

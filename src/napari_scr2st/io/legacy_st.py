@@ -40,7 +40,8 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
-from ..data.model import SectionError, make_section, read_image
+from ..data.images import open_slide
+from ..data.model import LOWRES_MAX_SIDE, SectionError, make_section
 from ._common import check_spots_inside, estimate_pixel_pitch, require_file
 
 if TYPE_CHECKING:
@@ -54,8 +55,10 @@ __all__ = [
     "is_her2st_root",
     "read_counts_table",
     "read_spot_file",
+    "reader_report",
     "looks_like_counts_file",
     "find_companions",
+    "section_stem",
     "SPOT_ID_PATTERN",
     "IMAGE_SUFFIXES",
 ]
@@ -79,8 +82,8 @@ def read_counts_table(path: PathLike) -> pd.DataFrame:
     """Read a legacy ST counts table (spots x genes) and check it; return a numeric DataFrame.
 
     Raises :class:`SectionError` naming ``path`` for: a missing or unparsable file, no spots,
-    no genes, duplicated spot ids, non-numeric or missing values (naming the first bad column,
-    spot and value) and negative counts.
+    no genes, duplicated spot ids, and non-numeric, missing, infinite, negative or non-integer
+    (normalised) values, naming the first column holding one, its spot and value.
     """
     p = require_file(path, "counts file")
     try:
@@ -118,20 +121,24 @@ def read_counts_table(path: PathLike) -> pd.DataFrame:
             )
         df[col] = num
     values = df.to_numpy(dtype=np.float64, na_value=np.nan)
-    nan = np.isnan(values)
-    if nan.any():
-        r, c = np.argwhere(nan)[0]
-        raise SectionError(
-            f"counts file {p}: {int(nan.sum())} missing value(s) (empty cells or short lines, "
-            f"is the file truncated?), first at spot {df.index[r]!r}, column {df.columns[c]!r}"
-        )
-    neg = values < 0
-    if neg.any():
-        r, c = np.argwhere(neg)[0]
-        raise SectionError(
-            f"counts file {p}: {int(neg.sum())} negative count(s), first {values[r, c]:g} at spot "
-            f"{df.index[r]!r}, column {df.columns[c]!r}; raw counts must be >= 0"
-        )
+    checks = (
+        (np.isnan(values), "missing value(s) (empty cells or short lines, is the file truncated?)", ""),
+        (np.isinf(values), "infinite value(s)", "; raw counts must be finite"),
+        (values < 0, "negative count(s)", "; raw counts must be >= 0"),
+        (
+            np.mod(np.nan_to_num(values), 1) != 0,
+            "non-integer value(s)",
+            "; the table looks normalised or log-transformed, raw integer counts are expected",
+        ),
+    )
+    for bad, what, hint in checks:
+        if bad.any():
+            c = int(np.flatnonzero(bad.any(axis=0))[0])
+            r = int(np.flatnonzero(bad[:, c])[0])
+            raise SectionError(
+                f"counts file {p}: {int(bad.sum())} {what}, first in column {df.columns[c]!r}: "
+                f"{values[r, c]:g} at spot {df.index[r]!r}{hint}"
+            )
     return pd.DataFrame(values, index=df.index, columns=df.columns.astype(str))
 
 
@@ -189,6 +196,29 @@ def read_spot_file(path: PathLike) -> pd.DataFrame:
 def _normalise_spot_id(s: str) -> str:
     m = SPOT_ID_PATTERN.match(str(s))
     return f"{int(m.group(1))}x{int(m.group(2))}" if m else str(s)
+
+
+def reader_report(
+    n_counts: int, kept: int, not_under_tissue: int, without_spot_row: int, counts, spots
+) -> dict[str, Any]:
+    """What a legacy ST read kept of the counts table's spots, and why it dropped the others.
+
+    Returns ``{"n_counts_spots", "kept", "not_under_tissue", "without_spot_row", "message"}``
+    (stored as ``uns["spatial"][section]["metadata"]["reader_report"]``); ``message`` reads
+    "kept N of M spots of COUNTS: K not under tissue (selected == 0 in SPOTS), J without a
+    spot-file row".
+    """
+    return {
+        "n_counts_spots": int(n_counts),
+        "kept": int(kept),
+        "not_under_tissue": int(not_under_tissue),
+        "without_spot_row": int(without_spot_row),
+        "message": (
+            f"kept {int(kept)} of {int(n_counts)} spots of {counts}: {int(not_under_tissue)} not "
+            f"under tissue (selected == 0 in {spots}), {int(without_spot_row)} without a "
+            "spot-file row"
+        ),
+    }
 
 
 # --------------------------------------------------------------------------------------------
@@ -261,20 +291,20 @@ def read_legacy_st(
             f"{spots_p} ({len(spot_df)} spots); fewer than {min_match_fraction:.0%}: are they files "
             "of the same section?"
         )
-    if n_match < n_counts:
-        warnings.warn(
-            f"{n_counts - n_match} of {n_counts} spots of {counts_p} are not in {spots_p} and are dropped",
-            stacklevel=2,
-        )
     df = df.loc[in_spots]
     pos = spot_df.loc[df.index]
+    n_not_under = 0
     if "selected" in pos.columns:
         keep = (pos["selected"] == 1).to_numpy()
         if not keep.any():
             raise SectionError(
                 f"none of the {len(pos)} matched spots is selected (selected == 1) in spot file {spots_p}"
             )
+        n_not_under = int((~keep).sum())
         df, pos = df.loc[keep], pos.loc[keep]
+    report = reader_report(n_counts, len(df), n_not_under, n_counts - n_match, counts_p, spots_p)
+    if report["kept"] < n_counts:
+        warnings.warn(report["message"], stacklevel=2)
 
     xy = pos[["pixel_x", "pixel_y"]].to_numpy(dtype=np.float64)
     arr = pos[["x", "y"]].to_numpy()
@@ -285,13 +315,13 @@ def read_legacy_st(
         pitch = float(spot_diameter_px) * float(center_distance_um) / float(spot_diameter_um)
 
     # ---- image ---------------------------------------------------------------------------------
-    img = None
+    slide = None
     if image_p is not None:
-        img = read_image(image_p)
+        slide = open_slide(image_p)  # RGB uint8 whatever the bit depth; a blank image is refused
         check_spots_inside(
             xy,
-            img.shape[0],
-            img.shape[1],
+            slide.shape[0],
+            slide.shape[1],
             spot_ids=df.index,
             spots_file=spots_p,
             image_file=image_p,
@@ -307,10 +337,18 @@ def read_legacy_st(
         patient=patient or "",
         array_row=arr[:, 1],
         array_col=arr[:, 0],
-        image=img,
         image_path=image_p.resolve() if image_p is not None else None,
+        image_shape=slide.shape if slide is not None else None,
         spot_diameter_fullres=spot_diameter_px,
     )
+    entry = adata.uns["spatial"][str(section)]
+    if slide is not None:
+        low, scale = slide.thumbnail(LOWRES_MAX_SIDE)
+        entry["images"]["lowres"] = np.array(low)
+        entry["scalefactors"]["tissue_lowres_scalef"] = float(scale)
+        if not slide.is_lazy:  # decoded like open_slide (16-bit PNG); TIFFs go by is_whole_slide
+            entry["metadata"]["image_reader"] = "slide"
+    entry["metadata"]["reader_report"] = report
     meta = adata.uns["spatial"][str(section)]["metadata"]
     meta.update(
         {
@@ -490,16 +528,60 @@ def looks_like_counts_file(path: PathLike) -> bool:
     return bool(SPOT_ID_PATTERN.match(lines[1].split("\t", 1)[0]))
 
 
+#: name endings that mark a counts table, stripped to get the section's stem ("S1_counts.tsv" -> "S1")
+COUNTS_NAME_SUFFIXES = ("_counts", "-counts", ".counts", "_stdata", "_cnts", "_count_matrix")
+#: spot-file names looked for beside a counts table of section stem ``{S}``, in order
+SPOT_FILE_NAMES = (
+    "{S}_selection.tsv",
+    "{S}_selection.tsv.gz",
+    "{S}_spots.tsv",
+    "{S}_spots.tsv.gz",
+    "spots.tsv",
+    "selection.tsv",
+)
+_SEPARATORS = ("_", "-", ".", " ")
+
+
+def section_stem(counts: PathLike) -> str:
+    """The section name of a counts table: its file name without ``.tsv[.gz]``/``.txt[.gz]`` and
+    without one of :data:`COUNTS_NAME_SUFFIXES` (``S1_counts.tsv`` and ``S1.tsv.gz`` give ``S1``)."""
+    name = re.sub(r"\.(tsv|txt)(\.gz)?$", "", Path(counts).name, flags=re.I)
+    for suf in COUNTS_NAME_SUFFIXES:
+        if name.lower().endswith(suf) and len(name) > len(suf):
+            return name[: -len(suf)]
+    return name
+
+
+def _by_stem(folder: Path, stem: str, exclude: Path, wanted) -> Path | None:
+    """The only file of ``folder`` named ``{stem}`` + separator + ... that ``wanted(rest)`` accepts."""
+    s = stem.lower()
+    hits = []
+    for f in sorted(folder.iterdir()):
+        n = f.name.lower()
+        if f == exclude or not f.is_file() or not n.startswith(s) or len(n) == len(s):
+            continue
+        if n[len(s)] in _SEPARATORS and wanted(n[len(s) :]):
+            hits.append(f)
+    return hits[0] if len(hits) == 1 else None
+
+
+def _is_spot_file_rest(rest: str) -> bool:
+    return ("spot" in rest or "selection" in rest) and bool(re.search(r"\.(tsv|txt)(\.gz)?$", rest))
+
+
 def find_companions(counts: PathLike) -> dict[str, Any]:
     """Locate the spot file, image and (if any) her2st root for a counts file.
 
     Returns ``{"section": str, "spots": Path | None, "image": Path | None,
-    "her2st_root": Path | None}``. Looks for ``{S}_selection.tsv[.gz]``, ``{S}_spots.tsv`` or ``spots.tsv`` and
-    ``{S}.{jpg,png,tif,...}`` beside the counts file; a counts file at
-    ``ROOT/data/ST-cnts/{S}.tsv.gz`` is recognised as part of the her2st layout.
+    "her2st_root": Path | None}``. The section is :func:`section_stem` of the file name; a
+    counts file at ``ROOT/data/ST-cnts/{S}.tsv.gz`` is recognised as part of the her2st layout.
+    Elsewhere the files beside it are paired by that stem ``S``: the spot file is the first of
+    :data:`SPOT_FILE_NAMES` present, else the only ``{S}_*`` file naming ``spot`` or
+    ``selection`` (``.tsv``/``.txt``); the image is ``{S}.{jpg,png,tif,...}``, else the only
+    ``{S}_*`` image (e.g. ``S1_HE.jpg``). Ambiguous or absent companions are ``None``.
     """
     p = Path(counts)
-    section = re.sub(r"\.(tsv|txt)(\.gz)?$", "", p.name, flags=re.I)
+    section = section_stem(p)
     out: dict[str, Any] = {"section": section, "spots": None, "image": None, "her2st_root": None}
     if p.parent.name == "ST-cnts" and p.parent.parent.name == "data":
         root = p.parent.parent.parent
@@ -510,17 +592,12 @@ def find_companions(counts: PathLike) -> dict[str, Any]:
             out["image"] = hp["image"]
             return out
     d = p.parent
-    for name in (
-        f"{section}_selection.tsv",
-        f"{section}_selection.tsv.gz",
-        f"{section}_spots.tsv",
-        f"{section}_spots.tsv.gz",
-        "spots.tsv",
-        "selection.tsv",
-    ):
-        if (d / name).is_file():
-            out["spots"] = d / name
+    for name in SPOT_FILE_NAMES:
+        if (d / name.format(S=section)).is_file():
+            out["spots"] = d / name.format(S=section)
             break
+    else:
+        out["spots"] = _by_stem(d, section, p, _is_spot_file_rest)
     for suf in IMAGE_SUFFIXES:
         for cand in (d / f"{section}{suf}", d / f"{section}{suf.upper()}"):
             if cand.is_file():
@@ -528,4 +605,6 @@ def find_companions(counts: PathLike) -> dict[str, Any]:
                 break
         if out["image"] is not None:
             break
+    else:
+        out["image"] = _by_stem(d, section, p, lambda rest: rest.endswith(IMAGE_SUFFIXES))
     return out

@@ -13,6 +13,8 @@ to the centres; the radius is scaled by the square root of its determinant.
 napari-spatialdata and spatialdata-plot open: image ``"image"`` in the ``"global"`` coordinate
 system (= the section's full-resolution pixel frame), circles ``"spots"`` and two tables
 annotating them, ``"table"`` (counts, selection columns in ``obs``) and ``"predictions"``.
+:func:`write_run_spatialdata` writes a whole acquisition run the same way (per-round columns,
+original full-resolution coordinates, cell types and the run's budget in the table).
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
+from ..data.images import check_not_blank
 from ..data.model import (
     LOWRES_MAX_SIDE,
     PATIENT_KEY,
@@ -36,6 +39,7 @@ from ..data.model import (
     SectionError,
     as_rgb_uint8,
     downscale_image,
+    fullres_coordinates,
     get_fullres_image,
     get_lowres_image,
     library_id,
@@ -43,14 +47,23 @@ from ..data.model import (
     spot_diameter_px,
     validate_section,
 )
-from ._common import infer_array_coords
+from ._common import image_to_rgb_uint8, infer_array_coords
 
 if TYPE_CHECKING:
     from anndata import AnnData
 
-__all__ = ["read_spatialdata", "write_spatialdata", "is_spatialdata_store", "DEFAULT_TABLE"]
+__all__ = [
+    "read_spatialdata",
+    "write_spatialdata",
+    "write_run_spatialdata",
+    "is_spatialdata_store",
+    "DEFAULT_TABLE",
+    "SPATIALDATA_SUFFIX",
+]
 
 PathLike = str | os.PathLike
+#: The extension of the SpatialData stores written here (a folder).
+SPATIALDATA_SUFFIX = ".zarr"
 #: The table picked when a store has several and none is named (spatialdata-io's name).
 DEFAULT_TABLE = "table"
 #: Full-resolution images up to this many pixels are kept in memory as the section's ``hires``.
@@ -116,17 +129,15 @@ def _image_levels(element) -> list:
 
 
 def _to_rgb(level) -> np.ndarray:
-    """A DataArray (c, y, x) -> RGB uint8 (y, x, 3)."""
+    """A DataArray (c, y, x) -> RGB uint8 (y, x, 3); 16-bit samples scaled by their range."""
     arr = np.asarray(level.transpose("y", "x", "c").values)
     c = arr.shape[2]
-    arr = arr[..., :3] if c >= 3 else arr[..., 0]
-    if arr.dtype.kind in "ui" and arr.size and arr.max() > 255:
-        arr = arr.astype(np.float64) * (255.0 / float(arr.max()))
-    return as_rgb_uint8(arr)
+    return image_to_rgb_uint8(arr[..., :3] if c >= 3 else arr[..., 0])
 
 
-def _read_image(element, name: str) -> dict[str, Any]:
-    """Full-resolution shape, a lowres copy with its scale and, if small, the full image."""
+def _read_image(element, name: str, where: Path) -> dict[str, Any]:
+    """Full-resolution shape, a lowres copy with its scale and, if small, the full image
+    (a blank image raises :class:`SectionError` naming ``where``)."""
     levels = _image_levels(element)
     full = levels[0]
     h, w = int(full.sizes["y"]), int(full.sizes["x"])
@@ -137,6 +148,7 @@ def _read_image(element, name: str) -> dict[str, Any]:
     else:  # the coarsest level still at least LOWRES_MAX_SIDE on its longer side
         ok = [lv for lv in levels if max(int(lv.sizes["y"]), int(lv.sizes["x"])) >= LOWRES_MAX_SIDE]
         source = _to_rgb(ok[-1] if ok else levels[-1])
+    check_not_blank(source, f"'{name}' of SpatialData store {where}")
     low, s = downscale_image(source, LOWRES_MAX_SIDE)
     out["lowres"] = low
     out["lowres_scalef"] = float(low.shape[1]) / w
@@ -257,7 +269,7 @@ def read_spatialdata(
             ) from e
         xy = xy @ A[:2, :2].T + A[:2, 2]
         diam = diam * float(np.sqrt(abs(np.linalg.det(A[:2, :2]))))
-        img = _read_image(elem, image_name)
+        img = _read_image(elem, image_name, p)
     if not np.isfinite(xy).all():
         raise SectionError(f"{p}: spot centres of shapes '{shapes_name}' are not finite")
 
@@ -411,6 +423,21 @@ def write_spatialdata(
     The store is written to a temporary folder beside ``path`` and renamed into place;
     an existing ``path`` raises ``FileExistsError`` unless ``overwrite``.
     """
+    return _write_store(adata, path, selection=selection, predictions=predictions, overwrite=overwrite)
+
+
+def _write_store(
+    adata,
+    path: PathLike,
+    *,
+    selection=None,
+    predictions=None,
+    overwrite: bool = False,
+    extra_obs: pd.DataFrame | None = None,
+    table_uns: dict[str, Any] | None = None,
+) -> Path:
+    """:func:`write_spatialdata`, with ``extra_obs`` columns (rows aligned with ``adata``)
+    and ``table_uns`` entries added to ``tables["table"]``."""
     import anndata as ad
     import spatialdata as sd
     from spatialdata.models import ShapesModel, TableModel
@@ -442,6 +469,9 @@ def write_spatialdata(
         sel = _selection_obs(selection, n)
         for c in sel.columns:
             obs[c] = sel[c].to_numpy()
+    if extra_obs is not None:
+        for c in extra_obs.columns:
+            obs[c] = extra_obs[c].to_numpy()
     X = adata.X.tocsr() if sp.issparse(adata.X) else sp.csr_matrix(np.asarray(adata.X))
     tables = {
         DEFAULT_TABLE: TableModel.parse(
@@ -449,6 +479,7 @@ def write_spatialdata(
             region=SPOTS, region_key=REGION_KEY, instance_key=INSTANCE_KEY,
         )
     }
+    tables[DEFAULT_TABLE].uns.update(table_uns or {})
     pred = _predictions_frame(adata, predictions)
     if pred is not None:
         tables[PREDICTIONS] = TableModel.parse(
@@ -481,3 +512,91 @@ def write_spatialdata(
     if old is not None:
         shutil.rmtree(old, ignore_errors=True)
     return path
+
+
+def _check_state_rows(adata, state) -> None:
+    n = adata.n_obs
+    rnd = np.asarray(state.round)
+    if rnd.shape != (n,):
+        raise ValueError(f"the selection state describes {rnd.shape[0]} spots, the section has {n}")
+    ids = getattr(state, "spot_ids", None)
+    if ids is None:
+        return
+    ids = np.asarray(ids).astype(str)
+    names = np.asarray(adata.obs_names).astype(str)
+    lib = library_id(adata)
+    bare = np.array([i[len(lib) + 1 :] if i.startswith(f"{lib}:") else i for i in names])
+    if not (np.array_equal(ids, names) or np.array_equal(ids, bare)):
+        i = int(np.argmax((ids != names) & (ids != bare)))
+        raise ValueError(
+            f"the selection state's spots are not the section's rows: row {i} is "
+            f"{ids[i]!r} in the state, {names[i]!r} in the section"
+        )
+
+
+def write_run_spatialdata(
+    adata,
+    state,
+    path: PathLike,
+    *,
+    predictions=None,
+    cell_types=None,
+    overwrite: bool = False,
+) -> Path:
+    """Write an acquisition run (a section, its selection state, predictions, cell types) as a
+    SpatialData zarr store that napari-spatialdata and spatialdata-plot open.
+
+    The store holds the elements of :func:`write_spatialdata` (image, circles ``"spots"`` at
+    ``obsm["spatial"]`` in ``"global"`` = the section's full-resolution pixels, ``"table"``,
+    ``"predictions"``), and ``tables["table"]`` gets, per spot:
+
+    - the selection columns ``selected``, ``round`` (-1 = not selected), ``picked_by``,
+      ``rank``, ``measured``, ``score``;
+    - ``round_0`` ... ``round_{R}``: selected in that round (one boolean column per round, up
+      to the later of the last round with a pick and the last committed round,
+      ``current_round - 1``);
+    - ``pixel_x``, ``pixel_y``, ``x_um``, ``y_um``: the centre in the ORIGINAL full-resolution
+      frame (:func:`~napari_scr2st.data.model.fullres_coordinates`; NaN um where the scale is
+      unknown), the coordinates the lab's table uses;
+    - ``cell_type``: ``cell_types`` (one label per spot, "" = unknown) when given;
+
+    and ``uns["scr2st_run"]`` = ``current_round``, ``budget`` and ``n_rounds`` (-1 = not set),
+    ``n_selected``, ``n_measured``.
+
+    ``state`` is a :class:`~napari_scr2st.sampling.state.SelectionState` of this section (its
+    rows are ``adata``'s rows; ``spot_ids`` are checked when present); ``predictions`` a spots x
+    genes DataFrame or array (default ``obsm["X_pred"]``). Written atomically like
+    :func:`write_spatialdata`; an existing ``path`` raises ``FileExistsError`` unless
+    ``overwrite``.
+    """
+    validate_section(adata)
+    _check_state_rows(adata, state)
+    n = adata.n_obs
+    rnd = np.asarray(state.round, dtype=np.int64)
+    current = int(getattr(state, "current_round", 0) or 0)
+    last = max(int(rnd.max()) if n else -1, current - 1)
+    px, um = fullres_coordinates(adata)
+    extra = pd.DataFrame(
+        {f"round_{r}": rnd == r for r in range(last + 1)}
+        | {"pixel_x": px[:, 0], "pixel_y": px[:, 1], "x_um": um[:, 0], "y_um": um[:, 1]}
+    )
+    if cell_types is not None:
+        labels = np.asarray(cell_types, dtype=object)
+        if labels.shape != (n,):
+            raise ValueError(f"cell_types must hold one label per spot ({n}), got shape {labels.shape}")
+        extra["cell_type"] = pd.Categorical(["" if v is None else str(v) for v in labels])
+
+    def _int(v) -> int:
+        return -1 if v is None else int(v)
+
+    run = {
+        "current_round": current,
+        "budget": _int(getattr(state, "budget", None)),
+        "n_rounds": _int(getattr(state, "n_rounds", None)),
+        "n_selected": int((rnd >= 0).sum()),
+        "n_measured": int(np.asarray(state.measured, dtype=bool).sum()),
+    }
+    return _write_store(
+        adata, path, selection=state, predictions=predictions, overwrite=overwrite,
+        extra_obs=extra, table_uns={"scr2st_run": run},
+    )  # fmt: skip

@@ -22,9 +22,10 @@ is read (``bin_size_um``); its bins are the section's spots (``metadata["spot_sh
 Counts are read with scanpy's 10x readers (:func:`scanpy.read_10x_h5`,
 :func:`scanpy.read_10x_mtx`; ``Gene Expression`` features only, so probe-based and CytAssist
 gene + protein runs give genes); positions and scale factors are parsed here with pandas (all
-vectorised: an 8 um HD section has several hundred thousand bins). The images are decoded with
-Pillow; a blank or near-uniform image is refused (the one the section is built on) or warned
-about (the other ones).
+vectorised: an 8 um HD section has several hundred thousand bins). The images are read with
+:func:`~napari_scr2st.data.images.open_slide` (16-bit and greyscale images scaled by their
+range) and checked with :func:`~napari_scr2st.data.images.check_not_blank`: a blank or
+near-uniform image is refused when the section is built on it, warned about otherwise.
 
 Coordinate frame. Space Ranger gives spot centres (``pxl_col_in_fullres``,
 ``pxl_row_in_fullres``) in the pixels of the *full-resolution* image it was run on, which
@@ -58,8 +59,9 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
+from ..data.images import check_not_blank, open_slide
 from ..data.model import SectionError, make_section
-from ._common import as_rgb_uint8, check_spots_inside, image_size, require_file
+from ._common import check_spots_inside, require_file
 
 if TYPE_CHECKING:
     from anndata import AnnData
@@ -96,8 +98,6 @@ POSITION_COLUMNS = (
 HD_BINS_DIR = "binned_outputs"
 #: the diameter (um) of the theoretical spot that ``spot_diameter_fullres`` measures (Visium)
 THEORETICAL_SPOT_UM = 65.0
-#: images whose grey-level standard deviation (0..255) is below this are blank
-BLANK_IMAGE_STD = 2.0
 
 
 def _matrix_in(folder: Path, count_file: str | None) -> Path | None:
@@ -248,25 +248,8 @@ def read_tissue_positions(spatial_dir: PathLike) -> tuple[pd.DataFrame, Path]:
 
 
 def _read_png(path: Path) -> np.ndarray:
-    from PIL import Image
-
-    try:
-        with Image.open(path) as im:
-            return as_rgb_uint8(np.asarray(im.convert("RGB")))
-    except Exception as e:  # PIL raises several types for broken files
-        raise SectionError(f"cannot read image {path}: {e}") from e
-
-
-def _blank_message(img: np.ndarray, path: Path) -> str | None:
-    """A message if ``img`` is blank or near-uniform (grey-level std < BLANK_IMAGE_STD)."""
-    step = max(1, int(np.sqrt(img.shape[0] * img.shape[1] / 250_000)))
-    std = float(img[::step, ::step].astype(np.float32).mean(axis=2).std())
-    if std >= BLANK_IMAGE_STD:
-        return None
-    return (
-        f"image {path} is blank or near-uniform (grey-level standard deviation {std:.2f} < "
-        f"{BLANK_IMAGE_STD}); it shows no tissue"
-    )
+    """A Space Ranger image as RGB uint8 (16-bit and greyscale PNGs scaled by their range)."""
+    return np.array(open_slide(path, check_blank=False).level0)
 
 
 def _find_image(name: str, *folders: Path) -> Path:
@@ -383,22 +366,26 @@ def read_visium(
         or (outs.parent.name if outs.name == "outs" else outs.name)
     )
     for img, img_p, is_frame in ((hires, hires_p, source_image_path is None), (lowres, lowres_p, False)):
-        msg = _blank_message(img, img_p)
-        if msg and is_frame:
-            raise SectionError(
-                f"{msg}, and the section would be built on it; pass the full-resolution image "
-                "Space Ranger was run on as source_image_path"
-            )
-        if msg:
-            warnings.warn(msg, stacklevel=2)
+        try:
+            check_not_blank(img, img_p)
+        except SectionError as e:
+            if is_frame:
+                raise SectionError(
+                    f"{e}; the section would be built on it: pass the full-resolution image "
+                    "Space Ranger was run on as source_image_path"
+                ) from e
+            warnings.warn(str(e), stacklevel=2)
     if source_image_path is not None:
         src = require_file(source_image_path, "source image")
-        shape = image_size(src)
+        source = open_slide(src)  # any bit depth; a blank source image is refused
+        shape = source.shape
+        decoded_like_slide = not source.is_lazy  # TIFFs go by is_whole_slide
         frame_scale = 1.0
         images = {"hires": hires, "lowres": lowres}
         sfs = {"tissue_hires_scalef": hs, "tissue_lowres_scalef": ls}
     else:
         src = hires_p
+        decoded_like_slide = True  # a 16-bit PNG is scaled by its range, never clipped
         frame_scale = hs
         shape = hires.shape
         xy = xy * hs
@@ -453,6 +440,8 @@ def read_visium(
             },
         }
     )
+    if decoded_like_slide:
+        meta["image_reader"] = "slide"
     if hd:
         meta["bin_size_um"] = int(bin_size_um)
     if cytassist is not None:
