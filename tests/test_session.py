@@ -147,3 +147,20 @@ def test_export_round_writes_table_and_state_together(sample, space, tmp_path, m
         s.export_round(out, state_path=tmp_path / "run.npz")
     assert (out.read_bytes(), (tmp_path / "run.npz").read_bytes()) == before
     assert sorted(p.name for p in tmp_path.iterdir()) == ["r0.csv", "run.npz"]
+
+
+def test_export_round_to_a_spatialdata_store(sample, space, tmp_path):
+    import spatialdata
+
+    from napari_scr2st.config import SamplingSettings
+    from napari_scr2st.progress import drive
+    from napari_scr2st.session import AcquisitionSession
+
+    s = AcquisitionSession(sample.section.copy(), space=space, simulate=False,
+                           settings=SamplingSettings(sampler="grid", budget="10%", rounds=2))
+    drive(s.iter_prepare(encoder="patch-stats"), use_tqdm=False)
+    table, out = s.export_round(tmp_path / "run.zarr", state_path=tmp_path / "run.npz")
+    sd = spatialdata.read_zarr(out)
+    t = next(iter(sd.tables.values()))
+    assert t.n_obs == s.n and int((t.obs["round"] >= 0).sum()) == len(table) == 15
+    assert (tmp_path / "run.npz").is_file() and not [p for p in tmp_path.iterdir() if p.name.startswith(".")]

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shutil
 from collections.abc import Generator, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -631,16 +632,22 @@ class AcquisitionSession:
         ``which``: ``"pending"`` (default in real use: the current round is committed and its
         spots still to be sequenced are listed), ``"all"`` (default in simulation: every selected
         spot) or ``"sequenced"``. The format follows the extension of ``out`` (CSV, TSV, QuPath
-        GeoJSON, h5ad; checked before anything changes). Both files are written to temporary
+        GeoJSON, h5ad, or ``.zarr``: the whole run as a SpatialData store; checked before anything
+        changes). Both files are written to temporary
         names first; if either write fails, neither file changes. Returns ``(table, out)``.
         """
-        from .io.export import SELECTION_SUFFIXES, selection_table, write_selection
+        from .io.export import (
+            SELECTION_SUFFIXES,
+            SPATIALDATA_SUFFIX,
+            selection_table,
+            write_selection,
+        )
 
         acq = self._require()
         out = Path(out)
-        if out.suffix.lower() not in SELECTION_SUFFIXES:
+        if out.suffix.lower() not in (*SELECTION_SUFFIXES, SPATIALDATA_SUFFIX):
             raise ValueError(f"cannot write a selection to {out}: unknown extension {out.suffix!r}; "
-                             f"use one of {', '.join(SELECTION_SUFFIXES)}")
+                             f"use one of {', '.join((*SELECTION_SUFFIXES, SPATIALDATA_SUFFIX))}")
         which = which or ("all" if self.simulate else "pending")
         if which == "pending":
             self.commit_for_export()
@@ -650,18 +657,28 @@ class AcquisitionSession:
         tmp_out = out.with_name(f".{out.stem}.part{out.suffix}")
         tmp_state = None
         try:
-            write_selection(table, tmp_out)
+            if out.suffix.lower() == SPATIALDATA_SUFFIX:  # the whole run as a SpatialData store
+                from .io.export import write_run_spatialdata
+
+                write_run_spatialdata(self.adata, self.committed, tmp_out, predictions=self.predictions,
+                                      cell_types=self.cell_types())
+            else:
+                write_selection(table, tmp_out)
             if state_path is not None:
                 state_path = Path(state_path)
                 tmp_state = state_path.with_name(f".{state_path.stem}.part.npz")
                 acq.committed.meta["settings"] = self.sampling.to_dict()
                 acq.save(tmp_state)
+            if out.is_dir() and out.suffix.lower() == SPATIALDATA_SUFFIX:
+                shutil.rmtree(out)  # a store is a folder: replaced as a whole
             os.replace(tmp_out, out)
             if tmp_state is not None:
                 os.replace(tmp_state, state_path)
         finally:
             for t in (tmp_out, tmp_state):
-                if t is not None:
+                if t is not None and t.is_dir():
+                    shutil.rmtree(t, ignore_errors=True)
+                elif t is not None:
                     with contextlib.suppress(FileNotFoundError):
                         os.unlink(t)
         return table, out

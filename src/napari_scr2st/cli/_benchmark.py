@@ -99,7 +99,12 @@ def _sections(args) -> tuple[dict[str, Any], Any]:
 
 
 def run_label_efficiency(args: argparse.Namespace) -> int:
-    from ..benchmark.protocol import iter_label_efficiency, paired_differences, write_results
+    from ..benchmark.protocol import (
+        iter_label_efficiency,
+        paired_differences,
+        plot_label_efficiency,
+        write_results,
+    )
     from ..progress import drive
     from ..sampling.registry import SAMPLER_NAMES
     from ..session import fit_reference_space
@@ -121,29 +126,22 @@ def run_label_efficiency(args: argparse.Namespace) -> int:
         ref = read_reference(args.reference, celltype_key=args.celltype_key)
     if ref is None and any(s in ("greedy", "scrl") for s in samplers):
         raise CLIError("the greedy and scrl samplers need --reference (a single-cell reference .h5ad)")
-    spaces: dict[str, Any] = {}
-
-    def space_for(name):
-        if ref is None:
-            return None
-        if "shared" not in spaces:  # one space for all sections (cross pools them)
-            first = next(iter(secs.values()))
-            spaces["shared"] = fit_reference_space(ref, first, celltype_key=args.celltype_key)
-        return spaces["shared"]
-
+    # one reference space for all sections (the cross protocol pools them)
+    space = fit_reference_space(ref, next(iter(secs.values())), celltype_key=args.celltype_key) if ref is not None else None
     dataset = "synthetic" if not args.inputs else Path(args.inputs[0]).name
-    frames = drive(iter_label_efficiency(secs, space_for, protocol=args.protocol, samplers=samplers, budgets=budgets,
+    frames = drive(iter_label_efficiency(secs, space, protocol=args.protocol, samplers=samplers, budgets=budgets,
                                          seeds=list(range(args.seeds)), rounds=args.rounds, episodes=args.episodes,
                                          imitation_episodes=args.imitation_episodes, n_genes=args.n_genes,
                                          epochs=args.epochs, dataset=dataset),
                    desc="label efficiency", use_tqdm=not args.quiet)
     out.mkdir(parents=True, exist_ok=True)
-    written = write_results(frames, out)
+    written = list(write_results(frames, out))
     main = next(iter(frames.values()))
+    written.append(plot_label_efficiency(main, out / "label_efficiency.png"))
     diffs = paired_differences(main, "random") if "random" in samplers else None
     if diffs is not None:
         print(diffs.round(3).to_string(index=False))
-    print("written: " + ", ".join(str(p) for p in (written if isinstance(written, (list, tuple)) else [written])))
+    print("written: " + ", ".join(map(str, written)))
     return 0
 
 

@@ -134,6 +134,9 @@ def register(subparsers) -> None:
     p.add_argument("--encoder", default="efficientnet_lite0", help="vision encoder for her2st (default efficientnet_lite0)")
     p.add_argument("--quiet", action="store_true")
     p.set_defaults(func=run_benchmark_sampling)
+    from ._benchmark import register as register_protocols
+
+    register_protocols(sub)
 
 
 def _add_inputs(p: argparse.ArgumentParser) -> None:
