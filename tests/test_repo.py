@@ -183,6 +183,7 @@ def test_the_import_scan_sees_imports_inside_functions():
 #: declared for what they plug into, never imported by name (each with the reason)
 PLUGINS = {
     "imagecodecs": "tifffile's codecs for JPEG/JPEG-2000 compressed tiles of whole-slide images",
+    "pyarrow": "pandas' parquet engine (Space Ranger 3 spatial/tissue_positions.parquet)",
 }
 
 
