@@ -89,7 +89,7 @@ def collection_openers(path, fmt: str | None = None) -> dict[str, Callable] | No
     if fmt in ("her2st", "hest"):
         ids = list_her2st_sections(p) if fmt == "her2st" else list_hest_samples(p)
         openers = {s: functools.partial(read, p, section=s) for s in ids}
-    elif fmt is None:
+    elif fmt in (None, "folder"):
         openers = {c.name: functools.partial(read, c) for c in sorted(p.iterdir())
                    if sniff(c) not in (None, "image")}
     else:
