@@ -34,3 +34,22 @@ def test_bad_budget_is_one_line(capsys):
     assert main(["benchmark", "label-efficiency", "--budgets", "0,1.5", "--quiet"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "--budgets" in err[0]
+
+
+def test_benchmark_sampling_runs_on_any_input_sections(tmp_path):
+    from napari_scr2st.data import make_sample
+
+    paths = []
+    for s in (1, 2):
+        smp = make_sample(200, seed=s, section=f"SYN{s}")
+        smp.section.write_h5ad(tmp_path / f"s{s}.h5ad")
+        paths.append(str(tmp_path / f"s{s}.h5ad"))
+    smp.reference.write_h5ad(tmp_path / "ref.h5ad")
+    out = tmp_path / "bench"
+    assert main(["benchmark", "sampling", *paths, "--reference", str(tmp_path / "ref.h5ad"), "--no-synthetic",
+                 "--encoder", "patch-stats", "--samplers", "random,grid", "--budgets", "10%", "--seeds", "2",
+                 "--rounds", "2", "--out", str(out), "--quiet"]) == 0
+    df = pd.read_csv(out / "sampling_benchmark.csv")
+    assert set(df["section"]) == {"SYN1", "SYN2"} and set(df["sampler"]) == {"random", "grid"} and len(df) == 8
+    # input sections need a reference
+    assert main(["benchmark", "sampling", *paths, "--no-synthetic", "--out", str(out), "--quiet"]) == 2

@@ -31,7 +31,7 @@ from ..sampling.registry import make_sampler
 from ..sampling.reward import RewardWeights
 from ..sampling.thread_limits import single_thread
 
-__all__ = ["BenchSection", "iter_benchmark", "summarize", "markdown_table", "plot_benchmark", "downstream_pcc",
+__all__ = ["BenchSection", "iter_benchmark", "iter_input_sections", "summarize", "markdown_table", "plot_benchmark", "downstream_pcc",
            "DEFAULT_SAMPLERS", "DEFAULT_BUDGETS"]
 
 DEFAULT_SAMPLERS = ("random", "grid", "kcenter", "typiclust", "ar", "greedy", "scrl")
@@ -275,45 +275,65 @@ def iter_her2st_sections(
     *,
     sections: Sequence[str] = HER2ST_IMAGED,
     splits: dict[str, Sequence[str]] | None = None,
+    encoder: str = "efficientnet_lite0",
+    **kw,
+) -> Generator[Progress, None, list[BenchSection]]:
+    """her2st sections with images as test sections (default split: C2-C5 -> C6 and B4, both
+    unseen by the policy); the rest as :func:`iter_input_sections`."""
+    from ..io.legacy_st import read_her2st
+
+    adatas = {}
+    for i, s in enumerate(sections):
+        yield Progress(i, len(sections), f"reading {s}")
+        adatas[s] = read_her2st(root, s)
+    splits = dict(splits) if splits is not None else {"C6": ["C2", "C3", "C4", "C5"], "B4": ["C2", "C3", "C4", "C5"]}
+    return (yield from iter_input_sections(adatas, reference_path, splits=splits, encoder=encoder, dataset="her2st",
+                                           **kw))
+
+
+def iter_input_sections(
+    adatas: dict[str, Any],
+    reference,
+    *,
+    splits: dict[str, Sequence[str]] | None = None,
     episodes: int = 200,
     imitation_episodes: int = 0,
     rounds: int = 4,
     group_size: int = 4,
     seed: int = 0,
     encoder: str = "efficientnet_lite0",
+    dataset: str = "input",
     token: CancelToken | None = None,
 ) -> Generator[Progress, None, list[BenchSection]]:
-    """her2st sections with images as test sections, the Wu 2021 reference as the single-cell
-    space (fitted on genes shared with ALL the sections), and one SCRL policy per entry of
-    ``splits`` ``{test section: training sections}`` (default: C2-C5 -> C6 and B4, both unseen;
-    sections without a split get no SCRL row). Vision: ``encoder`` (see
-    :func:`napari_scr2st.features.ensure_vision_embedding`; ``"patch-stats"`` is the instant stand-in)."""
+    """Fully measured sections of any reader as test sections: ``reference`` (a path or an
+    AnnData) is the single-cell space (fitted on the genes shared with ALL the sections), and one
+    SCRL policy per entry of ``splits`` ``{test section: training sections}`` (default: every
+    other section, when there are several; a section without a split gets no SCRL row). Vision:
+    ``encoder`` (see :func:`napari_scr2st.features.ensure_vision_embedding`)."""
     from ..features import ensure_vision_embedding
-    from ..io.legacy_st import read_her2st
     from ..reference import ReferenceSpace, prepare_reference, read_reference
     from ..sampling.scrl import PolicyEnv
 
-    splits = dict(splits) if splits is not None else {"C6": ["C2", "C3", "C4", "C5"], "B4": ["C2", "C3", "C4", "C5"]}
-    adatas: dict[str, Any] = {}
+    names = list(adatas)
+    if splits is None:
+        splits = {s: [t for t in names if t != s] for s in names} if len(names) > 1 else {}
     notes: dict[str, str] = {}
-    for i, s in enumerate(sections):
-        yield Progress(i, len(sections), f"reading {s} + vision embedding")
-        a = read_her2st(root, s)
+    for i, (s, a) in enumerate(adatas.items()):
+        yield Progress(i, len(adatas), f"{s}: vision embedding")
         notes[s] = ensure_vision_embedding(a, encoder)
-        adatas[s] = a
     genes = None
     for a in adatas.values():
         genes = a.var_names if genes is None else genes.intersection(a.var_names)
-    ref = read_reference(reference_path)
+    ref = read_reference(reference) if isinstance(reference, (str, bytes)) or hasattr(reference, "__fspath__") else reference
     with single_thread(torch_too=False):
-        prepared = prepare_reference(ref, list(genes), spots_name="her2st " + "+".join(sections))
+        prepared = prepare_reference(ref, list(genes), spots_name=f"{dataset} " + "+".join(names))
         space = ReferenceSpace.fit(prepared, seed=seed)
     envs = {s: PolicyEnv.from_adata(a, space, name=s) for s, a in adatas.items()}
     policies: dict[tuple[str, ...], Any] = {}
     out = []
     for s, a in adatas.items():
         policy, pnote = None, ""
-        if s in splits and (episodes > 0 or imitation_episodes > 0):
+        if s in splits and splits[s] and (episodes > 0 or imitation_episodes > 0):
             train = tuple(splits[s])
             if s in train:
                 raise ValueError(f"the SCRL policy for {s} must not be trained on {s}")
@@ -323,6 +343,6 @@ def iter_her2st_sections(
                                                               rounds=rounds, group_size=group_size,
                                                               imitation_episodes=imitation_episodes, token=token)
             policy, pnote = policies[train], _policy_note(episodes, imitation_episodes, "+".join(train))
-        out.append(BenchSection("her2st", s, a, space, policy, pnote, notes[s],
+        out.append(BenchSection(dataset, s, a, space, policy, pnote, notes[s],
                                 extra={"overlap": str(prepared.overlap)}))
     return out

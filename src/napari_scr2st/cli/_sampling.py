@@ -34,6 +34,7 @@ from typing import Any
 from ._common import (
     CLIError,
     add_input_args,
+    add_read_args,
     check_budget,
     check_counts,
     check_embedding,
@@ -113,7 +114,12 @@ def register(subparsers) -> None:
     sub = next((a for a in bench._actions if isinstance(a, argparse._SubParsersAction)), None)
     if sub is None:
         sub = bench.add_subparsers(dest="benchmark_what", metavar="WHAT")
-    p = sub.add_parser("sampling", help="samplers x budgets x seeds on the synthetic sample and her2st sections")
+    p = sub.add_parser("sampling", help="samplers x budgets x seeds on the synthetic sample, her2st sections or any "
+                                        "fully measured sections")
+    p.add_argument("inputs", nargs="*", help="fully measured sections (any files/folders napari_scr2st.io.read "
+                                             "understands; with --reference); none: the synthetic (and --her2st) parts")
+    p.add_argument("--sections", nargs="+", default=None, help="sections to read from a folder input")
+    add_read_args(p)
     p.add_argument("--out", default="benchmark-sampling", help="output folder (CSV, markdown table, PNG)")
     p.add_argument("--her2st", default=None, help="her2st folder (with data/ST-cnts, ST-imgs); omit to skip the her2st part")
     p.add_argument("--reference", default=None, help="single-cell reference .h5ad for her2st (Wu 2021 CID4465)")
@@ -448,6 +454,7 @@ def run_benchmark_sampling(args: argparse.Namespace) -> int:
         HER2ST_IMAGED,
         iter_benchmark,
         iter_her2st_sections,
+        iter_input_sections,
         iter_synthetic_sections,
         markdown_table,
         plot_benchmark,
@@ -481,8 +488,12 @@ def run_benchmark_sampling(args: argparse.Namespace) -> int:
             raise CLIError("--her2st needs --reference (the Wu 2021 .h5ad)")
         _check_reference_args(args)
         split = _splits(args.her2st_split, HER2ST_IMAGED, list_her2st_sections(args.her2st))
-    if args.no_synthetic and not args.her2st:
-        raise CLIError("nothing to run (--no-synthetic without --her2st)")
+    if args.inputs:
+        if not args.reference:
+            raise CLIError("input sections need --reference (a single-cell reference .h5ad)")
+        _check_reference_args(args)
+    if args.no_synthetic and not args.her2st and not args.inputs:
+        raise CLIError("nothing to run (--no-synthetic without --her2st or input sections)")
     out = check_output(args.out, "--out", folder=True)
     out.mkdir(parents=True, exist_ok=True)
     seeds = list(range(args.seeds))
@@ -508,6 +519,26 @@ def run_benchmark_sampling(args: argparse.Namespace) -> int:
         notes.append(f"gene overlap: {secs[0].extra.get('overlap', '')}")
         frames.append(drive(iter_benchmark(secs, samplers=samplers, budgets=budgets, seeds=seeds, rounds=args.rounds),
                             desc="her2st", use_tqdm=tq))
+    if args.inputs:
+        from ..session import has_counts
+        from ._common import load_input, read_kwargs  # noqa: I001 - heavy path only
+
+        given: dict[str, Any] = {}
+        for path in args.inputs:
+            got, _ = load_input(path, section=args.sections, read_kw=read_kwargs(args))
+            given.update(got)
+        empty = [n for n, a in given.items() if not has_counts(a)]
+        if empty:
+            raise CLIError(f"section(s) {', '.join(empty)} have no counts: the benchmark needs fully measured sections")
+        use = "scrl" in samplers
+        secs = drive(iter_input_sections(given, args.reference, episodes=args.episodes_her2st if use else 0,
+                                         imitation_episodes=args.imitation_episodes if use else 0, rounds=args.rounds,
+                                         encoder=args.encoder, dataset=Path(args.inputs[0]).name),
+                     desc="input setup", use_tqdm=tq)
+        notes += [f"{s.name}: SCRL {s.policy_note or 'not run (no other section to train on)'}; vision {s.vision_note}"
+                  for s in secs]
+        frames.append(drive(iter_benchmark(secs, samplers=samplers, budgets=budgets, seeds=seeds, rounds=args.rounds),
+                            desc="input sections", use_tqdm=tq))
     df = pd.concat(frames, ignore_index=True)
     summ = summarize(df)
     with atomic_path(out / "sampling_benchmark.csv") as tmp:

@@ -128,10 +128,11 @@ def image_size(path: PathLike) -> tuple[int, int, int]:
     """``(height, width, channels)`` from an image header, without decoding the pixels."""
     from PIL import Image
 
+    from ..data.model import pillow_pixel_limit_lifted
+
     p = require_file(path, "image file")
-    Image.MAX_IMAGE_PIXELS = None
     try:
-        with Image.open(p) as im:
+        with pillow_pixel_limit_lifted(), Image.open(p) as im:
             w, h = im.size
             c = len(im.getbands())
     except Exception as e:  # PIL raises several types for broken files
