@@ -53,3 +53,4 @@ def test_benchmark_sampling_runs_on_any_input_sections(tmp_path):
     assert set(df["section"]) == {"SYN1", "SYN2"} and set(df["sampler"]) == {"random", "grid"} and len(df) == 8
     # input sections need a reference
     assert main(["benchmark", "sampling", *paths, "--no-synthetic", "--out", str(out), "--quiet"]) == 2
+

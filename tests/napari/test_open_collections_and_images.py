@@ -58,7 +58,9 @@ def _chooser(viewer):
 
 def test_her2st_folder_opens_a_chooser_and_only_the_chosen_section(make_napari_viewer, tmp_path, sync_workers,
                                                                     qtbot):
-    from napari_scr2st.data.images import _decode_pil_cached as _read_image_cached  # images are decoded here
+    from napari_scr2st.data.images import (
+        _decode_pil_cached as _read_image_cached,  # images are decoded here
+    )
 
     root = _fake_her2st(tmp_path / "her2st")
     viewer = make_napari_viewer()

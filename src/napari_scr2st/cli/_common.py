@@ -50,7 +50,8 @@ def add_read_args(p: argparse.ArgumentParser) -> None:
     sequencing, Visium HD bins."""
     g = p.add_argument_group("reading the input")
     g.add_argument("--spots", default=None, help="legacy ST: the spot file (any name) of the counts table")
-    g.add_argument("--image", default=None, help="legacy ST: the H&E image (any name) of the counts table")
+    g.add_argument("--image", default=None, help="the original full-resolution H&E (legacy ST: any name; Space Ranger: "
+                                                 "the microscope image the run was aligned to; read lazily)")
     g.add_argument("--platform", default=None, choices=PLATFORMS,
                    help="an H&E image before sequencing: the capture lattice (default visium)")
     g.add_argument("--um-per-px", type=float, default=None,
@@ -168,7 +169,7 @@ def check_device(preference: str | None, option: str = "--device") -> None:
 
 # ------------------------------------------------------------------------------ inputs
 _IMAGE_OPTIONS = ("platform", "um_per_px", "layout", "spot_um", "pitch_um")
-_READS = {"spots": "a legacy ST counts table", "image": "a legacy ST counts table",
+_READS = {"spots": "a legacy ST counts table", "image": "a legacy ST counts table or a Space Ranger folder",
           "bin_size_um": "a Visium HD output", **{k: "an H&E image before sequencing" for k in _IMAGE_OPTIONS}}
 _OPTION_NAMES = {"spots": "--spots", "image": "--image", "platform": "--platform", "um_per_px": "--um-per-px",
                  "layout": "--layout", "spot_um": "--spot-um", "pitch_um": "--pitch-um", "bin_size_um": "--bin-size"}
@@ -197,7 +198,8 @@ def check_inputs(args: argparse.Namespace) -> None:
 
     for path in args.inputs:
         fmt = io.sniff(path)
-        allowed = {"image": _IMAGE_OPTIONS, "legacy_st": ("spots", "image"), "visium": ("bin_size_um",)}.get(fmt, ())
+        allowed = {"image": _IMAGE_OPTIONS, "legacy_st": ("spots", "image"),
+                   "visium": ("bin_size_um", "image")}.get(fmt, ())
         wrong = [k for k in kw if k not in allowed]
         if wrong and fmt is not None:
             raise CLIError(f"{_OPTION_NAMES[wrong[0]]} is for {_READS[wrong[0]]}; {path} is a {fmt} input")

@@ -151,7 +151,8 @@ def read(
     - folder of sections: :func:`read_collection` (a dict), or the one named by ``section=``.
     - her2st root: ``section="C3"`` gives one section, a list of ids a dict, ``None`` every
       section (a dict; about one second per section).
-    - Space Ranger folder: one section (keywords go to :func:`read_visium`).
+    - Space Ranger folder: one section (keywords go to :func:`read_visium`; ``image=`` names the
+      original full-resolution H&E, read lazily, as ``source_image_path``).
     - ``.h5ad``: one section, or a dict when the file holds several (``section=`` picks one).
     - SpatialData store: one section (``table=``, ``image=``, ``shapes=`` pick elements;
       ``section=`` names it).
@@ -184,6 +185,8 @@ def read(
     if fmt == "visium":
         if section is not None:
             kw.setdefault("library_id", section)
+        if "image" in kw:  # the original full-resolution H&E the run was aligned to
+            kw["source_image_path"] = kw.pop("image")
         return read_visium(p, **kw)
     if fmt == "h5ad":
         return read_h5ad_section(p, section=section, **kw)
