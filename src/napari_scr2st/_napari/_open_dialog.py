@@ -6,7 +6,8 @@ viewer). On OK, :func:`napari_scr2st.io.read` lays the platform's spots over the
 reads the layout file) in a thread worker and the spots layer is added, carrying the section
 as every reader's spots layer does. The micrometres per pixel are prefilled from the file's
 metadata; when the file does not state them the dialog cannot be accepted until they are
-entered. Open dialogs are listed by :func:`pending_dialogs` (tests accept them with qtbot).
+entered. Open dialogs (these and the other File > Open dialogs, registered with
+:func:`track`) are listed by :func:`pending_dialogs` (tests accept them with qtbot).
 """
 
 from __future__ import annotations
@@ -37,7 +38,7 @@ PLATFORM_LABELS = {"visium": "10x Visium (55 um spots, 100 um pitch)",
                    "legacy_st": "Legacy ST (100 um spots, 200 um pitch)",
                    "custom": "Custom lattice"}
 
-_PENDING: list[SlideOptionsDialog] = []
+_PENDING: list[QDialog] = []
 
 
 class SlideOptionsDialog(QDialog):
@@ -152,9 +153,22 @@ def _um_spin(value: float) -> QDoubleSpinBox:
     return s
 
 
-def pending_dialogs() -> list[SlideOptionsDialog]:
-    """The slide dialogs shown and not yet answered, oldest first."""
+def pending_dialogs() -> list[QDialog]:
+    """The File > Open dialogs shown and not yet answered, oldest first."""
     return list(_PENDING)
+
+
+def track(dlg: QDialog) -> QDialog:
+    """List ``dlg`` in :func:`pending_dialogs` until it is answered (before its ``accepted`` /
+    ``rejected`` handlers run)."""
+    _PENDING.append(dlg)
+
+    def _forget(*_) -> None:
+        if dlg in _PENDING:
+            _PENDING.remove(dlg)
+
+    dlg.finished.connect(_forget)
+    return dlg
 
 
 def ask_slide_options(viewer, image_path, *, section: str, um_per_px: float | None) -> SlideOptionsDialog:
@@ -162,19 +176,12 @@ def ask_slide_options(viewer, image_path, *, section: str, um_per_px: float | No
 
     Cancel leaves the image alone and says how to get the spots later.
     """
-    dlg = SlideOptionsDialog(image_path, um_per_px)
-    _PENDING.append(dlg)
-
-    def _forget() -> None:
-        if dlg in _PENDING:
-            _PENDING.remove(dlg)
+    dlg = track(SlideOptionsDialog(image_path, um_per_px))
 
     def _accepted() -> None:
-        _forget()
         lay_spots(viewer, image_path, section=section, options=dlg.options())
 
     def _rejected() -> None:
-        _forget()
         W.notify_info(f"{Path(image_path).name}: no spots laid (open the image again to choose a platform)")
 
     dlg.accepted.connect(_accepted)

@@ -1,5 +1,8 @@
 """napari reader contribution: sections, collections of sections and H&E images before sequencing.
 
+- a legacy ST counts table whose spot file or image is not found beside it (outside the her2st
+  layout): nothing is read yet; :func:`~napari_scr2st._napari._counts_dialog.ask_counts_companions`
+  asks for them (the spot file is required, the image optional) and adds the layers on OK;
 - one section (legacy ST counts table, Space Ranger folder, ``.h5ad``, SpatialData ``.zarr``,
   a collection folder holding a single section): read at once into image + spots layers;
 - a collection (her2st or HEST folder, a folder of section inputs) with several sections:
@@ -34,6 +37,8 @@ def get_reader(path: str | list[str]) -> Callable | None:
         fmt = sniff(path)
         if fmt == "image":
             return read_image_layers
+        if fmt == "legacy_st" and _missing_companions(path) is not None:
+            return read_counts_table_asking
         if collection_openers(path, fmt):
             return read_collection_lazily
     except Exception:  # noqa: BLE001 - napari's reader hook must never raise
@@ -70,6 +75,37 @@ def read_layers(path: str | list[str]):
     for adata in sections.values():
         layers.extend(section_layers(adata))
     return layers
+
+
+# ------------------------------------------------------------------ counts tables without companions
+def _missing_companions(path) -> dict | None:
+    """:func:`napari_scr2st.io.find_companions` of a counts table outside the her2st layout when
+    its spot file or image was not found beside it, else ``None``."""
+    from ..io import find_companions
+
+    comp = find_companions(path)
+    if comp["her2st_root"] is not None or (comp["spots"] is not None and comp["image"] is not None):
+        return None
+    return comp
+
+
+def read_counts_table_asking(path: str | list[str]):
+    """Ask for the spot file and image of a counts table that lacks them; nothing is read yet.
+
+    Without a viewer to ask in, the table is read as it is (an error naming the file when the
+    spot file is missing).
+    """
+    path = _one_path(path)
+    comp = _missing_companions(path)
+    import napari
+
+    viewer = napari.current_viewer()
+    if comp is None or viewer is None:
+        return read_layers(path)
+    from ._counts_dialog import ask_counts_companions
+
+    ask_counts_companions(viewer, path, spots=comp["spots"], image=comp["image"])
+    return NO_LAYERS
 
 
 # ------------------------------------------------------------------ collections
