@@ -28,7 +28,7 @@ import contextlib
 import os
 import shutil
 from collections.abc import Generator, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -136,7 +136,6 @@ class _Cache:
     predicted_key: Any = None
     cell_types: Any = None
     cell_types_key: Any = None
-    extras: dict = field(default_factory=dict)
 
 
 class AcquisitionSession:
@@ -791,15 +790,6 @@ class AcquisitionSession:
             from .model import inspect_spot
 
             return inspect_spot(self.predictor, self.train_adata, int(index), gene, k=int(k), m=int(m))
-
-    def predict_with(self, *, k: int | None = None, m: int | None = None):
-        """Predict every spot again with other retrieval settings (same model)."""
-        if self.predictor is None:
-            raise RuntimeError("train a model first")
-        from .model import predict_expression
-
-        predict_expression(self.predictor, self.train_adata, mc_samples=0, k=k, m=m)
-        return self.train_adata.obsm["X_pred"]
 
     def __repr__(self) -> str:
         state = repr(self.committed) if self.committed is not None else "not prepared"
