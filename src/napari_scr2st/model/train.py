@@ -93,6 +93,7 @@ from ..config import TrainConfig
 from ..data.expression import log1p_normalized
 from ..device import pick_device
 from ..progress import CancelToken, Progress
+from ..torch_runtime import triton_blocked
 from .distributed import dist_info, gather_batch
 from .inference import Bank, run_inference
 from .inputs import as_index, cell_type_codes, crop_inputs, embedding_inputs, spot_keys
@@ -504,7 +505,8 @@ def iter_train(
     groups = [{"params": [p for p in net.parameters() if id(p) not in bb_ids], "lr": config.lr}]
     if backbone_params:
         groups.append({"params": backbone_params, "lr": config.lr * config.backbone_lr_scale})
-    opt = torch.optim.AdamW(groups, lr=config.lr, weight_decay=config.weight_decay)
+    with triton_blocked():  # the first optimiser imports torch._dynamo (see torch_runtime)
+        opt = torch.optim.AdamW(groups, lr=config.lr, weight_decay=config.weight_decay)
     steps_per_epoch = _n_steps(n_fit, config, world)
     total = steps_per_epoch * config.epochs
     sched = torch.optim.lr_scheduler.LambdaLR(opt, _lr_lambda(total, config.warmup_frac))

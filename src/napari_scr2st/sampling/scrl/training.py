@@ -24,6 +24,7 @@ from collections.abc import Generator, Sequence
 import numpy as np
 
 from ...progress import CancelToken, Progress, drive
+from ...torch_runtime import triton_blocked
 from ..baselines import GreedyRewardSampler
 from ..pool import round_schedule
 from ..reward import RewardWeights
@@ -107,7 +108,8 @@ def iter_train_policy(
         policy.fit_vision([e.pool.vision for e in envs if e.pool.vision is not None])
     rng = np.random.default_rng(seed)
     torch.manual_seed(seed)
-    opt_im = torch.optim.Adam(policy.net.parameters(), lr=imitation_lr, foreach=False)
+    with triton_blocked():  # the first optimiser imports torch._dynamo (see torch_runtime)
+        opt_im = torch.optim.Adam(policy.net.parameters(), lr=imitation_lr, foreach=False)
     opt = torch.optim.Adam(policy.net.parameters(), lr=lr, foreach=False)
     aux_params = list(policy.net.trunk.parameters()) + list(policy.net.terms.parameters())
     opt_aux = torch.optim.Adam(aux_params, lr=aux_lr, foreach=False)
