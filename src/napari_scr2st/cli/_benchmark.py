@@ -20,7 +20,14 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from ._common import CLIError, add_input_args, check_output, check_range, load_input, read_kwargs
+from ._common import (
+    CLIError,
+    add_input_args,
+    check_output,
+    check_range,
+    load_measured_sections,
+    read_kwargs,
+)
 
 __all__ = ["register", "run_label_efficiency", "run_within_slide"]
 
@@ -82,18 +89,10 @@ def register(bench_sub) -> None:
 def _sections(args) -> tuple[dict[str, Any], Any]:
     """Fully measured sections with a vision embedding, and the embedded reference (if any)."""
     from ..features import ensure_vision_embedding
-    from ..session import has_counts
 
-    secs: dict[str, Any] = {}
-    ref = None
-    for path in list(args.inputs) or [None]:
-        got, r = load_input(path, n_spots=args.n_spots, seed=args.sample_seed,
-                            section=args.sections if path is not None else None, read_kw=read_kwargs(args))
-        ref = ref if ref is not None else r
-        secs.update(got)
-    for name, a in secs.items():
-        if not has_counts(a):
-            raise CLIError(f"section {name} has no counts: a benchmark needs fully measured sections")
+    secs, ref = load_measured_sections(args.inputs, sections=args.sections, read_kw=read_kwargs(args),
+                                       n_spots=args.n_spots, seed=args.sample_seed)
+    for a in secs.values():
         ensure_vision_embedding(a, args.encoder)
     return secs, ref
 

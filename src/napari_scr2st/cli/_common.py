@@ -277,6 +277,25 @@ def load_input(path: str | None, *, n_spots: int = 2000, seed: int = 0, section:
     return {str(out.obs["section"].iloc[0]): out}, None
 
 
+def load_measured_sections(paths: Sequence[str], *, sections=None, read_kw: dict[str, Any] | None = None,
+                           n_spots: int = 2000, seed: int = 0) -> tuple[dict[str, Any], Any]:
+    """``({section: AnnData}, embedded reference or None)`` of fully measured inputs (the
+    embedded synthetic sample when ``paths`` is empty); a section without counts is an error."""
+    from ..session import has_counts
+
+    secs: dict[str, Any] = {}
+    ref = None
+    for path in list(paths) or [None]:
+        got, r = load_input(path, n_spots=n_spots, seed=seed, section=sections if path is not None else None,
+                            read_kw=read_kw)
+        ref = ref if ref is not None else r
+        secs.update(got)
+    empty = [n for n, a in secs.items() if not has_counts(a)]
+    if empty:
+        raise CLIError(f"section(s) {', '.join(empty)} have no counts: a benchmark needs fully measured sections")
+    return secs, ref
+
+
 def load_sections(args: argparse.Namespace):
     """``(AnnData of all input sections, embedded reference or None)``; several sections are
     joined with :func:`~napari_scr2st.data.model.concat_sections`."""

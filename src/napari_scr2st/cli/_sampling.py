@@ -221,11 +221,6 @@ def _load_policy_arg(path: str):
                        f"({short_reason(e)})") from e
 
 
-def _has_counts(adata) -> bool:
-    X = adata.X
-    return X is not None and (X.nnz > 0 if hasattr(X, "nnz") else bool((X != 0).any()))
-
-
 # ------------------------------------------------------------------------------ verbs
 def _settings(args) -> SamplingSettings:
     from ..sampling.reward import RewardWeights
@@ -387,8 +382,10 @@ def run_train_policy(args: argparse.Namespace) -> int:
             envs.append(PolicyEnv.from_adata(smp.section, space, vision_key=args.vision_key))
         print(f"training on SYNTHETIC samples (seeds {[e.name for e in envs]})", file=sys.stderr)
     else:
+        from ..session import has_counts
+
         adata, embedded_ref, _ = _load(args)
-        if not _has_counts(adata):
+        if not has_counts(adata):
             raise CLIError("train-policy needs fully measured sections (with counts)")
         check_counts(adata, ", ".join(map(str, args.inputs)))
         vis = _ensure_vision(adata, args)
@@ -520,16 +517,9 @@ def run_benchmark_sampling(args: argparse.Namespace) -> int:
         frames.append(drive(iter_benchmark(secs, samplers=samplers, budgets=budgets, seeds=seeds, rounds=args.rounds),
                             desc="her2st", use_tqdm=tq))
     if args.inputs:
-        from ..session import has_counts
-        from ._common import load_input, read_kwargs  # noqa: I001 - heavy path only
+        from ._common import load_measured_sections, read_kwargs
 
-        given: dict[str, Any] = {}
-        for path in args.inputs:
-            got, _ = load_input(path, section=args.sections, read_kw=read_kwargs(args))
-            given.update(got)
-        empty = [n for n, a in given.items() if not has_counts(a)]
-        if empty:
-            raise CLIError(f"section(s) {', '.join(empty)} have no counts: the benchmark needs fully measured sections")
+        given, _ = load_measured_sections(args.inputs, sections=args.sections, read_kw=read_kwargs(args))
         use = "scrl" in samplers
         secs = drive(iter_input_sections(given, args.reference, episodes=args.episodes_her2st if use else 0,
                                          imitation_episodes=args.imitation_episodes if use else 0, rounds=args.rounds,
