@@ -355,6 +355,21 @@ def test_ctrl_c_in_process_keeps_the_state(files, capsys, monkeypatch, tmp_path)
     assert state.read_bytes() == before
 
 
+def test_ctrl_c_inside_exec_code_still_exits_130(tmp_path):
+    """Ctrl-C landing in exec'd code (a dataclass or namedtuple being built) under ``python -m``:
+    CPython would kill the process with SIGINT at exit (-2); the CLI still exits 130."""
+    (tmp_path / "ki_run.py").write_text(
+        "import sys\n"
+        "from napari_scr2st.cli import _sampling, main\n"
+        "def interrupted(args):\n"
+        "    exec('raise KeyboardInterrupt')\n"
+        "_sampling.run_train_policy = interrupted\n"
+        f"sys.exit(main(['train-policy', '--out', {str(tmp_path / 'p.pt')!r}]))\n")
+    proc = subprocess.run([sys.executable, "-m", "ki_run"], cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 130, proc.stderr
+    assert proc.stderr.strip().endswith(f"interrupted (Ctrl-C); {tmp_path / 'p.pt'} was not written")
+
+
 def test_ctrl_c_signal_exits_130(tmp_path):
     """A real SIGINT while a long run works: exit 130, one line, the output not written."""
     out = tmp_path / "policy.pt"

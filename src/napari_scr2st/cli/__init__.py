@@ -91,6 +91,18 @@ def kept_files(args: argparse.Namespace) -> str:
     return said
 
 
+def _forget_unhandled_interrupt() -> None:
+    """Clear CPython's "unhandled Ctrl-C" flag after the CLI has handled a KeyboardInterrupt.
+
+    CPython marks a KeyboardInterrupt that leaves code run by ``exec``/``eval`` of a string (as
+    ``dataclasses`` and ``namedtuple`` do when a class is built) as unhandled, even when an outer
+    ``except`` catches it; under ``python -m`` the process then kills itself with SIGINT at exit
+    (return code -2) instead of exiting 130. Every string ``exec`` resets that flag when it starts,
+    so one empty one, after the interrupt was handled, restores the documented exit code.
+    """
+    exec("pass")  # noqa: S102 - a constant string; its only effect is resetting the flag
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     args = None
@@ -110,6 +122,7 @@ def main(argv: list[str] | None = None) -> int:
         except KeyboardInterrupt:
             kept = kept_files(args) if args is not None else "nothing was written"
             print(f"scr2st {_verb(args, argv)}: interrupted (Ctrl-C); {kept}", file=sys.stderr)
+            _forget_unhandled_interrupt()
             return EXIT_INTERRUPTED
         except CLIError as e:
             msg = str(e)
