@@ -254,6 +254,7 @@ def iter_label_efficiency(
     downstream: str | Sequence[str] = DOWNSTREAM,
     dataset: str = "her2st",
     cross_split: Mapping[str, Sequence[str]] | None = None,
+    test_sections: Sequence[str] | None = None,
     on_run: Callable[[RunRecord], Any] | None = None,
     token: CancelToken | None = None,
 ) -> Generator[Progress, None, dict[str, pd.DataFrame]]:
@@ -264,7 +265,8 @@ def iter_label_efficiency(
     ``samplers``: names of :data:`~napari_scr2st.sampling.registry.SAMPLER_NAMES` (default all).
     ``budgets``: fractions of the selectable spots in (0, 1]. ``policy_train_sections``
     (``{test section: [sections]}``) overrides the sections the SCRL policy of a test section
-    trains on (never the test section itself). ``on_run`` is called with a :class:`RunRecord`
+    trains on (never the test section itself). ``test_sections`` keeps only those test sections
+    (the others still serve as policy training sections). ``on_run`` is called with a :class:`RunRecord`
     for every row. Every frame has exactly :data:`COLUMNS` and ``attrs["notes"]``.
     """
     from ..data.expression import log1p_normalized
@@ -290,6 +292,12 @@ def iter_label_efficiency(
             raise ValueError(f"section {name}: obsm['X_vision'] is missing (features.ensure_vision_embedding)")
     tasks = (_within_tasks(sections, space_for) if protocol == "within"
              else _cross_tasks(sections, space_for, cross_split))
+    if test_sections is not None:
+        keep = [str(t) for t in test_sections]
+        unknown_t = [t for t in keep if t not in {task.name for task in tasks}]
+        if unknown_t:
+            raise ValueError(f"test_sections: {unknown_t} are not test sections of the {protocol} protocol")
+        tasks = [task for task in tasks if task.name in keep]
     for task in tasks:
         if policy_train_sections is not None and task.name in policy_train_sections:
             names = list(policy_train_sections[task.name])
