@@ -36,7 +36,7 @@ def test_bad_budget_is_one_line(capsys):
     assert len(err) == 1 and "--budgets" in err[0]
 
 
-def test_benchmark_sampling_runs_on_any_input_sections(tmp_path):
+def test_benchmark_sampling_runs_the_protocol_on_any_input_sections(tmp_path):
     from napari_scr2st.data import make_sample
 
     paths = []
@@ -46,11 +46,15 @@ def test_benchmark_sampling_runs_on_any_input_sections(tmp_path):
         paths.append(str(tmp_path / f"s{s}.h5ad"))
     smp.reference.write_h5ad(tmp_path / "ref.h5ad")
     out = tmp_path / "bench"
-    assert main(["benchmark", "sampling", *paths, "--reference", str(tmp_path / "ref.h5ad"), "--no-synthetic",
-                 "--encoder", "patch-stats", "--samplers", "random,grid", "--budgets", "10%", "--seeds", "2",
-                 "--rounds", "2", "--out", str(out), "--quiet"]) == 0
-    df = pd.read_csv(out / "sampling_benchmark.csv")
-    assert set(df["section"]) == {"SYN1", "SYN2"} and set(df["sampler"]) == {"random", "grid"} and len(df) == 8
-    # input sections need a reference
-    assert main(["benchmark", "sampling", *paths, "--no-synthetic", "--out", str(out), "--quiet"]) == 2
+    assert main(["benchmark", "sampling", *paths, "--reference", str(tmp_path / "ref.h5ad"), "--encoder",
+                 "patch-stats", "--samplers", "random,grid,greedy", "--budgets", "10%", "--seeds", "2", "--epochs", "2",
+                 "--n-genes", "30", "--out", str(out), "--quiet"]) == 0
+    df = pd.read_csv(out / "label_efficiency.csv")
+    assert list(df.columns) == COLUMNS
+    assert set(df["test_section"]) == {"SYN1", "SYN2"} and set(df["sampler"]) == {"random", "grid", "greedy"}
+    assert len(df) == 2 * 3 * 2 and df["pcc_all"].notna().all()
+    # every sampler of a (section, seed) is scored on the same test spots
+    assert df.groupby(["test_section", "seed"])["n_test"].nunique().eq(1).all()
+    # greedy needs a single-cell reference
+    assert main(["benchmark", "sampling", *paths, "--samplers", "greedy", "--out", str(out), "--quiet"]) == 2
 

@@ -2,7 +2,6 @@
 
 import argparse
 
-import numpy as np
 import pandas as pd
 import pytest
 
@@ -44,7 +43,10 @@ def test_register_is_import_safe_and_adds_verbs():
     from napari_scr2st.cli import _sampling
 
     _sampling.register(sub)
-    assert p2.parse_args(["benchmark", "sampling"]).func is _sampling.run_benchmark_sampling
+    from napari_scr2st.cli import _benchmark
+
+    assert p2.parse_args(["benchmark", "sampling"]).func is _benchmark.run_label_efficiency
+    assert p2.parse_args(["benchmark", "label-efficiency"]).func is _benchmark.run_label_efficiency
 
 
 def test_select_simulated_then_real_rounds(tmp_path, capsys):
@@ -107,19 +109,6 @@ def test_import_counts_verb(tmp_path, capsys):
 
     st = SelectionState.load(state)
     assert st.n_selected == 12 and st.measured.sum() == 6 and st.current_round == 2
-
-
-def test_benchmark_sampling_quick(tmp_path):
-    out = tmp_path / "bench"
-    assert _run(["benchmark", "sampling", "--out", str(out), "--n-spots", "300", "--train-spots", "250",
-                 "--samplers", "random,grid,scrl", "--budgets", "10%", "--seeds", "2", "--rounds", "2",
-                 "--episodes-synthetic", "2", "--imitation-episodes", "1", "--quiet"]) == 0
-    df = pd.read_csv(out / "sampling_benchmark.csv")
-    assert len(df) == 6 and set(df["sampler"]) == {"random", "grid", "scrl"}
-    assert np.isfinite(df[["r_sc", "r_type", "r_sp", "total"]].to_numpy()).all()
-    md = (out / "sampling_benchmark.md").read_text()
-    assert "| synthetic | SYN-test | 10% | grid |" in md and "±" in md
-    assert (out / "sampling_benchmark.png").stat().st_size > 5000
 
 
 def test_demo_selection_step():

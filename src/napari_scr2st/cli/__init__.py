@@ -2,8 +2,8 @@
 
 ``scr2st info PATH``    summary of any supported input
 ``scr2st demo``         the whole pipeline on the embedded synthetic sample
-``scr2st select`` / ``import-counts`` / ``train-policy`` / ``benchmark sampling``   (see ``cli/_sampling.py``)
-``scr2st benchmark label-efficiency`` / ``within-slide``                         (see ``cli/_benchmark.py``)
+``scr2st select`` / ``import-counts`` / ``train-policy``   (see ``cli/_sampling.py``)
+``scr2st benchmark sampling`` / ``within-slide``   (see ``cli/_benchmark.py``)
 ``scr2st train`` / ``predict`` / ``evaluate``                    (see ``cli/_model.py``)
 ``python -m torch.distributed.run ... -m napari_scr2st.cli.ddp``  ``scr2st train`` under DDP (``cli/ddp.py``)
 

@@ -1,12 +1,12 @@
-"""``scr2st benchmark label-efficiency`` / ``within-slide``: the paired protocols on any data.
+"""``scr2st benchmark sampling`` (alias ``label-efficiency``) / ``within-slide``: the paired protocols on any data.
 
 Examples::
 
     # every sampler, budgets 5-100 %, 5 seeds (SCRL re-trained per seed), SCR2Net downstream
-    scr2st benchmark label-efficiency path/to/her2st --sections B4 C2 C3 C4 C5 C6 \\
+    scr2st benchmark sampling path/to/her2st --sections B4 C2 C3 C4 C5 C6 \\
         --reference wu2021.h5ad --protocol within --out bench/
     # the embedded synthetic sample (no inputs), a quick run
-    scr2st benchmark label-efficiency --samplers random,grid,kcenter --budgets 0.1,1.0 --seeds 2
+    scr2st benchmark sampling --samplers random,grid,kcenter --budgets 0.1,1.0 --seeds 2
     # within-slide prediction: SCR2Net (+ spatial correction) vs ridge, kNN and the spatial kernel
     scr2st benchmark within-slide path/to/her2st --sections C3 C6 --budgets 0.15 --seeds 3
 
@@ -50,11 +50,11 @@ def _fractions(text: str, option: str) -> list[float]:
 
 
 def register(bench_sub) -> None:
-    """Add ``label-efficiency`` and ``within-slide`` to the ``benchmark`` verb group."""
+    """Add ``sampling`` (alias ``label-efficiency``) and ``within-slide`` to the ``benchmark`` verb group."""
     from ..benchmark.protocol import DEFAULT_BUDGETS
     from ..sampling.registry import SAMPLER_NAMES
 
-    p = bench_sub.add_parser("label-efficiency",
+    p = bench_sub.add_parser("sampling", aliases=["label-efficiency"],
                              help="paired protocol: samplers x budgets x seeds, one common test set, SCR2Net downstream")
     add_input_args(p, extra_help=" (fully measured sections)")
     p.add_argument("--reference", default=None, help="single-cell reference .h5ad (the synthetic sample brings its own)")
@@ -70,9 +70,9 @@ def register(bench_sub) -> None:
     p.add_argument("--epochs", type=int, default=30, help="SCR2Net epochs (default 30)")
     p.add_argument("--n-genes", type=int, default=250, help="gene panel size (default 250)")
     p.add_argument("--encoder", default="efficientnet_lite0", help="vision encoder when a section has no embedding")
-    p.add_argument("--out", default="benchmark-label-efficiency", help="output folder")
+    p.add_argument("--out", default="benchmark-sampling", help="output folder")
     p.add_argument("--quiet", action="store_true")
-    p.set_defaults(func=run_label_efficiency)
+    p.set_defaults(func=run_label_efficiency, benchmark_what="sampling")  # the alias reports as "sampling"
 
     p = bench_sub.add_parser("within-slide", help="sequence part of a slide, predict the rest: SCR2Net vs baselines")
     add_input_args(p, extra_help=" (fully measured sections)")

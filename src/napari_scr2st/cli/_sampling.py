@@ -1,4 +1,4 @@
-"""``scr2st select`` / ``import-counts`` / ``train-policy`` / ``benchmark sampling``.
+"""``scr2st select`` / ``import-counts`` / ``train-policy`` (and the ``benchmark`` verb group, see ``_benchmark.py``).
 
 Examples::
 
@@ -19,7 +19,7 @@ Examples::
 
     # pre-train the SCRL policy on fully measured sections, then benchmark the samplers
     scr2st train-policy /path/her2st --sections C2 C3 C4 C5 --reference wu2021.h5ad --out policy.pt
-    scr2st benchmark sampling --her2st /path/her2st --reference wu2021.h5ad --out bench/
+    scr2st benchmark sampling /path/her2st --sections B4 C2 C3 C4 C5 C6 --reference wu2021.h5ad --out bench/
 
 Heavy imports happen inside the verbs; importing this module is cheap (no numpy, no torch).
 """
@@ -34,7 +34,6 @@ from typing import Any
 from ._common import (
     CLIError,
     add_input_args,
-    add_read_args,
     check_budget,
     check_counts,
     check_embedding,
@@ -47,7 +46,7 @@ from ._common import (
 )
 from ._spot_lists import parse_spot_list
 
-__all__ = ["register", "run_select", "run_import_counts", "run_train_policy", "run_benchmark_sampling",
+__all__ = ["register", "run_select", "run_import_counts", "run_train_policy",
            "demo_selection_step", "DemoSelection"]
 
 from ..config import SAMPLERS as SAMPLER_CHOICES
@@ -114,32 +113,6 @@ def register(subparsers) -> None:
     sub = next((a for a in bench._actions if isinstance(a, argparse._SubParsersAction)), None)
     if sub is None:
         sub = bench.add_subparsers(dest="benchmark_what", metavar="WHAT")
-    p = sub.add_parser("sampling", help="samplers x budgets x seeds on the synthetic sample, her2st sections or any "
-                                        "fully measured sections")
-    p.add_argument("inputs", nargs="*", help="fully measured sections (any files/folders napari_scr2st.io.read "
-                                             "understands; with --reference); none: the synthetic (and --her2st) parts")
-    p.add_argument("--sections", nargs="+", default=None, help="sections to read from a folder input")
-    add_read_args(p)
-    p.add_argument("--out", default="benchmark-sampling", help="output folder (CSV, markdown table, PNG)")
-    p.add_argument("--her2st", default=None, help="her2st folder (with data/ST-cnts, ST-imgs); omit to skip the her2st part")
-    p.add_argument("--reference", default=None, help="single-cell reference .h5ad for her2st (Wu 2021 CID4465)")
-    p.add_argument("--samplers", default=",".join(SAMPLER_CHOICES), help="comma-separated samplers")
-    p.add_argument("--budgets", default="10%,15%,30%", help="comma-separated budgets (default 10%%,15%%,30%%)")
-    p.add_argument("--seeds", type=int, default=5, help="seeds per combination (default 5)")
-    p.add_argument("--rounds", type=int, default=4, help="acquisition rounds (default 4)")
-    p.add_argument("--n-spots", type=int, default=2000, help="spots of the synthetic test sample (default 2000)")
-    p.add_argument("--train-spots", type=int, default=800, help="spots of each synthetic training sample (default 800)")
-    p.add_argument("--episodes-synthetic", type=int, default=150, help="SCRL training episodes, synthetic (default 150)")
-    p.add_argument("--episodes-her2st", type=int, default=200, help="SCRL training episodes per her2st split (default 200)")
-    p.add_argument("--imitation-episodes", type=int, default=100,
-                   help="SCRL warm-start episodes imitating the greedy maximiser, per policy (default 100; 0: pure REINFORCE)")
-    p.add_argument("--her2st-split", default="C6,B4:C2,C3,C4,C5",
-                   help="'TEST[,TEST..]:TRAIN[,TRAIN..]' groups separated by ';' (default C6,B4:C2,C3,C4,C5); "
-                        "'loo' = leave-one-section-out over C2-C6 (+ B4 from C2-C6)")
-    p.add_argument("--no-synthetic", action="store_true", help="skip the synthetic part")
-    p.add_argument("--encoder", default="efficientnet_lite0", help="vision encoder for her2st (default efficientnet_lite0)")
-    p.add_argument("--quiet", action="store_true")
-    p.set_defaults(func=run_benchmark_sampling)
     from ._benchmark import register as register_protocols
 
     register_protocols(sub)
@@ -409,138 +382,6 @@ def run_train_policy(args: argparse.Namespace) -> int:
     last = float(np.mean(rl[-k:])) if rl else float("nan")
     print(f"trained {args.imitation_episodes} imitation + {len(rl)} REINFORCE episodes; mean REINFORCE episode return "
           f"first {k}: {first:.3f}, last {k}: {last:.3f} -> {args.out}")
-    return 0
-
-
-def _splits(text: str, sections, available: list[str] | None = None) -> dict[str, list[str]]:
-    """``--her2st-split``: ``{test section: training sections}``; every name must be in
-    ``available`` (the folder's sections) when given."""
-    if text.strip().lower() == "loo":
-        cs = [s for s in sections if s.startswith("C")]
-        out = {s: [t for t in cs if t != s] for s in cs}
-        if "B4" in sections:
-            out["B4"] = cs
-        return out
-    out: dict[str, list[str]] = {}
-    for group in text.split(";"):
-        if not group.strip():
-            continue
-        try:
-            tests, trains = group.split(":")
-        except ValueError as e:
-            raise CLIError(f"--her2st-split: expected 'TEST,..:TRAIN,..', got {group!r}") from e
-        for t in tests.split(","):
-            if not t.strip():
-                raise CLIError(f"--her2st-split: a group without a test section: {group!r}")
-            out[t.strip()] = [x.strip() for x in trains.split(",") if x.strip()]
-    if not out:
-        raise CLIError(f"--her2st-split: no 'TEST,..:TRAIN,..' group in {text!r}")
-    if available is not None:
-        named = sorted({s for t, tr in out.items() for s in (t, *tr)} - set(available))
-        if named:
-            raise CLIError(f"--her2st-split: section(s) {', '.join(named)} are not in the her2st folder; "
-                           f"available: {', '.join(available)}")
-    return out
-
-
-def run_benchmark_sampling(args: argparse.Namespace) -> int:
-    import pandas as pd
-
-    from ..atomic import atomic_path
-    from ..benchmark.sampling import (
-        HER2ST_IMAGED,
-        iter_benchmark,
-        iter_her2st_sections,
-        iter_input_sections,
-        iter_synthetic_sections,
-        markdown_table,
-        plot_benchmark,
-        summarize,
-    )
-    from ..io import list_her2st_sections, sniff
-    from ..progress import drive
-
-    samplers = [s.strip() for s in args.samplers.split(",") if s.strip()]
-    bad = [s for s in samplers if s not in SAMPLER_CHOICES]
-    if bad or not samplers:
-        raise CLIError(f"--samplers: unknown sampler(s) {', '.join(bad) or '(none given)'}; "
-                       f"choose from {', '.join(SAMPLER_CHOICES)}")
-    budgets = [b.strip() for b in args.budgets.split(",") if b.strip()]
-    if not budgets:
-        raise CLIError("--budgets: no budget given")
-    for b in budgets:
-        check_budget(b, "--budgets")
-    check_range(args.seeds, "--seeds", lo=1)
-    check_range(args.rounds, "--rounds", lo=1)
-    check_range(args.n_spots, "--n-spots", lo=20)
-    check_range(args.train_spots, "--train-spots", lo=20)
-    for opt in ("episodes_synthetic", "episodes_her2st", "imitation_episodes"):
-        check_range(getattr(args, opt), f"--{opt.replace('_', '-')}", lo=0)
-    split = None
-    if args.her2st:
-        check_file(args.her2st, "--her2st", what="her2st folder", folder_ok=True)
-        if sniff(args.her2st) != "her2st":
-            raise CLIError(f"--her2st {args.her2st}: not a her2st folder (expected data/ST-cnts and data/ST-imgs)")
-        if not args.reference:
-            raise CLIError("--her2st needs --reference (the Wu 2021 .h5ad)")
-        _check_reference_args(args)
-        split = _splits(args.her2st_split, HER2ST_IMAGED, list_her2st_sections(args.her2st))
-    if args.inputs:
-        if not args.reference:
-            raise CLIError("input sections need --reference (a single-cell reference .h5ad)")
-        _check_reference_args(args)
-    if args.no_synthetic and not args.her2st and not args.inputs:
-        raise CLIError("nothing to run (--no-synthetic without --her2st or input sections)")
-    out = check_output(args.out, "--out", folder=True)
-    out.mkdir(parents=True, exist_ok=True)
-    seeds = list(range(args.seeds))
-    tq = not args.quiet
-    frames = []
-    notes = []
-    if not args.no_synthetic:
-        use = "scrl" in samplers
-        secs = drive(iter_synthetic_sections(n_spots=args.n_spots, train_spots=args.train_spots,
-                                             episodes=args.episodes_synthetic if use else 0,
-                                             imitation_episodes=args.imitation_episodes if use else 0,
-                                             rounds=args.rounds), desc="synthetic setup", use_tqdm=tq)
-        notes += [f"{s.name}: SCRL {s.policy_note}; vision {s.vision_note}" for s in secs]
-        frames.append(drive(iter_benchmark(secs, samplers=samplers, budgets=budgets, seeds=seeds, rounds=args.rounds),
-                            desc="synthetic", use_tqdm=tq))
-    if args.her2st:
-        secs = drive(iter_her2st_sections(args.her2st, args.reference, splits=split,
-                                          episodes=args.episodes_her2st if "scrl" in samplers else 0,
-                                          imitation_episodes=args.imitation_episodes if "scrl" in samplers else 0,
-                                          rounds=args.rounds, encoder=args.encoder),
-                     desc="her2st setup", use_tqdm=tq)
-        notes += [f"{s.name}: SCRL {s.policy_note or 'not run (no held-out policy)'}; vision {s.vision_note}" for s in secs]
-        notes.append(f"gene overlap: {secs[0].extra.get('overlap', '')}")
-        frames.append(drive(iter_benchmark(secs, samplers=samplers, budgets=budgets, seeds=seeds, rounds=args.rounds),
-                            desc="her2st", use_tqdm=tq))
-    if args.inputs:
-        from ._common import load_measured_sections, read_kwargs
-
-        given, _ = load_measured_sections(args.inputs, sections=args.sections, read_kw=read_kwargs(args))
-        use = "scrl" in samplers
-        secs = drive(iter_input_sections(given, args.reference, episodes=args.episodes_her2st if use else 0,
-                                         imitation_episodes=args.imitation_episodes if use else 0, rounds=args.rounds,
-                                         encoder=args.encoder, dataset=Path(args.inputs[0]).name),
-                     desc="input setup", use_tqdm=tq)
-        notes += [f"{s.name}: SCRL {s.policy_note or 'not run (no other section to train on)'}; vision {s.vision_note}"
-                  for s in secs]
-        frames.append(drive(iter_benchmark(secs, samplers=samplers, budgets=budgets, seeds=seeds, rounds=args.rounds),
-                            desc="input sections", use_tqdm=tq))
-    df = pd.concat(frames, ignore_index=True)
-    summ = summarize(df)
-    with atomic_path(out / "sampling_benchmark.csv") as tmp:
-        df.to_csv(tmp, index=False)
-    md = "\n".join(["# sampling benchmark", "", *[f"- {n}" for n in notes], "",
-                    f"rounds={args.rounds}, seeds={len(seeds)}, weights 1,1,1; mean ± sd over seeds; bold = best total",
-                    "", markdown_table(summ), ""])
-    with atomic_path(out / "sampling_benchmark.md") as tmp:
-        tmp.write_text(md)
-    plot_benchmark(df, out / "sampling_benchmark.png")
-    print(md)
-    print(f"written: {out / 'sampling_benchmark.csv'}, {out / 'sampling_benchmark.md'}, {out / 'sampling_benchmark.png'}")
     return 0
 
 
