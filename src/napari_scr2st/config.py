@@ -52,7 +52,7 @@ MODES = ("full", "regression", "retrieval")
 #: gene-panel kinds (model.panel.select_panel): highly expressed, highly variable, half of each
 PANEL_METHODS = ("heg", "hvg", "union")
 #: the panel kind that measured best across data (benchmarks/bench_panel.py, docs/benchmarks.md)
-DEFAULT_PANEL_METHOD = "hvg"
+DEFAULT_PANEL_METHOD = "heg"
 
 #: samplers whose reward needs the single-cell reference space
 REFERENCE_SAMPLERS = ("greedy", "scrl")
