@@ -40,7 +40,7 @@ def test_cli_defaults_come_from_the_dataclasses():
     from napari_scr2st.model import TrainConfig
 
     c = TrainConfig()
-    for name in ("epochs", "batch_size", "k", "m", "n_genes", "mode", "device", "backbone"):
+    for name in ("epochs", "batch_size", "k", "m", "n_genes", "panel_method", "mode", "device", "backbone"):
         assert getattr(a, name) == getattr(c, name), name
     # the dock's training settings are TrainConfig's defaults
     for name in ("epochs", "batch_size", "k", "m", "n_genes", "mode", "device", "backbone", "hidden_dim", "proj_dim"):

@@ -18,6 +18,8 @@ __all__ = [
     "DEFAULT_ENCODER",
     "PATCH_STATS",
     "MODES",
+    "PANEL_METHODS",
+    "DEFAULT_PANEL_METHOD",
     "SamplingSettings",
     "TrainConfig",
     "TrainingSettings",
@@ -46,6 +48,11 @@ SAMPLER_LABELS = {
 }
 #: SCR2Net variants: the full model, regression only (ST-Net-like), retrieval only (BLEEP-like)
 MODES = ("full", "regression", "retrieval")
+
+#: gene-panel kinds (model.panel.select_panel): highly expressed, highly variable, half of each
+PANEL_METHODS = ("heg", "hvg", "union")
+#: the panel kind that measured best across data (benchmarks/bench_panel.py, docs/benchmarks.md)
+DEFAULT_PANEL_METHOD = "heg"
 
 #: samplers whose reward needs the single-cell reference space
 REFERENCE_SAMPLERS = ("greedy", "scrl")
@@ -177,7 +184,7 @@ class TrainConfig:
     embedding_key: str = "X_vision"
     cell_type_key: str | None = "cell_type"
     n_genes: int = 250
-    panel_method: str = "hvg"
+    panel_method: str = DEFAULT_PANEL_METHOD  # heg | hvg | union (PANEL_METHODS)
     panel_min_frac: float = 0.1  # genes detected in fewer training spots are not candidates
     genes: list[str] | None = None  # explicit panel (overrides n_genes/panel_method)
     hidden_dim: int = 256
@@ -206,6 +213,8 @@ class TrainConfig:
             raise ValueError("val_fraction must be in [0, 0.9)")
         if int(self.spatial_folds) < 2:
             raise ValueError(f"spatial_folds must be >= 2, got {self.spatial_folds}")
+        if self.panel_method not in PANEL_METHODS:
+            raise ValueError(f"panel_method must be one of {PANEL_METHODS}, got {self.panel_method!r}")
         if self.keep not in ("last", "best"):
             raise ValueError("keep must be 'last' or 'best'")
         for name in ("lr", "lambda_soft", "lambda_con", "lambda_energy", "weight_decay"):

@@ -27,6 +27,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from ..config import DEFAULT_PANEL_METHOD, PANEL_METHODS
 from ._common import (
     CLIError,
     check_counts,
@@ -110,7 +111,15 @@ def add_train_args(p: argparse.ArgumentParser) -> None:
         "--n-genes",
         type=int,
         default=250,
-        help="panel size (highly variable genes of the training spots)",
+        help="panel size (genes chosen on the training spots, see --panel)",
+    )
+    g.add_argument(
+        "--panel",
+        dest="panel_method",
+        choices=PANEL_METHODS,
+        default=DEFAULT_PANEL_METHOD,
+        help="gene panel: heg (most expressed), hvg (most variable, detected in >= 10%% of the "
+        "training spots) or union (half of each); default %(default)s, the one that measured best",
     )
     g.add_argument(
         "--cell-type-key",
@@ -282,7 +291,7 @@ def config_from_args(args: argparse.Namespace):
         mode=args.mode, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
         weight_decay=args.weight_decay, k=args.k, m=args.m, alpha=args.alpha,
         lambda_soft=args.lambda_soft, lambda_con=args.lambda_con, lambda_energy=args.lambda_energy,
-        adaptive_resampling=args.ar, energy_loss=args.energy, n_genes=args.n_genes,
+        adaptive_resampling=args.ar, energy_loss=args.energy, n_genes=args.n_genes, panel_method=args.panel_method,
         cell_type_key=args.cell_type_key or None, embedding_key=args.embedding_key,
         val_fraction=args.val_fraction, seed=args.seed, device=args.device, amp=not args.no_amp, num_threads=args.threads,
         fine_tune=args.fine_tune, backbone=args.backbone, crop_px=args.crop_px, image_size=args.image_size,
