@@ -105,7 +105,7 @@ def test_pixels_of_selected_manual_and_no_data_spots(measured_map):
     for ly in viewer.layers:  # the maps and the selection only, on a plain grey canvas
         if ly.metadata.get("map") not in ("expression", "selected"):
             ly.visible = False
-    viewer.canvas.background_color_override = "#%02x%02x%02x" % GREY
+    viewer.canvas.background_color_override = "#3c3c3c"  # GREY
     value = layer.features["value"].to_numpy()
     index = layer.metadata["index"]
     policy = [i for i in np.flatnonzero(st.measured & (st.source != "manual"))]

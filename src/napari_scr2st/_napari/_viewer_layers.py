@@ -106,6 +106,7 @@ LEGEND_PREFIX = "scr2st_legend_"
 COLORBAR_POSITION = "bottom_right"
 TITLE_KEY = "scr2st_colorbar_title"
 _LEGEND_VIEWERS: weakref.WeakSet = weakref.WeakSet()
+_LAST_LEGEND: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
 
 def _real(obj):
@@ -158,26 +159,17 @@ def _colorbar_layer(viewer):
 
 def sync_canvas_legend(viewer) -> None:
     """Show the legend of the visible map layers on the canvas (top left, one coloured line per
-    entry), the title of the shown colour bar (top right: gene, predicted/measured, scale) and
-    hide every colour bar but that one (never over a cell-type map)."""
+    entry), the title of the shown colour bar (bottom right, with the bar: gene,
+    predicted/measured, scale) and hide every colour bar but that one (never over a cell-type
+    map). Nothing is set when nothing changed (no overlay event at slider speed)."""
     from napari.components.overlays import TextOverlay
 
     overlays = viewer.canvas.overlays
     entries = legend_entries(viewer)
-    keys = sorted((k for k in overlays if k.startswith(LEGEND_PREFIX)), key=lambda k: int(k[len(LEGEND_PREFIX):]))
-    for i, (text, color) in enumerate(entries):
-        key = f"{LEGEND_PREFIX}{i}"
-        box = _box_for(color)
-        if key not in overlays:
-            overlays[key] = TextOverlay(text=text, color=color, position="top_left", font_size=10,
-                                        box=True, box_color=box, visible=True)
-            continue
-        o = overlays[key]
-        if o.text != text:
-            o.text = text
-        o.color, o.box_color, o.visible = color, box, True
-    for k in keys[len(entries):]:
-        overlays[k].visible = False
+    real = _real(viewer)
+    if _LAST_LEGEND.get(real) != entries:
+        _LAST_LEGEND[real] = entries
+        _set_legend(overlays, entries, TextOverlay)
     shown = _colorbar_layer(viewer)
     for ly in viewer.layers:
         if ly.metadata.get("map") == "expression" and hasattr(ly, "face_colorbar"):
@@ -188,11 +180,27 @@ def sync_canvas_legend(viewer) -> None:
     if TITLE_KEY not in overlays:
         overlays[TITLE_KEY] = TextOverlay(text=title, position=COLORBAR_POSITION, font_size=10, box=True,
                                           box_color=(0, 0, 0, 0.55), color="#ffffff", visible=bool(title))
-    else:
-        o = overlays[TITLE_KEY]
-        if o.text != title:
-            o.text = title
+        return
+    o = overlays[TITLE_KEY]
+    if o.text != title:
+        o.text = title
+    if o.visible != bool(title):
         o.visible = bool(title)
+
+
+def _set_legend(overlays, entries, text_overlay) -> None:
+    keys = sorted((k for k in overlays if k.startswith(LEGEND_PREFIX)), key=lambda k: int(k[len(LEGEND_PREFIX):]))
+    for i, (text, color) in enumerate(entries):
+        key = f"{LEGEND_PREFIX}{i}"
+        box = _box_for(color)
+        if key not in overlays:
+            overlays[key] = text_overlay(text=text, color=color, position="top_left", font_size=10,
+                                         box=True, box_color=box, visible=True)
+            continue
+        o = overlays[key]
+        o.text, o.color, o.box_color, o.visible = text, color, box, True
+    for k in keys[len(entries):]:
+        overlays[k].visible = False
 
 
 def install_canvas_legend(viewer) -> None:
