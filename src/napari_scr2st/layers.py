@@ -445,12 +445,17 @@ def celltype_layer(adata, cell_types, *, categories=None, library: str | None = 
     a selection colour) with a legend in ``metadata["legend"]`` (``{type: hex}``); spots of
     unknown type ("") are transparent and hidden. Vectorised (categorical codes)."""
     lib = library or library_id(adata)
-    ct = np.asarray(cell_types, dtype=object).astype(str)
-    if ct.shape != (adata.n_obs,):
-        raise ValueError(f"cell_types must have one entry per spot ({adata.n_obs}), got {ct.shape}")
-    cats = [str(c) for c in (categories if categories is not None else sorted(set(np.unique(ct).tolist()) - {""}))]
+    raw = np.asarray(cell_types, dtype=object)
+    if raw.shape != (adata.n_obs,):
+        raise ValueError(f"cell_types must have one entry per spot ({adata.n_obs}), got {raw.shape}")
+    found = pd.Categorical(raw)  # on objects: fast (a unicode array is ~30x slower)
+    names = np.append(np.asarray(found.categories.astype(str), dtype=object), "")  # code -1: ""
+    ct = names[found.codes]
+    cats = [str(c) for c in (categories if categories is not None else sorted(set(names.tolist()) - {""}))]
     colors = celltype_colors(cats)
-    codes = pd.Categorical(ct, categories=cats).codes  # -1: unknown or not a category
+    pos = {c: i for i, c in enumerate(cats)}
+    lut = np.array([pos.get(n, -1) for n in names], dtype=np.int64)  # one entry per distinct type
+    codes = lut[found.codes]  # -1: unknown or not a category
     table = np.vstack([hex_to_rgba_array(list(colors.values())), np.zeros((1, 4), np.float32)])
     rgba = table[codes]  # code -1 picks the transparent last row
     kwargs = {

@@ -164,3 +164,28 @@ def test_hover_shows_spot_features_on_the_selection_layer(measured_map):
     status = sel.get_status(tuple(sel.data[row]), world=True)
     text = status["coordinates"] if isinstance(status, dict) else str(status)
     assert "total_counts" in text and "manual" in text, text
+
+
+def test_the_expression_layer_made_before_training_is_hidden_and_empty(make_napari_viewer, small_sample, sync_workers,
+                                                                       helpers):
+    """Made before a long run (so the result is an in-place update), it draws nothing and shows no
+    colour bar or title until a result fills it; then it is renamed and shown."""
+    import pandas as pd
+
+    from napari_scr2st._napari import _viewer_layers as V
+
+    viewer = make_napari_viewer(show=True)
+    w, spots = helpers.prepared_sampling(viewer, small_sample)
+    s = w.session
+    layer = V.prepare_expression_layer(viewer, s)
+    assert not layer.visible and len(layer.data) == 0 and not layer.face_colorbar.visible
+    assert not viewer.canvas.overlays[V.TITLE_KEY].visible
+    assert viewer.layers.selection.active is spots
+    s.predictions = pd.DataFrame({"ERBB2": np.linspace(0, 3, s.n)}, index=s.adata.obs_names)
+    s.gene = "ERBB2"
+    shown = V.update_expression_layer(viewer, s, "ERBB2")
+    assert shown is layer and layer.name == f"{s.library} · ERBB2 · predicted"
+    assert layer.visible and len(layer.data) == s.n and layer.face_colorbar.visible
+    assert viewer.canvas.overlays[V.TITLE_KEY].text.startswith("ERBB2 · predicted\nlog1p normalised counts")
+    layer.visible = False  # hiding the map hides its colour bar title too
+    assert not viewer.canvas.overlays[V.TITLE_KEY].visible
