@@ -2,7 +2,8 @@
 large section, e.g. Visium HD scale (300,000 spots); no per-spot Python loop is involved.
 
 A synthetic section of ``--spots`` spots on a square lattice (sparse counts of 50 genes, no
-image), a selection of 15 % of the spots over two rounds (1 % manual picks, round 0 sequenced),
+image), a selection of 15 % of the spots over two rounds (``--manual``: 1 % of the spots picked by hand,
+drawn as stars; round 0 sequenced),
 predictions for one gene and a cell type per spot. Reports, in seconds (median of
 ``--repeats``): each pure builder (``napari_scr2st.layers``), and with ``--viewer`` the first
 draw in a napari viewer (create the layers + one screenshot) and a recolour (in-place update of
@@ -22,7 +23,7 @@ from types import SimpleNamespace
 import numpy as np
 
 
-def section(n: int, seed: int = 0):
+def section(n: int, seed: int = 0, manual: float = 0.01):
     import anndata as ad
     import pandas as pd
     import scipy.sparse as sp
@@ -41,7 +42,7 @@ def section(n: int, seed: int = 0):
     rnd[pick[: len(pick) // 2]] = 0
     rnd[pick[len(pick) // 2 :]] = 1
     src = np.where(rnd >= 0, "scrl", "").astype(object)
-    src[pick[: max(1, n // 100)]] = "manual"
+    src[pick[: int(manual * n)]] = "manual"
     rank = np.full(n, -1)
     rank[pick] = np.arange(len(pick))
     sel = SimpleNamespace(round=rnd, source=src, measured=rnd == 0, rank=rank, score=rng.random(n), budget=len(pick))
@@ -59,12 +60,12 @@ def _median(f, repeats: int) -> float:
     return float(np.median(ts))
 
 
-def measure(n: int, repeats: int, viewer: bool) -> dict:
+def measure(n: int, repeats: int, viewer: bool, manual: float = 0.01) -> dict:
     from napari_scr2st import layers as L
 
-    a, sel, values, types = section(n)
+    a, sel, values, types = section(n, manual=manual)
     measured = np.where(sel.measured, values, np.nan).astype(np.float32)
-    out = {"spots": n, "selected": int((sel.round >= 0).sum())}
+    out = {"spots": n, "selected": int((sel.round >= 0).sum()), "manual": int((sel.source == "manual").sum())}
     out["selection_layer_s"] = _median(lambda: L.selection_layer(a, sel), repeats)
     out["expression_layer_predicted_s"] = _median(lambda: L.expression_layer(a, "G0", values), repeats)
     out["expression_layer_measured_s"] = _median(lambda: L.expression_layer(a, "G0", measured, source="measured"), repeats)
@@ -99,9 +100,10 @@ def main() -> None:
     ap.add_argument("--spots", type=int, nargs="+", default=[300_000])
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--viewer", action="store_true", help="also time the napari draw (needs a display, e.g. xvfb-run)")
+    ap.add_argument("--manual", type=float, default=0.01, help="fraction of the spots picked by hand (stars)")
     ap.add_argument("--json", default=None)
     args = ap.parse_args()
-    rows = [measure(n, args.repeats, args.viewer) for n in args.spots]
+    rows = [measure(n, args.repeats, args.viewer, args.manual) for n in args.spots]
     for r in rows:
         print(json.dumps({k: round(v, 4) if isinstance(v, float) else v for k, v in r.items()}))
     if args.json:
