@@ -37,10 +37,11 @@ ROUND_COLORS = ["#ffd700", "#00bfff", "#32cd32", "#ff8c00", "#ff1493", "#8a2be2"
 MANUAL_COLOR = "#ffffff"
 
 #: cell types and other categories: muted colours, every one >= MIN_DELTA_E from the round and
-#: manual colours (no yellow, no sky blue: round 0 and "Endothelial" once shared one yellow)
+#: manual colours (no yellow or ochre, no sky blue: round 0 and "Endothelial" once shared one
+#: yellow); the first nine (a breast atlas's major types) are the most distinct
 CELLTYPE_COLORS = [
-    "#4b4b8f", "#ee99aa", "#556b2f", "#eedd88", "#800000", "#708090", "#009e73", "#882255",
-    "#997700", "#80ba5a", "#ee8866", "#000080", "#bbcc33", "#8fbc8f", "#663333", "#bc8f8f",
+    "#4b4b8f", "#ee99aa", "#556b2f", "#dda0dd", "#800000", "#708090", "#009e73", "#882255",
+    "#8b4513", "#80ba5a", "#ee8866", "#000080", "#bbcc33", "#8fbc8f", "#663333", "#bc8f8f",
 ]  # fmt: skip
 
 #: the categorical palette of exports and layers (an alias kept for the exports)

@@ -189,3 +189,23 @@ def test_the_expression_layer_made_before_training_is_hidden_and_empty(make_napa
     assert viewer.canvas.overlays[V.TITLE_KEY].text.startswith("ERBB2 · predicted\nlog1p normalised counts")
     layer.visible = False  # hiding the map hides its colour bar title too
     assert not viewer.canvas.overlays[V.TITLE_KEY].visible
+
+
+def test_legend_boxes_contrast_with_their_text():
+    from napari_scr2st._napari._viewer_layers import _box_for
+    from napari_scr2st.palette import CELLTYPE_COLORS, ROUND_COLORS
+
+    assert _box_for(round_color(0))[:3] == (0.0, 0.0, 0.0)  # gold text on black
+    assert _box_for("#000080")[:3] == (1.0, 1.0, 1.0)  # navy text on white
+    assert _box_for(MANUAL_COLOR)[:3] == (0.0, 0.0, 0.0)
+
+    def lum(h):
+        c = hex_to_rgba(h)[:3].astype(float)
+        lin = np.where(c <= 0.04045, c / 12.92, ((c + 0.055) / 1.055) ** 2.4)
+        return float(lin @ [0.2126, 0.7152, 0.0722])
+
+    for h in [*CELLTYPE_COLORS, *ROUND_COLORS]:
+        box = _box_for(h)
+        lb = 1.0 if box[0] == 1.0 else 0.0
+        hi, lo = max(lum(h), lb), min(lum(h), lb)
+        assert (hi + 0.05) / (lo + 0.05) >= 3.0, h  # WCAG: readable large text

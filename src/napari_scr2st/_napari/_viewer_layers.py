@@ -136,10 +136,13 @@ def legend_entries(viewer) -> list[tuple[str, str]]:
 
 
 def _box_for(color: str) -> tuple:
-    """A dark box behind light text, a light one behind dark text (muted cell-type colours)."""
-    r, g, b, _ = P.hex_to_rgba(color)
-    light = 0.2126 * r + 0.7152 * g + 0.0722 * b > 0.45
-    return (0.0, 0.0, 0.0, 0.6) if light else (1.0, 1.0, 1.0, 0.8)
+    """The box behind a legend line: black or white, whichever contrasts more with the text's
+    colour (WCAG relative luminance), nearly opaque so the tissue does not show through."""
+    c = P.hex_to_rgba(color)[:3].astype(float)
+    lin = np.where(c <= 0.04045, c / 12.92, ((c + 0.055) / 1.055) ** 2.4)
+    lum = float(lin @ np.array([0.2126, 0.7152, 0.0722]))
+    on_black, on_white = (lum + 0.05) / 0.05, 1.05 / (lum + 0.05)
+    return (0.0, 0.0, 0.0, 0.8) if on_black >= on_white else (1.0, 1.0, 1.0, 0.85)
 
 
 def _colorbar_layer(viewer):
