@@ -209,3 +209,27 @@ def test_legend_boxes_contrast_with_their_text():
         lb = 1.0 if box[0] == 1.0 else 0.0
         hi, lo = max(lum(h), lb), min(lum(h), lb)
         assert (hi + 0.05) / (lo + 0.05) >= 3.0, h  # WCAG: readable large text
+
+
+def test_map_order_is_kept_per_section_without_moves(make_napari_viewer):
+    from napari_scr2st._napari import _viewer_layers as V
+
+    viewer = make_napari_viewer()
+    pts = np.zeros((1, 2))
+    for sec in ("A", "B"):
+        viewer.add_points(pts, name=f"{sec} spots", metadata={"section": sec})
+    for sec in ("A", "B"):
+        for kind in ("expression", "selected", "cell_types"):  # the wrong order on purpose
+            viewer.add_points(pts, name=f"{sec} {kind}", metadata={"section": sec, "map": kind})
+    for sec in ("A", "B"):
+        V.order_map_layers(viewer, sec)
+    names = [ly.name for ly in viewer.layers]
+    for sec in ("A", "B"):
+        i = [names.index(f"{sec} {k}") for k in ("selected", "cell_types", "expression")]
+        assert i == sorted(i) and i[0] > names.index(f"{sec} spots")  # values above the selection
+    moved = []
+    viewer.layers.events.moved.connect(moved.append)
+    for _ in range(3):
+        for sec in ("A", "B"):
+            V.order_map_layers(viewer, sec)
+    assert moved == []  # in order: nothing moves (no events at slider speed, no trading places)

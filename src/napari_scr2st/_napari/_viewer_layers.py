@@ -85,15 +85,16 @@ MAP_ORDER = ("selected", "cell_types", "expression", "inspect")
 
 
 def order_map_layers(viewer, section: str) -> None:
-    """Keep the map layers of ``section`` on top of the others, in :data:`MAP_ORDER`; nothing
-    moves when they already are (no event at slider speed)."""
+    """Keep the map layers of ``section`` in :data:`MAP_ORDER` above the section's other layers
+    (image, spots, ROIs); nothing moves when they already are (no event at slider speed, and
+    the maps of two open sections do not keep trading places)."""
     layers = viewer.layers
     present = [ly for k in MAP_ORDER if (ly := map_layer(viewer, section, k)) is not None]
     if not present:
         return
     idx = [layers.index(ly) for ly in present]
-    n = len(layers)
-    if idx == list(range(n - len(present), n)):
+    others = [i for i, ly in enumerate(layers) if ly.metadata.get("section") == section and not ly.metadata.get("map")]
+    if idx == sorted(idx) and (not others or idx[0] > max(others)):
         return
     for ly in present:
         layers.move(layers.index(ly), len(layers))
