@@ -112,16 +112,16 @@ def main(argv=None) -> int:
     maps = dock("Expression and cell-type maps")
     gene = "ERBB2" if "ERBB2" in s.predictions.columns else s.gene
     maps.gene_combo.setCurrentText(gene)
-    maps.show_expression(gene)
+    expr = maps.show_expression(gene)  # "SYN1 · <gene> · predicted"
     for name in ("SYN1 selected", "SYN1 spots"):
         viewer.layers[name].visible = False
     viewer.layers["SYN1 H&E"].opacity = 0.35
-    viewer.layers["SYN1 expression"].opacity = 1.0
+    expr.opacity = 1.0
     dock("Train SCR2Net")
     shot("training_dock.png", f"expression map of {gene}")
 
     maps = dock("Expression and cell-type maps")
-    viewer.layers["SYN1 expression"].visible = False
+    expr.visible = False
     ct = maps.show_cell_types()
     ct.opacity = 1.0
     shot("maps_dock.png", "cell types with legend")
@@ -133,9 +133,9 @@ def main(argv=None) -> int:
     q = int(np.flatnonzero(~s.committed.measured & ~s.excluded)[len(s.adata) // 7])
     inspector.gene_combo.setCurrentText(gene)
     inspector.inspect(q)
-    viewer.layers["SYN1 expression"].visible = True
+    expr.visible = True
     shot("inspector_dock.png", f"spot {s.adata.obs_names[q]}")
-    viewer.layers["SYN1 expression"].visible = False
+    expr.visible = False
 
     viewer.layers["SYN1 spots"].visible = True
     export = dock("Export and import")

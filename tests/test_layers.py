@@ -54,6 +54,7 @@ import pandas as pd  # noqa: E402
 from napari_scr2st.layers import (  # noqa: E402
     celltype_layer,
     expression_layer,
+    expression_layer_name,
     expression_values,
     inspect_layer,
     layer_name,
@@ -64,7 +65,7 @@ from napari_scr2st.layers import (  # noqa: E402
     spot_yx,
     spots_in_shapes,
 )
-from napari_scr2st.palette import picked_by_label  # noqa: E402
+from napari_scr2st.palette import MANUAL_COLOR, hex_to_rgba, picked_by_label, round_color  # noqa: E402
 
 
 def _selection(n, picks):
@@ -107,19 +108,28 @@ def test_picked_by_labels():
 def test_selection_layer_distinguishes_rounds_and_manual(section):
     n = section.n_obs
     sel = _selection(n, [(3, 0, "scrl", True), (5, 1, "manual", False), (9, 1, "scrl", False)])
+    sel.budget = 12
     data, kw, kind = selection_layer(section, sel)
     assert kind == "points" and data.shape == (3, 2)
     np.testing.assert_allclose(data, spot_yx(section)[[3, 5, 9]])
     assert kw["name"] == layer_name("SYN1", "selected") == "SYN1 selected"
     assert kw["symbol"] == ["disc", "star", "disc"]
+    ring = np.asarray(kw["border_color"])
+    np.testing.assert_allclose(ring[0, :3], hex_to_rgba(round_color(0))[:3])  # the round's colour
+    np.testing.assert_allclose(ring[1, :3], ring[2, :3])  # same round, same colour
+    assert not np.allclose(ring[0, :3], ring[2, :3])  # different rounds, different colours
+    assert ring[0, 3] == 1.0 and ring[2, 3] < 1.0  # sequenced opaque, pending faded
     face = np.asarray(kw["face_color"])
-    assert not np.allclose(face[0, :3], face[2, :3])  # different rounds, different colours
-    np.testing.assert_allclose(face[1, :3], face[2, :3])  # same round, same colour
-    assert face[0, 3] == 1.0 and face[2, 3] < 1.0  # sequenced opaque, pending translucent
-    border = np.asarray(kw["border_color"])
-    assert border[1, 0] == 1.0 and border[0, 0] == 0.0  # manual picks white-bordered
+    assert face[0, 3] == 0 and face[2, 3] == 0  # rings: transparent inside
+    np.testing.assert_allclose(face[1, :3], hex_to_rgba(MANUAL_COLOR)[:3])  # manual: white star
+    d = section.uns["spatial"]["SYN1"]["scalefactors"]["spot_diameter_fullres"]
+    size = np.asarray(kw["size"])
+    assert size[1] > size[0] > d  # rings larger than a spot, manual stars larger still
     assert list(kw["features"]["picked_by"]) == ["policy", "manual", "policy"]
-    assert set(kw["metadata"]["legend"]) == {"round 0", "round 1"}
+    md = kw["metadata"]
+    assert set(md["legend"]) == {"round 0", "round 1"} and md["map"] == "selected"
+    assert md["n_manual"] == 1 and md["n_selected"] == 3 and md["budget"] == 12
+    assert md["index"].tolist() == [3, 5, 9]
     empty, kw0, _ = selection_layer(section, _selection(n, []))
     assert empty.shape == (0, 2) and len(kw0["features"]) == 0
 
@@ -131,8 +141,10 @@ def test_expression_layer_predicted_and_measured(section):
     v = expression_values(s, "ERBB2")
     data, kw, _ = expression_layer(s, "ERBB2", v, colormap="viridis")
     assert kw["face_colormap"] == "viridis" and kw["face_color"] == "value"
+    assert kw["name"] == expression_layer_name("SYN1", "ERBB2", "predicted") == "SYN1 · ERBB2 · predicted"
     lo, hi = kw["face_contrast_limits"]
-    assert 0 <= lo < hi <= 5 and kw["metadata"]["colorbar"] and kw["shown"].all()
+    assert 0 <= lo < hi <= 5 and kw["metadata"]["colorbar"] and len(data) == n
+    assert kw["metadata"]["title"].splitlines() == ["ERBB2 · predicted", "log1p normalised counts"]
     with pytest.raises(KeyError, match="not in the predicted panel"):
         expression_values(s, "NOPE")
     mask = np.zeros(n, bool)
@@ -144,9 +156,26 @@ def test_expression_layer_predicted_and_measured(section):
 
     np.testing.assert_allclose(mv[:10], log1p_normalized(s, ["ERBB2"])[:10, 0], rtol=1e-6)
     np.testing.assert_allclose(measured_expression(s, "ERBB2", mask), mv)
-    _, kw2, _ = expression_layer(s, "ERBB2", mv, source="measured", contrast_limits=(0, 3))
-    assert kw2["shown"].sum() == 10 and kw2["face_contrast_limits"] == (0.0, 3.0)
+    data2, kw2, _ = expression_layer(s, "ERBB2", mv, source="measured", contrast_limits=(0, 3))
+    assert kw2["face_contrast_limits"] == (0.0, 3.0) and kw2["name"] == "SYN1 · ERBB2 · measured"
     assert kw2["metadata"]["source"] == "measured"
+    assert f"10 of {n} spots sequenced" in kw2["metadata"]["title"]
+
+
+def test_expression_layer_leaves_missing_values_out(section):
+    """NaN (not sequenced) spots are not in the layer at all, so nothing draws them (on magma a
+    drawn NaN spot read as the lowest expression, black)."""
+    n = section.n_obs
+    v = np.full(n, np.nan, np.float32)
+    v[[2, 7, 11]] = [0.5, 1.5, 3.0]
+    data, kw, _ = expression_layer(section, "ERBB2", v, source="measured")
+    np.testing.assert_allclose(data, spot_yx(section)[[2, 7, 11]])
+    assert kw["metadata"]["index"].tolist() == [2, 7, 11]
+    assert kw["features"]["value"].tolist() == [0.5, 1.5, 3.0]
+    assert list(kw["features"]["spot_id"]) == list(section.obs_names[[2, 7, 11]])
+    assert np.isfinite(kw["features"]["value"]).all() and "shown" not in kw
+    empty, kw0, _ = expression_layer(section, "ERBB2", np.full(n, np.nan, np.float32))
+    assert empty.shape == (0, 2) and kw0["face_contrast_limits"] == (0.0, 1.0)
 
 
 def test_celltype_layer_has_legend_and_rgba(section):
@@ -158,6 +187,8 @@ def test_celltype_layer_has_legend_and_rgba(section):
     assert face.shape == (n, 4)
     assert np.allclose(face[0], face[3]) and not np.allclose(face[0], face[1])
     assert (~kw["shown"]).sum() == (ct == "").sum()
+    assert (face[ct == "", 3] == 0).all() and (face[ct != "", 3] == 1).all()  # unknown: transparent
+    np.testing.assert_allclose(face[0], hex_to_rgba(kw["metadata"]["legend"]["B-cells"]))
 
 
 def test_roi_layers_and_point_in_shape():

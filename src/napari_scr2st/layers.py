@@ -20,7 +20,16 @@ from .data.model import (
     library_id,
     spot_diameter_px,
 )
-from .palette import MANUAL, PALETTE, picked_by_labels
+from .palette import (
+    MANUAL,
+    MANUAL_COLOR,
+    ROUND_COLORS,
+    celltype_colors,
+    hex_to_rgba,
+    hex_to_rgba_array,
+    picked_by_labels,
+    round_color,
+)
 
 __all__ = [
     "image_layer",
@@ -43,6 +52,9 @@ __all__ = [
     "celltype_colors",
     "round_color",
     "layer_name",
+    "expression_layer_name",
+    "expression_title",
+    "EXPRESSION_SCALE",
     "SPOTS_SUFFIX",
     "LAYER_SUFFIXES",
 ]
@@ -62,8 +74,13 @@ LAYER_SUFFIXES = {
     "inspect": " inspected",
 }
 
-# rounds: round 0 (initial picks) yellow, then blue, green, orange, ... (distinct on H&E pink)
-_ROUND_PALETTE = ["#ffd700", "#00bfff", "#32cd32", "#ff8c00", "#ff1493", "#8a2be2", "#00ced1", "#adff2f"]
+#: the scale of every expression value the maps show (measured and predicted alike)
+EXPRESSION_SCALE = "log1p normalised counts"
+
+#: selection rings and manual stars are drawn larger than a spot, so that the maps drawn ABOVE
+#: them (measured or predicted values, cell types) leave the ring visible around each spot
+SELECTION_RING_SIZE = 1.5
+MANUAL_STAR_SIZE = 2.2
 
 
 def layer_name(section: str, kind: str) -> str:
@@ -71,19 +88,11 @@ def layer_name(section: str, kind: str) -> str:
     return f"{section}{LAYER_SUFFIXES[kind]}"
 
 
-def _hex_to_rgba(h: str, alpha: float = 1.0) -> np.ndarray:
-    h = h.lstrip("#")
-    return np.array([int(h[i : i + 2], 16) / 255 for i in (0, 2, 4)] + [alpha], dtype=np.float32)
+def expression_layer_name(section: str, gene: str, source: str) -> str:
+    """The name of an expression map: section, gene and predicted/measured (``"C3 · ERBB2 ·
+    predicted"``), so that the layer list never leaves in doubt what a map shows."""
+    return f"{section} · {gene} · {source}"
 
-
-def round_color(r: int) -> str:
-    """Hex colour of acquisition round ``r`` (cycles after 8 rounds)."""
-    return _ROUND_PALETTE[int(r) % len(_ROUND_PALETTE)]
-
-
-def celltype_colors(categories) -> dict[str, str]:
-    """A stable ``{category: hex colour}`` map (the order of ``categories`` decides colours)."""
-    return {str(c): PALETTE[i % len(PALETTE)] for i, c in enumerate(categories)}
 
 
 def image_pyramid(image: np.ndarray, min_side: int = 1024) -> list[np.ndarray]:
@@ -266,12 +275,16 @@ def spots_layer(
 
 
 def selection_layer(adata, selection, *, library: str | None = None, name: str | None = None):
-    """The selected spots: a ring per spot, coloured by ROUND; manual picks are stars with a
-    white border, picks of a sampler/policy discs with a black border; sequenced spots opaque,
-    pending ones (chosen, not yet sequenced) half transparent.
+    """The selected spots as rings around the spots, coloured by ROUND (sampler and policy picks),
+    and large white stars outlined in their round's colour (manual picks); sequenced spots
+    opaque, pending ones (chosen, not yet sequenced) faded.
 
-    ``selection`` as in :func:`spot_features` (also ``rank`` and ``score`` when present).
-    ``metadata["legend"]`` maps legend entries to hex colours.
+    Rings (:data:`SELECTION_RING_SIZE` spot diameters, transparent inside) and stars
+    (:data:`MANUAL_STAR_SIZE`) are larger than a spot, so a map drawn above this layer leaves
+    them visible around each spot. ``selection`` as in :func:`spot_features` (also ``rank``,
+    ``score`` and ``budget`` when present). ``metadata``: ``legend`` (``{"round r": hex}``),
+    ``symbols``, ``index`` (the spot row of each point), ``n_manual`` and ``budget``.
+    Vectorised: no per-spot Python loop.
     """
     lib = library or library_id(adata)
     rnd = np.asarray(selection.round)
@@ -282,11 +295,16 @@ def selection_layer(adata, selection, *, library: str | None = None, name: str |
     manual = picked == MANUAL
     measured = np.asarray(selection.measured, dtype=bool)[idx]
     score = np.asarray(getattr(selection, "score", np.full(len(rnd), np.nan)), dtype=float)[idx]
-    palette = np.array([_hex_to_rgba(c) for c in _ROUND_PALETTE], dtype=np.float32)
-    face = palette[rnd[idx] % len(_ROUND_PALETTE)].reshape(-1, 4)
-    face[~measured, 3] = 0.55
-    border = np.tile(np.array([[0.0, 0.0, 0.0, 1.0]], np.float32), (len(idx), 1))
-    border[manual] = (1.0, 1.0, 1.0, 1.0)
+    palette = hex_to_rgba_array(ROUND_COLORS)
+    ring = palette[rnd[idx] % len(ROUND_COLORS)].reshape(-1, 4)
+    ring[~measured, 3] = 0.5
+    face = np.zeros((len(idx), 4), np.float32)  # rings: transparent inside
+    face[manual] = hex_to_rgba(MANUAL_COLOR)
+    face[manual & ~measured, 3] = 0.75
+    diam = spot_diameter_px(adata, lib)
+    size = np.where(manual, MANUAL_STAR_SIZE, SELECTION_RING_SIZE) * diam
+    # a ring of width 0.25 spot diameters around the spot; a thin outline of the star
+    width = np.where(manual, 0.03, 0.25 / SELECTION_RING_SIZE)
     feats = pd.DataFrame(
         {
             "spot_id": np.asarray(adata.obs_names, dtype=object)[idx],
@@ -297,18 +315,24 @@ def selection_layer(adata, selection, *, library: str | None = None, name: str |
             "state": np.where(measured, "sequenced", "selected").astype(object),
         }
     )
-    legend = {f"round {r}": round_color(r) for r in sorted(set(rnd[idx].tolist()))}
+    legend = {f"round {r}": round_color(r) for r in np.unique(rnd[idx]).tolist()}
+    budget = getattr(selection, "budget", None)
     kwargs = {
         "name": name or layer_name(lib, "selected"),
-        "size": spot_diameter_px(adata, lib) * 1.0,
+        "size": size.astype(np.float32),
         "features": feats,
         "face_color": face if len(idx) else "transparent",
-        "border_color": border if len(idx) else "black",
-        "border_width": 0.18,
+        "border_color": ring if len(idx) else "black",
+        "border_width": width.astype(np.float32),
         "border_width_is_relative": True,
         "symbol": np.where(manual, "star", "disc").tolist() if manual.any() else "disc",
         "opacity": 1.0,
-        "metadata": {"section": lib, "legend": legend, "symbols": {"manual pick": "star", "sampler/policy": "disc"}},
+        "metadata": {
+            "section": lib, "map": "selected", "legend": legend,
+            "symbols": {"manual pick": "star", "sampler/policy": "ring"},
+            "index": idx, "n_manual": int(manual.sum()), "n_selected": len(idx),
+            "budget": None if budget is None else int(budget),
+        },
     }
     return spot_yx(adata)[idx].reshape(-1, 2), kwargs, "points"
 
@@ -351,6 +375,16 @@ def expression_values(adata, gene: str, *, source: str = "predicted", measured=N
     return np.asarray(pred[gene], dtype=np.float32)
 
 
+def expression_title(gene: str, source: str, n_values: int | None = None, n_spots: int | None = None) -> str:
+    """The title of an expression map's colour bar: gene, predicted/measured and the scale; a
+    measured map also says how many spots have a value (the others are not drawn)."""
+    head = f"{gene} · {source}"
+    lines = [head, EXPRESSION_SCALE]
+    if source == "measured" and n_values is not None and n_spots is not None:
+        lines.append(f"{n_values} of {n_spots} spots sequenced; no data: not drawn")
+    return "\n".join(lines)
+
+
 def expression_layer(
     adata,
     gene: str,
@@ -362,14 +396,22 @@ def expression_layer(
     colormap: str = "magma",
     contrast_limits: tuple[float, float] | None = None,
 ):
-    """Expression map of ``gene``: one filled spot per spot with a value (NaN spots hidden),
-    coloured with ``colormap`` between ``contrast_limits`` (default: 1st-99th percentile).
-    ``metadata["colorbar"]`` asks the viewer glue to show the layer's colour bar."""
+    """Expression map of ``gene``: one filled spot per spot WITH a value, coloured with
+    ``colormap`` between ``contrast_limits`` (default: 1st-99th percentile).
+
+    Spots without a value (NaN: not sequenced, for a measured map) are left out of the layer,
+    so they are never drawn (on magma the lowest colour is black, which reads as "no
+    expression"). The name says section, gene and source (:func:`expression_layer_name`);
+    ``metadata["colorbar"]`` asks the viewer glue to show the layer's colour bar and
+    ``metadata["title"]`` is its title (:func:`expression_title`); ``metadata["index"]`` the
+    spot row of each point.
+    """
     lib = library or library_id(adata)
     v = np.asarray(values, dtype=np.float32)
     if v.shape != (adata.n_obs,):
         raise ValueError(f"values must have one entry per spot ({adata.n_obs}), got {v.shape}")
     ok = np.isfinite(v)
+    idx = np.flatnonzero(ok)
     if contrast_limits is None:
         if ok.any():
             lo, hi = np.percentile(v[ok], [1, 99])
@@ -378,44 +420,53 @@ def expression_layer(
         if hi <= lo:
             hi = lo + 1e-3
         contrast_limits = (float(lo), float(hi))
-    feats = pd.DataFrame(
-        {"spot_id": np.asarray(adata.obs_names, dtype=object), "value": np.where(ok, v, contrast_limits[0])}
-    )
-    feats[gene] = v
+    vals = v[idx]
+    feats = pd.DataFrame({"spot_id": np.asarray(adata.obs_names, dtype=object)[idx], "value": vals})
+    feats[gene] = vals
     kwargs = {
-        "name": name or layer_name(lib, "expression"),
+        "name": name or expression_layer_name(lib, gene, source),
         "size": spot_diameter_px(adata, lib),
         "features": feats,
         "face_color": "value",
         "face_colormap": colormap,
         "face_contrast_limits": tuple(map(float, contrast_limits)),
         "border_width": 0,
-        "shown": ok,
-        "opacity": 0.9,
-        "metadata": {"section": lib, "gene": gene, "source": source, "colorbar": True},
+        "opacity": 1.0,
+        "metadata": {
+            "section": lib, "map": "expression", "gene": gene, "source": source, "colorbar": True,
+            "title": expression_title(gene, source, len(idx), adata.n_obs), "index": idx,
+        },
     }
-    return spot_yx(adata), kwargs, "points"
+    return spot_yx(adata)[idx].reshape(-1, 2), kwargs, "points"
 
 
 def celltype_layer(adata, cell_types, *, categories=None, library: str | None = None, name: str | None = None):
-    """Cell types as categorical spot colours (precomputed RGBA) with a legend in
-    ``metadata["legend"]`` (``{type: hex}``); spots of unknown type ("") are hidden."""
+    """Cell types as categorical spot colours (precomputed RGBA, :func:`celltype_colors`: never
+    a selection colour) with a legend in ``metadata["legend"]`` (``{type: hex}``); spots of
+    unknown type ("") are transparent and hidden. Vectorised (categorical codes)."""
     lib = library or library_id(adata)
-    ct = np.asarray(cell_types, dtype=object).astype(str)
-    if ct.shape != (adata.n_obs,):
-        raise ValueError(f"cell_types must have one entry per spot ({adata.n_obs}), got {ct.shape}")
-    cats = [str(c) for c in (categories if categories is not None else sorted(set(ct) - {""}))]
+    raw = np.asarray(cell_types, dtype=object)
+    if raw.shape != (adata.n_obs,):
+        raise ValueError(f"cell_types must have one entry per spot ({adata.n_obs}), got {raw.shape}")
+    found = pd.Categorical(raw)  # on objects: fast (a unicode array is ~30x slower)
+    names = np.append(np.asarray(found.categories.astype(str), dtype=object), "")  # code -1: ""
+    ct = names[found.codes]
+    cats = [str(c) for c in (categories if categories is not None else sorted(set(names.tolist()) - {""}))]
     colors = celltype_colors(cats)
-    rgba = np.array([_hex_to_rgba(colors[c]) if c in colors else _hex_to_rgba("#000000", 0.0) for c in ct], np.float32)
+    pos = {c: i for i, c in enumerate(cats)}
+    lut = np.array([pos.get(n, -1) for n in names], dtype=np.int64)  # one entry per distinct type
+    codes = lut[found.codes]  # -1: unknown or not a category
+    table = np.vstack([hex_to_rgba_array(list(colors.values())), np.zeros((1, 4), np.float32)])
+    rgba = table[codes]  # code -1 picks the transparent last row
     kwargs = {
         "name": name or layer_name(lib, "cell_types"),
         "size": spot_diameter_px(adata, lib),
         "features": pd.DataFrame({"spot_id": np.asarray(adata.obs_names, dtype=object), "cell_type": ct}),
         "face_color": rgba.reshape(-1, 4),
         "border_width": 0,
-        "shown": ct != "",
-        "opacity": 0.85,
-        "metadata": {"section": lib, "legend": colors},
+        "shown": codes >= 0,
+        "opacity": 1.0,
+        "metadata": {"section": lib, "map": "cell_types", "legend": colors},
     }
     return spot_yx(adata), kwargs, "points"
 
@@ -430,7 +481,7 @@ def roi_layer(kind: str, *, library: str, name: str | None = None):
         "name": name or layer_name(library, kind),
         "shape_type": "polygon",
         "edge_color": color,
-        "face_color": _hex_to_rgba(color, 0.12),
+        "face_color": hex_to_rgba(color, 0.12),
         "edge_width": 4,
         "metadata": {"section": library, "roi": kind},
     }
@@ -447,9 +498,9 @@ def inspect_layer(adata, query: int, neighbours=(), kept=(), *, library: str | N
     ok = nb >= 0
     nb, kp = nb[ok], kp[ok]
     idx = np.concatenate([[int(query)], nb]).astype(np.int64)
-    role = np.array(["query"] + ["kept" if k else "filtered" for k in kp], dtype=object)
-    colors = {"query": "#00ffff", "kept": "#32cd32", "filtered": "#ff3030"}
-    border = np.array([_hex_to_rgba(colors[r]) for r in role], np.float32)
+    role = np.concatenate([["query"], np.where(kp, "kept", "filtered")]).astype(object)
+    code = np.concatenate([[0], np.where(kp, 1, 2)])
+    border = hex_to_rgba_array(["#00ffff", "#32cd32", "#ff3030"])[code]
     kwargs = {
         "name": name or layer_name(lib, "inspect"),
         "size": spot_diameter_px(adata, lib) * 1.5,
@@ -458,14 +509,18 @@ def inspect_layer(adata, query: int, neighbours=(), kept=(), *, library: str | N
         "border_color": border,
         "border_width": 0.2,
         "border_width_is_relative": True,
-        "symbol": ["ring" if r != "filtered" else "x" for r in role],
-        "metadata": {"section": lib},
+        "symbol": np.where(role == "filtered", "x", "ring").tolist(),
+        "metadata": {"section": lib, "map": "inspect"},
     }
     return yx[idx].reshape(-1, 2), kwargs, "points"
 
 
-def _in_polygon(yx: np.ndarray, poly: np.ndarray) -> np.ndarray:
-    """Even-odd rule, vectorised over points (``poly`` (k, 2) vertices, any order)."""
+def _in_polygon(yx: np.ndarray, poly: np.ndarray, chunk: int = 1 << 22) -> np.ndarray:
+    """Even-odd rule, vectorised over points (``poly`` (k, 2) vertices, any order), in blocks
+    of points so that memory stays bounded (``chunk`` point-vertex pairs) at 300,000 spots."""
+    step = max(1, chunk // max(1, len(poly)))
+    if len(yx) > step:
+        return np.concatenate([_in_polygon(yx[i : i + step], poly, chunk) for i in range(0, len(yx), step)])
     y, x = yx[:, 0][:, None], yx[:, 1][:, None]
     py, px = poly[:, 0][None, :], poly[:, 1][None, :]
     qy, qx = np.roll(poly[:, 0], -1)[None, :], np.roll(poly[:, 1], -1)[None, :]

@@ -43,7 +43,7 @@ def test_end_to_end(make_napari_viewer, sync_workers, monkeypatch, tmp_path, hel
     training.extra_config = {"n_genes": 30, "hidden_dim": 32, "proj_dim": 16, "batch_size": 16}
     training.start()
     assert s.predictions is not None, training.status.text()
-    expr = viewer.layers["SYN1 expression"]
+    expr = viewer.layers[f"SYN1 · {s.gene} · predicted"]
     assert expr.visible and np.isfinite(expr.features[s.gene]).all()
     maps.show_cell_types()
     assert viewer.layers["SYN1 cell types"].visible
@@ -62,7 +62,7 @@ def test_end_to_end(make_napari_viewer, sync_workers, monkeypatch, tmp_path, hel
     assert (sel.features["state"] == "sequenced").all() and set(sel.features["round"]) == {0, 1}
 
     # what the user sees is not blank: the canvas and each dock
-    for name in ("SYN1 cell types", "SYN1 expression"):
+    for name in ("SYN1 cell types", expr.name):
         viewer.layers[name].visible = False
     viewer.reset_view()
     shot = viewer.screenshot(canvas_only=True, flash=False)

@@ -76,7 +76,9 @@ def test_maps_dock_switches_predicted_and_measured(trained):
     m.meas_radio.setChecked(True)
     layer = m.show_expression(gene)
     assert layer.metadata["source"] == "measured"
-    assert layer.shown.sum() == s.committed.measured.sum()
+    # unmeasured spots are not in the layer: nothing draws them
+    assert len(layer.data) == s.committed.measured.sum() and layer.shown.all()
+    assert layer.name == f"{s.library} · {gene} · measured"
     lo, hi = layer.face_contrast_limits
     assert lo < hi
     ct = m.show_cell_types()

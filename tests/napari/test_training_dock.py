@@ -34,7 +34,7 @@ def test_training_adds_prediction_layers(sequenced):
     s = w.session
     assert s.predictor is not None and s.predictions is not None, t.status.text()
     assert s.predictions.shape == (s.n, TINY["n_genes"])
-    expr = viewer.layers["SYN1 expression"]
+    expr = viewer.layers[f"SYN1 · {s.gene} · predicted"]
     assert expr.metadata["gene"] == s.gene and expr.face_colorbar.visible
     assert np.isfinite(expr.features[s.gene]).all()
     assert expr.visible and expr.shown.all()
@@ -94,5 +94,5 @@ def test_threaded_training_keeps_the_viewer_responsive(make_napari_viewer, small
     with qtbot.waitSignal(worker.finished, timeout=120_000):
         pass
     assert w.session.predictor is not None, t.status.text()
-    assert "SYN1 expression" in viewer.layers
+    assert f"SYN1 · {w.session.gene} · predicted" in viewer.layers
     assert t.worker is None and t.train_btn.isEnabled()

@@ -18,8 +18,9 @@ COLORMAPS = ("magma", "viridis", "inferno", "plasma", "turbo", "gray")
 
 def legend_html(entries: dict[str, str], symbols: dict[str, str] | None = None) -> str:
     rows = [f"<span style='color:{c}'>&#9632;</span> {name}" for name, c in entries.items()]
+    glyph = {"star": "&#9733;", "ring": "&#9675;"}
     for name, sym in (symbols or {}).items():
-        rows.append(f"{'&#9733;' if sym == 'star' else '&#9679;'} {name}")
+        rows.append(f"{glyph.get(sym, '&#9679;')} {name}")
     return "<br>".join(rows)
 
 
@@ -145,9 +146,13 @@ class MapsWidget(SectionDock):
         data, kw, kind = L.expression_layer(s.adata, gene, vals, source=self.source, library=s.library,
                                             colormap=self.cmap_combo.currentText(),
                                             contrast_limits=tuple(self.clim.value()))
+        kw["visible"] = True
+        V.show_only_map(self.viewer, s.library, "expression")
         layer = V.apply_layer(self.viewer, data, kw, kind)
-        layer.visible = True
-        self.set_status(f"{gene}, {self.source}: {int(ok.sum())} spots with a value")
+        missing = len(vals) - int(ok.sum())
+        note = f"; {missing} without a value are not drawn" if missing else ""
+        self.set_status(f"{gene}, {self.source} ({L.EXPRESSION_SCALE}): {int(ok.sum())} spots with a value{note}")
+        self._legend()
         return layer
 
     def auto_contrast(self) -> None:
@@ -157,9 +162,8 @@ class MapsWidget(SectionDock):
         s = self.session
         if s is None:
             return
-        name = L.layer_name(s.library, "expression")
-        if name in self.viewer.layers:
-            layer = self.viewer.layers[name]
+        layer = V.map_layer(self.viewer, s.library, "expression")
+        if layer is not None:
             layer.face_colormap = self.cmap_combo.currentText()
             layer.face_contrast_limits = tuple(self.clim.value())
             layer.refresh_colors() if hasattr(layer, "refresh_colors") else None
@@ -185,6 +189,9 @@ class MapsWidget(SectionDock):
         sel = L.layer_name(s.library, "selected")
         if sel in self.viewer.layers:
             md = self.viewer.layers[sel].metadata
-            parts.append("<b>Selected spots</b> (faded = not yet sequenced)<br>" +
+            budget = md.get("budget")
+            count = f"{md.get('n_manual', 0)} manual of {md.get('n_selected', 0)} selected" + (
+                f" (budget {budget})" if budget else "")
+            parts.append(f"<b>Selected spots</b>: {count}; faded = not yet sequenced<br>" +
                          legend_html(md.get("legend", {}), md.get("symbols", {})))
         self.legend.setText("<br>".join(parts))

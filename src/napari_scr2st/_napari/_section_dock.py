@@ -76,7 +76,7 @@ class LayerSync:
 
     def update_hover(self) -> None:
         if self._alive():
-            V.update_spots_features(self.session, self._spots())
+            V.update_spots_features(self.session, self._spots(), self.viewer)
 
     def on_predictions(self) -> None:
         if not self._alive():
@@ -87,12 +87,7 @@ class LayerSync:
         name = L.layer_name(s.library, "cell_types")
         if s.space is not None and name in self.viewer.layers:  # created by the maps dock
             V.update_celltype_layer(self.viewer, s)
-        V.update_spots_features(s, self._spots())
-        # keep the selection on top of the maps
-        sel = L.layer_name(s.library, "selected")
-        if sel in self.viewer.layers:
-            layers = self.viewer.layers
-            layers.move(layers.index(sel), len(layers))
+        V.update_spots_features(s, self._spots(), self.viewer)
 
 
 class SectionDock(QWidget):

@@ -3,9 +3,13 @@ the spot under the cursor."""
 
 from __future__ import annotations
 
+import weakref
+
 import numpy as np
+import pandas as pd
 
 from .. import layers as L
+from .. import palette as P
 from ..session import AcquisitionSession
 from ._sessions import get_session
 
@@ -20,24 +24,215 @@ def session_for(layer) -> AcquisitionSession | None:
     return None if layer is None else get_session(layer)
 
 
+def map_layer(viewer, section: str, kind: str):
+    """The layer of map ``kind`` (``metadata["map"]``: "selected", "expression", "cell_types",
+    "inspect") of a section, or None. Expression maps are found this way because their name
+    follows the gene and the source."""
+    for ly in viewer.layers:
+        md = ly.metadata
+        if md.get("map") == kind and md.get("section") == section:
+            return ly
+    return None
+
+
 def apply_layer(viewer, data, kwargs: dict, kind: str):
-    """Create the layer named ``kwargs['name']`` or update it in place (fixed-name layers)."""
+    """Create the layer named ``kwargs['name']`` or update it in place (fixed-name layers; a map
+    layer of the same section and ``metadata["map"]`` is renamed and updated). Adding a layer
+    keeps the active layer (so the spots layer stays active and its hover table shows); map
+    layers are kept in their order (:func:`order_map_layers`) and the canvas legend follows
+    (:func:`sync_canvas_legend`)."""
     name = kwargs["name"]
     kwargs = dict(kwargs)
-    colorbar = bool(kwargs.get("metadata", {}).get("colorbar"))
-    if name in viewer.layers:
-        layer = viewer.layers[name]
+    meta = kwargs.get("metadata", {})
+    colorbar = bool(meta.get("colorbar"))
+    layer = viewer.layers[name] if name in viewer.layers else None
+    if layer is None and meta.get("map"):
+        layer = map_layer(viewer, meta.get("section"), meta["map"])
+    if layer is not None:
         if layer.__class__.__name__.lower() == kind:
+            if layer.name != name:
+                layer.name = name
             _update_in_place(layer, data, kwargs, kind)
             if colorbar and hasattr(layer, "face_colorbar"):
                 layer.face_colorbar.visible = True
+            _after_map_change(viewer, layer)
             return layer
         viewer.layers.remove(layer)
+    active = viewer.layers.selection.active
     add = getattr(viewer, f"add_{kind}")
     layer = add(data, **kwargs)
     if colorbar and hasattr(layer, "face_colorbar"):
         layer.face_colorbar.visible = True
+        layer.face_colorbar.position = COLORBAR_POSITION
+    if active is not None and active in viewer.layers and meta.get("map"):
+        viewer.layers.selection.active = active
+    _after_map_change(viewer, layer)
     return layer
+
+
+def _after_map_change(viewer, layer) -> None:
+    md = layer.metadata
+    if not md.get("map"):
+        return
+    order_map_layers(viewer, md.get("section"))
+    install_canvas_legend(viewer)
+    sync_canvas_legend(viewer)
+
+
+#: map layers of a section from bottom to top: measured/predicted values and cell types are
+#: drawn ABOVE the selection rings (which are larger than a spot and stay visible around them)
+MAP_ORDER = ("selected", "cell_types", "expression", "inspect")
+
+
+def order_map_layers(viewer, section: str) -> None:
+    """Keep the map layers of ``section`` in :data:`MAP_ORDER` above the section's other layers
+    (image, spots, ROIs); nothing moves when they already are (no event at slider speed, and
+    the maps of two open sections do not keep trading places)."""
+    layers = viewer.layers
+    present = [ly for k in MAP_ORDER if (ly := map_layer(viewer, section, k)) is not None]
+    if not present:
+        return
+    idx = [layers.index(ly) for ly in present]
+    others = [i for i, ly in enumerate(layers) if ly.metadata.get("section") == section and not ly.metadata.get("map")]
+    if idx == sorted(idx) and (not others or idx[0] > max(others)):
+        return
+    for ly in present:
+        layers.move(layers.index(ly), len(layers))
+
+
+# ------------------------------------------------------------------ the legend on the canvas
+LEGEND_PREFIX = "scr2st_legend_"
+#: the colour bar and its title stack vertically in the bottom-right corner; the legend in the
+#: top-left one (napari tiles both corners vertically by default)
+COLORBAR_POSITION = "bottom_right"
+TITLE_KEY = "scr2st_colorbar_title"
+_LEGEND_VIEWERS: weakref.WeakSet = weakref.WeakSet()
+_LAST_LEGEND: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
+def _real(obj):
+    return getattr(obj, "__wrapped__", obj)
+
+
+def legend_entries(viewer) -> list[tuple[str, str]]:
+    """``(text, hex colour)`` of the canvas legend, from the VISIBLE map layers: the rounds,
+    sampler/policy rings vs manual stars (with the manual count against the budget) and the
+    faded "not yet sequenced" state of the selection; the cell types of a cell-type map."""
+    out: list[tuple[str, str]] = []
+    for ly in list(viewer.layers)[::-1]:  # top layer first
+        md = ly.metadata
+        if not ly.visible or md.get("map") not in ("selected", "cell_types"):
+            continue
+        if md["map"] == "selected" and md.get("n_selected", 0):
+            out.append((f"Selection ({md.get('section')})", "#ffffff"))
+            out += [(f"\u25cb {name}", c) for name, c in md.get("legend", {}).items()]
+            n_manual, budget = md.get("n_manual", 0), md.get("budget")
+            of = f" of a budget of {budget}" if budget else ""
+            out.append((f"\u2605 manual picks: {n_manual}{of} (large white stars)", P.MANUAL_COLOR))
+            out.append(("\u25cb ring: sampler/policy pick; faded: not yet sequenced", "#d0d0d0"))
+        elif md["map"] == "cell_types":
+            out.append((f"Cell types ({md.get('section')})", "#ffffff"))
+            out += [(f"\u25cf {name}", c) for name, c in md.get("legend", {}).items()]
+    return out
+
+
+def _box_for(color: str) -> tuple:
+    """The box behind a legend line: black or white, whichever contrasts more with the text's
+    colour (WCAG relative luminance), nearly opaque so the tissue does not show through."""
+    c = P.hex_to_rgba(color)[:3].astype(float)
+    lin = np.where(c <= 0.04045, c / 12.92, ((c + 0.055) / 1.055) ** 2.4)
+    lum = float(lin @ np.array([0.2126, 0.7152, 0.0722]))
+    on_black, on_white = (lum + 0.05) / 0.05, 1.05 / (lum + 0.05)
+    return (0.0, 0.0, 0.0, 0.8) if on_black >= on_white else (1.0, 1.0, 1.0, 0.85)
+
+
+def _colorbar_layer(viewer):
+    """The expression map whose colour bar shows: the top visible one that no visible cell-type
+    map of its section covers; None when there is none."""
+    covered: set = set()
+    for ly in list(viewer.layers)[::-1]:
+        md = ly.metadata
+        if not ly.visible:
+            continue
+        if md.get("map") == "cell_types":
+            covered.add(md.get("section"))
+        elif md.get("map") == "expression" and md.get("section") not in covered and len(ly.data):
+            return ly
+    return None
+
+
+def sync_canvas_legend(viewer) -> None:
+    """Show the legend of the visible map layers on the canvas (top left, one coloured line per
+    entry), the title of the shown colour bar (bottom right, with the bar: gene,
+    predicted/measured, scale) and hide every colour bar but that one (never over a cell-type
+    map). Nothing is set when nothing changed (no overlay event at slider speed)."""
+    from napari.components.overlays import TextOverlay
+
+    overlays = viewer.canvas.overlays
+    entries = legend_entries(viewer)
+    real = _real(viewer)
+    if _LAST_LEGEND.get(real) != entries:
+        _LAST_LEGEND[real] = entries
+        _set_legend(overlays, entries, TextOverlay)
+    shown = _colorbar_layer(viewer)
+    for ly in viewer.layers:
+        if ly.metadata.get("map") == "expression" and hasattr(ly, "face_colorbar"):
+            want = ly is shown
+            if ly.face_colorbar.visible != want:
+                ly.face_colorbar.visible = want
+    title = shown.metadata.get("title", shown.name) if shown is not None else ""
+    if TITLE_KEY not in overlays:
+        overlays[TITLE_KEY] = TextOverlay(text=title, position=COLORBAR_POSITION, font_size=10, box=True,
+                                          box_color=(0, 0, 0, 0.55), color="#ffffff", visible=bool(title))
+        return
+    o = overlays[TITLE_KEY]
+    if o.text != title:
+        o.text = title
+    if o.visible != bool(title):
+        o.visible = bool(title)
+
+
+def _set_legend(overlays, entries, text_overlay) -> None:
+    keys = sorted((k for k in overlays if k.startswith(LEGEND_PREFIX)), key=lambda k: int(k[len(LEGEND_PREFIX):]))
+    for i, (text, color) in enumerate(entries):
+        key = f"{LEGEND_PREFIX}{i}"
+        box = _box_for(color)
+        if key not in overlays:
+            overlays[key] = text_overlay(text=text, color=color, position="top_left", font_size=10,
+                                         box=True, box_color=box, visible=True)
+            continue
+        o = overlays[key]
+        o.text, o.color, o.box_color, o.visible = text, color, box, True
+    for k in keys[len(entries):]:
+        overlays[k].visible = False
+
+
+def install_canvas_legend(viewer) -> None:
+    """Keep the canvas legend in sync with the layers (inserted, removed, moved, shown or
+    hidden); once per viewer."""
+    real = _real(viewer)
+    if real in _LEGEND_VIEWERS:
+        return
+    _LEGEND_VIEWERS.add(real)
+    ref = weakref.ref(real)
+
+    def on_change(*_):
+        v = ref()
+        if v is not None:
+            sync_canvas_legend(v)
+
+    def on_inserted(event):
+        layer = event.value
+        if layer.metadata.get("map"):
+            layer.events.visible.connect(on_change)
+        on_change()
+
+    for ly in real.layers:
+        if ly.metadata.get("map"):
+            ly.events.visible.connect(on_change)
+    real.layers.events.inserted.connect(on_inserted)
+    real.layers.events.removed.connect(on_change)
+    real.layers.events.moved.connect(on_change)
 
 
 def _update_in_place(layer, data, kw: dict, kind: str) -> None:
@@ -101,8 +296,10 @@ def update_selection_layer(viewer, session: AcquisitionSession):
     return apply_layer(viewer, data, kw, kind)
 
 
-def update_spots_features(session: AcquisitionSession, spots_layer) -> None:
-    """Refresh the hover table of the spots layer (state, round, picked by, cell type, gene)."""
+def update_spots_features(session: AcquisitionSession, spots_layer, viewer=None) -> None:
+    """Refresh the hover table of the spots layer (state, round, picked by, cell type, gene) and,
+    with ``viewer``, the same rows on the selection layer (its own columns kept), so that the
+    hover shows a spot's features whichever of the two layers is active."""
     st = session.selection_for_layers()
     genes = [session.gene] if session.gene else None
     feats = L.spot_features(
@@ -111,6 +308,22 @@ def update_spots_features(session: AcquisitionSession, spots_layer) -> None:
         predicted=session.predictions, genes=genes,
     )
     spots_layer.features = feats
+    sel = map_layer(viewer, session.library, "selected") if viewer is not None else None
+    if sel is not None and "index" in sel.metadata and len(sel.metadata["index"]) == len(sel.data):
+        own = sel.features
+        rows = feats.iloc[np.asarray(sel.metadata["index"])].reset_index(drop=True)
+        extra = rows.drop(columns=[c for c in rows.columns if c in own.columns])
+        with sel.events.blocker_all():
+            sel.features = pd.concat([own.reset_index(drop=True), extra], axis=1)
+
+
+def show_only_map(viewer, section: str, kind: str) -> None:
+    """Hide the other value map of ``section`` (expression vs cell types), so one map, its colour
+    bar and its legend show at a time."""
+    other = {"expression": "cell_types", "cell_types": "expression"}[kind]
+    ly = map_layer(viewer, section, other)
+    if ly is not None and ly.visible:
+        ly.visible = False
 
 
 def update_celltype_layer(viewer, session: AcquisitionSession, *, visible: bool | None = None):
@@ -118,29 +331,37 @@ def update_celltype_layer(viewer, session: AcquisitionSession, *, visible: bool 
     data, kw, kind = L.celltype_layer(session.adata, ct, categories=session.celltype_categories(), library=session.library)
     if visible is not None:
         kw["visible"] = visible
+    if visible:
+        show_only_map(viewer, session.library, "cell_types")
     return apply_layer(viewer, data, kw, kind)
 
 
 def update_expression_layer(viewer, session: AcquisitionSession, gene: str, *, source: str = "predicted",
                             colormap: str = "magma", contrast_limits=None):
+    """Show the expression map of ``gene`` (``source`` predicted or measured): one layer per
+    section, renamed to say section, gene and source; shown, and the colour bar with it."""
     if source == "measured":
         values = session.measured_values(gene)
     else:
         values = L.expression_values(session.adata, gene, predicted=session.predictions)
     data, kw, kind = L.expression_layer(session.adata, gene, values, source=source, library=session.library,
                                         colormap=colormap, contrast_limits=contrast_limits)
+    kw["visible"] = True
+    show_only_map(viewer, session.library, "expression")
     return apply_layer(viewer, data, kw, kind)
 
 
 def prepare_expression_layer(viewer, session: AcquisitionSession):
-    """An empty expression layer, made before a long run so that showing its result later is an
-    in-place update (creating a points layer and its colour bar takes ~0.3 s in the GUI thread)."""
-    name = L.layer_name(session.library, "expression")
-    if name in viewer.layers:
-        return viewer.layers[name]
-    gene = session.gene or "prediction"
+    """An empty, HIDDEN expression layer, made before a long run so that showing its result later
+    is an in-place update (creating a points layer and its colour bar takes ~0.3 s in the GUI
+    thread). It draws nothing and shows no colour bar until a result fills it."""
+    old = map_layer(viewer, session.library, "expression")
+    if old is not None:
+        return old
     values = np.full(session.n, np.nan, dtype=np.float32)
-    data, kw, kind = L.expression_layer(session.adata, gene, values, library=session.library)
+    data, kw, kind = L.expression_layer(session.adata, session.gene or "prediction", values, library=session.library,
+                                        name=L.layer_name(session.library, "expression"))
+    kw["visible"] = False
     return apply_layer(viewer, data, kw, kind)
 
 
