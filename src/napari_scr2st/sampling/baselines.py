@@ -8,6 +8,8 @@
   Pooled budgets are split over sections in proportion to their available spots.
 - ``kcenter``: k-center greedy / coreset (Sener & Savarese 2018) on the standardised, PCA-reduced
   vision embedding, starting from the already selected spots (a random first pick otherwise).
+  Above ``max_candidates`` (50,000) available spots, the picks come from a random subset of
+  ``max(max_candidates, 4 n)`` of them (each pick costs one pass over the candidates).
 - ``typiclust``: TypiClust (Hacohen et al. 2022): k-means of the vision features into
   ``|selected| + n`` clusters; from the largest clusters without a selected spot, the most
   typical spot (highest inverse mean distance to its ``min(20, size // 2)`` nearest neighbours
@@ -128,14 +130,17 @@ class KCenterSampler(Sampler):
     name = "kcenter"
     needs_vision = True
 
-    def __init__(self, *, seed: int = 0, n_components: int = 32) -> None:
+    def __init__(self, *, seed: int = 0, n_components: int = 32, max_candidates: int = 50_000) -> None:
         super().__init__(seed=seed)
         self.n_components = n_components
+        self.max_candidates = max_candidates
 
     def _select(self, pool, n, state, available, rng):
         X = pool.vision_features(self.n_components)
         centres = np.flatnonzero(state.selected & ~pool.excluded)
         cand = np.flatnonzero(available)
+        if len(cand) > max(self.max_candidates, 4 * n):  # Visium HD: a random candidate subset
+            cand = np.sort(rng.choice(cand, max(self.max_candidates, 4 * n), replace=False))
         Xc = X[cand]
         if len(centres):
             mind = np.full(len(cand), np.inf)
@@ -243,13 +248,18 @@ class GreedyRewardSampler(Sampler):
     ``ExpressionPredictor`` (default: ridge on vision + coordinates, see
     :class:`~napari_scr2st.sampling.surrogate.SpacePredictor`). Until ``min_train`` spots are
     measured there is no prediction and only the spatial gain counts. Candidates and spatial
-    anchors are subsampled above ``max_candidates``/``max_anchors`` (stochastic greedy).
+    anchors are subsampled above ``max_candidates``/``max_anchors`` (stochastic greedy). In a
+    section of more than ``sparse_above`` spots (Visium HD), once every anchor is within a
+    quarter of the section's normaliser of a selected spot, the spatial gain sums only the
+    anchor-candidate pairs closer than the anchor's distance to the selection (a kd-tree query;
+    the same gain up to rounding, instead of the dense anchors x candidates matrix per pick).
     """
 
     name = "greedy"
 
     def __init__(self, space, weights: RewardWeights | None = None, *, predictor=None, seed: int = 0,
-                 min_train: int = 5, max_candidates: int = 1024, max_anchors: int = 2048, embedder=None) -> None:
+                 min_train: int = 5, max_candidates: int = 1024, max_anchors: int = 2048, embedder=None,
+                 sparse_above: int = 20_000) -> None:
         super().__init__(seed=seed)
         from .measured import MeasuredEmbedder
         from .surrogate import SpacePredictor
@@ -260,6 +270,7 @@ class GreedyRewardSampler(Sampler):
         self.embedder = embedder or MeasuredEmbedder(space)
         self.max_candidates = max_candidates
         self.max_anchors = max_anchors
+        self.sparse_above = sparse_above
 
     def _select(self, pool, n, state, available, rng):
         sp_ = self.space
@@ -292,6 +303,9 @@ class GreedyRewardSampler(Sampler):
             if np.isinf(d).all():
                 d = np.full(len(d), 2.0 * max(index.norms[i], 1e-12))  # empty section: surrogate
             dmin[index.members[i]] = d
+        dmin_a = [dmin[a] for a in anchors]
+        trees = [_anchor_tree(pool.coords[a]) if len(index.members[i]) > self.sparse_above else None
+                 for i, a in enumerate(anchors)]
         secw = index.section_weights
         norms = np.maximum(np.array(index.norms), 1e-12)
         avail = available.copy()
@@ -316,8 +330,12 @@ class GreedyRewardSampler(Sampler):
                 for i in np.unique(sec_id[cand]):
                     ci = cand[sec_id[cand] == i]
                     a = anchors[i]
-                    D = np.sqrt(_sqdist(pool.coords[a], pool.coords[ci]))
-                    red = np.maximum(dmin[a][:, None] - D, 0.0).mean(axis=0)
+                    da = dmin_a[i]
+                    if len(index.members[i]) > self.sparse_above and da.max() < 0.25 * norms[i]:
+                        red = _local_reduction(trees[i], pool.coords[ci], da)
+                    else:
+                        D = np.sqrt(_sqdist(pool.coords[a], pool.coords[ci]))
+                        red = np.maximum(da[:, None] - D, 0.0).mean(axis=0)
                     gain[sec_id[cand] == i] += w[2] * secw[i] * red / norms[i]
             gain = gain + 1e-12 * rng.random(len(gain))  # random tie-break
             j = int(np.argmax(gain))
@@ -329,13 +347,29 @@ class GreedyRewardSampler(Sampler):
                 covered[pc[s]] = True
                 tcount[pt[s]] += 1
             i = sec_id[s]
-            mem = index.members[i]
-            dmin[mem] = np.minimum(dmin[mem], np.sqrt(((pool.coords[mem] - pool.coords[s]) ** 2).sum(axis=1)))
+            a = anchors[i]  # only the anchors' distances are read
+            dmin_a[i] = np.minimum(dmin_a[i], np.sqrt(((pool.coords[a] - pool.coords[s]) ** 2).sum(axis=1)))
         self.last_scores = np.array(scores)
         return np.array(picks)
 
 
 # ------------------------------------------------------------------------------------- helpers
+
+
+def _anchor_tree(xy: np.ndarray):
+    from scipy.spatial import cKDTree
+
+    return cKDTree(xy)
+
+
+def _local_reduction(tree, cxy: np.ndarray, dmin: np.ndarray) -> np.ndarray:
+    """``mean_a max(dmin[a] - |a - c|, 0)`` per candidate ``c`` (rows of ``cxy``) over the
+    anchors of ``tree``, from the pairs closer than ``max(dmin)`` only (the others add 0)."""
+    from scipy.spatial import cKDTree
+
+    pairs = tree.sparse_distance_matrix(cKDTree(cxy), float(dmin.max()), output_type="ndarray")
+    contrib = np.maximum(dmin[pairs["i"]] - pairs["v"], 0.0)
+    return np.bincount(pairs["j"], weights=contrib, minlength=len(cxy)) / len(dmin)
 
 
 def _sqdist(A: np.ndarray, B: np.ndarray) -> np.ndarray:
