@@ -47,7 +47,7 @@ def test_info_on_a_missing_path_is_a_one_line_error(tmp_path, capsys):
 
 
 def test_demo_runs_and_writes_the_overview(tmp_path, capsys):
-    rc = main(["demo", "--n-spots", "300", "--out", str(tmp_path / "demo")])
+    rc = main(["demo", "--n-spots", "300", "--bench-seeds", "2", "--quiet", "--out", str(tmp_path / "demo")])
     out = capsys.readouterr().out
     assert rc == 0, out
     png = tmp_path / "demo" / "overview.png"
@@ -70,4 +70,6 @@ def test_demo_runs_and_writes_the_overview(tmp_path, capsys):
     assert metrics["n_train"] == len(sel) and metrics["n_test"] + metrics["n_train"] >= 280
     assert metrics["pcc_all"] > 0.2  # real signal on the synthetic sample, not noise
     assert (tmp_path / "demo" / "selection.png").stat().st_size > 10_000
-    assert "[5] evaluation" in out
+    assert "evaluation on the" in out
+    assert "[3] SCRL policy shipped" in out  # the default encoder uses the shipped policy
+    assert (tmp_path / "demo" / "label_efficiency.png").stat().st_size > 10_000

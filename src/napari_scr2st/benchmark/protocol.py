@@ -256,6 +256,7 @@ def iter_label_efficiency(
     cross_split: Mapping[str, Sequence[str]] | None = None,
     test_sections: Sequence[str] | None = None,
     on_run: Callable[[RunRecord], Any] | None = None,
+    scrl_policy: Any = None,
     token: CancelToken | None = None,
 ) -> Generator[Progress, None, dict[str, pd.DataFrame]]:
     """Run the protocol of the module docstring; yields progress, returns ``{downstream: frame}``.
@@ -266,8 +267,11 @@ def iter_label_efficiency(
     ``budgets``: fractions of the selectable spots in (0, 1]. ``policy_train_sections``
     (``{test section: [sections]}``) overrides the sections the SCRL policy of a test section
     trains on (never the test section itself). ``test_sections`` keeps only those test sections
-    (the others still serve as policy training sections). ``on_run`` is called with a :class:`RunRecord`
-    for every row. Every frame has exactly :data:`COLUMNS` and ``attrs["notes"]``.
+    (the others still serve as policy training sections). ``on_run`` is called with a
+    :class:`RunRecord` for every row. ``scrl_policy``: a trained SCRL policy used for every test
+    section and seed instead of one trained per seed (``episodes`` and ``imitation_episodes`` are
+    then unused; it must not have been trained on the test sections). Every frame has exactly
+    :data:`COLUMNS` and ``attrs["notes"]``.
     """
     from ..data.expression import log1p_normalized
     from ..model.panel import select_panel
@@ -307,13 +311,16 @@ def iter_label_efficiency(
             task.policy_envs = [(n, sections[n], _resolve_space(space_for, n)) for n in names]
             task.policy_where = "+".join(names)
     use_scrl = "scrl" in samplers
+    train_scrl = use_scrl and scrl_policy is None
     partial = [b for b in budgets if b < 1.0]
-    total = len(tasks) * len(seeds) * (len(partial) * len(samplers) + (1.0 in budgets) + use_scrl)
+    total = len(tasks) * len(seeds) * (len(partial) * len(samplers) + (1.0 in budgets) + train_scrl)
     rows: dict[str, list[dict[str, Any]]] = {k: [] for k in kinds}
     notes = []
-    if use_scrl:
+    if train_scrl:
         notes += [f"{protocol}, test section {t.name}: SCRL policy retrained per seed on {t.policy_where} "
                   f"({imitation_episodes} imitation + {episodes} REINFORCE episodes)" for t in tasks]
+    elif use_scrl:
+        notes.append(f"{protocol}: SCRL uses the given policy for every test section and seed (not retrained)")
     if 1.0 in budgets:
         notes.append("budget 1.0: every sampler selects all selectable spots; computed once per test section and "
                      "seed and reported for every sampler")
@@ -326,8 +333,8 @@ def iter_label_efficiency(
         for seed in seeds:
             if token is not None:
                 token.raise_if_cancelled()
-            policy = None
-            if use_scrl:
+            policy = scrl_policy
+            if train_scrl:
                 train_policy = _train_policy(task, seed, episodes=episodes, imitation_episodes=imitation_episodes,
                                              rounds=rounds, group_size=group_size, token=token)
                 while True:
