@@ -70,8 +70,8 @@ def register(subparsers) -> None:
                    help=f"spots to sequence: a count (30) or a percentage (15%%) (default {_D.budget.replace('%', '%%')})")
     p.add_argument("--rounds", type=int, default=_D.rounds, help=f"acquisition rounds (default {_D.rounds})")
     p.add_argument("--weights", default=",".join(f"{w:g}" for w in _D.weights),
-                   help="reward weights sc,type,sp (default %(default)s), or sc,type,sp,unc with the weight of the "
-                        "expected-error term too")
+                   help="reward weights sc,type,sp (default %(default)s; the r_unc weight is --weight-unc), or "
+                        "sc,type,sp,unc")
     p.add_argument("--weight-unc", type=float, default=None,
                    help=f"weight of the expected-error term r_unc, the predictor's posterior-variance reduction over "
                         f"the unsequenced spots (default {_D.w_unc:g}; or the fourth number of --weights)")
@@ -323,7 +323,7 @@ def run_select(args: argparse.Namespace) -> int:
         t = session.acq.history[-1].terms
         w = session.weights
         msg += (f"\nreward of the measured set (weights {w}): r_sc={t.sc:.3f} r_type={t.type:.3f} "
-                f"r_sp={t.sp:.3f} total={t.total(w):.3f}")
+                f"r_sp={t.sp:.3f} r_unc={t.unc:.3f} total={t.total(w):.3f}")
     elif not simulate:
         sp = spatial_coverage(session.pool.spatial_index(), selected=st.selected.nonzero()[0])
         head = (f"round {st.current_round - 1} is still waiting for its counts (written again)" if was_waiting
