@@ -66,11 +66,11 @@ class UncertaintyKernel:
             self._x = X / scale
 
     def __call__(self, a: np.ndarray, b: np.ndarray) -> np.ndarray:
-        from .baselines import _sqdist
-
         a = np.asarray(a, dtype=np.int64)
         b = np.asarray(b, dtype=np.int64)
-        K = np.exp(-0.5 * _sqdist(self._xy[a], self._xy[b]))
+        A, B = self._xy[a], self._xy[b]
+        d2 = np.maximum((A**2).sum(1)[:, None] + (B**2).sum(1)[None, :] - 2.0 * A @ B.T, 0.0)
+        K = np.exp(-0.5 * d2)
         if self._x is not None:
             K = 0.5 * (K + self._x[a] @ self._x[b].T)
         K[self._sec[a][:, None] != self._sec[b][None, :]] = 0.0
