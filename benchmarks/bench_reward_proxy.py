@@ -296,11 +296,14 @@ def main(argv=None) -> int:
     ap.add_argument("--no-synthetic", action="store_true")
     ap.add_argument("--no-her2st", action="store_true")
     ap.add_argument("--out", default=str(OUT))
+    ap.add_argument("--from-csv", default=None, help="rebuild the report from a reward_proxy.csv of an earlier run")
     args = ap.parse_args(argv)
     t0 = time.perf_counter()
     kw = dict(budgets=args.budgets, random_seeds=args.random_seeds, sampler_seeds=args.sampler_seeds,
               epochs=args.epochs)
     rows = []
+    if args.from_csv:
+        args.no_her2st = args.no_synthetic = True
     if not args.no_her2st:
         if not HER2ST.is_dir() or not REFERENCE.is_file():
             print(f"her2st or the reference not found under {SHARED}", file=sys.stderr)
@@ -311,9 +314,17 @@ def main(argv=None) -> int:
     if not args.no_synthetic:
         a, space = synthetic_section()
         rows += run_section("synthetic", "SYN", a, space, scr2net=args.scr2net_synthetic, **kw)
-    df = pd.DataFrame(rows)
+    df = pd.read_csv(args.from_csv) if args.from_csv else pd.DataFrame(rows)
+    from napari_scr2st.sampling.reward import RewardWeights
+
+    default = RewardWeights()
     base = ["r_sc", "r_type", "r_sp"] + (["r_unc"] if "r_unc" in df else []) + ["total_old"]
-    base += ["total"] if "r_unc" in df else []
+    if "r_unc" in df:  # the sum at the default weights, and at other r_unc weights (sc = type = sp = 1)
+        terms_ = df[["r_sc", "r_type", "r_sp", "r_unc"]].to_numpy()
+        df["total"] = terms_ @ default.as_array()
+        for w in (1, 3, 5):
+            df[f"total_unc{w}"] = terms_ @ np.array([1.0, 1.0, 1.0, w])
+        base += ["total", "total_unc1", "total_unc3", "total_unc5"]
     cand = [c for c in df.columns if c.split("_")[0] in ("gpvs", "gpv", "blr", "sum")]
     terms = base + cand + ["n_selected"]
     targets = list(DOWNSTREAM) + [t for t in ("scr2net_heg50", "scr2net_all") if t in df]
@@ -327,11 +338,14 @@ def main(argv=None) -> int:
     with atomic_write(out / "reward_proxy_rho.csv", newline="") as fh:
         rc.to_csv(fh, index=False)
     n_sel = df.groupby(["dataset", "section"]).size()
-    meta = (f"{len(df)} selections ({n_sel.iloc[0]} per section: budgets {args.budgets} of the non-test spots; "
+    meta = (f"{len(df)} selections ({n_sel.iloc[0]} per section: budgets {sorted(set(df['budget']))} of the non-test spots; "
             f"{args.random_seeds} random per budget, {args.sampler_seeds} seed(s) of {', '.join(SAMPLERS)} and of "
             f"greedy at 5 weight settings), 2 rounds each; SCR2Net scored {args.scr2net} selections per budget of "
-            f"each her2st section and {args.scr2net_synthetic} of the synthetic one; {time.perf_counter() - t0:.0f} s "
-            "on 2 shared cores. "
+            f"each her2st section and {args.scr2net_synthetic} of the synthetic one; "
+            + (f"report rebuilt from {Path(args.from_csv).name}. " if args.from_csv
+               else f"{time.perf_counter() - t0:.0f} s on 2 shared cores. ")
+            + "`total`: the sum at the default weights "
+            f"({default}); `total_old`: sc = type = sp = 1 without r_unc; `total_uncW`: sc = type = sp = 1, unc = W. "
             "Re-measure: `python benchmarks/bench_reward_proxy.py`.")
     md = markdown(rc, df, terms, targets, meta)
     with atomic_write(out / "reward_proxy.md") as fh:

@@ -49,7 +49,7 @@ MODES = ("full", "regression", "retrieval")
 
 #: default weight of the expected-error term ``r_unc`` (the same value as
 #: ``napari_scr2st.sampling.reward.DEFAULT_UNC_WEIGHT``; chosen by benchmarks/bench_reward_proxy.py)
-DEFAULT_UNC_WEIGHT = 3.0
+DEFAULT_UNC_WEIGHT = 1.0
 
 #: samplers whose reward needs the single-cell reference space
 REFERENCE_SAMPLERS = ("greedy", "scrl")
