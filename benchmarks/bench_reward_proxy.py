@@ -30,7 +30,8 @@ her2st sections, both over all selections (budgets pooled: size dominates) and w
 (the mean over budgets of the correlation among selections of the same size: what a sampler
 at a fixed budget needs). Raw rows go to ``reward_proxy.csv``.
 
-    python benchmarks/bench_reward_proxy.py                    # ~10 min on 2 shared cores
+    python benchmarks/bench_reward_proxy.py                    # 17 min on 2 idle-ish cores, 36 min at load 10
+    python benchmarks/bench_reward_proxy.py --from-csv benchmarks/results/sampling/reward_proxy.csv  # report only
     python benchmarks/bench_reward_proxy.py --random-seeds 2 --scr2net 0 --sections B4 C2 --no-synthetic
 """
 
