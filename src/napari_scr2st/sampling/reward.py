@@ -1,4 +1,4 @@
-"""The reward of a MEASURED set (METHOD section 3): three terms in [0, 1], higher is better.
+"""The reward of a MEASURED set (METHOD section 3): four terms in [0, 1], higher is better.
 
 All terms are computed on the CUMULATIVE measured set ``S`` (never on the last batch alone);
 the reward of a round is the gain of the weighted total over the previous round.
@@ -16,9 +16,16 @@ the reward of a round is the gain of the weighted total over the previous round.
   centroid). ``r_s = 0`` when ``S_s`` is empty; a section with one pool spot has ``norm_s = 0``
   and ``r_s = 1`` when its spot is measured. Sections are averaged weighted by ``|P_s|``.
 
-The weighted total is ``R = w_sc r_sc + w_type r_type + w_sp r_sp`` (:class:`RewardWeights`;
-not renormalised, so it is in ``[0, w_sc + w_type + w_sp]``; the paper's weights 20, 5, 0.05
-were for unnormalised terms, with these normalised terms start near equal weights).
+- ``r_unc`` (expected-error reduction, docs/method.md section 4.1): the reduction of a Gaussian
+  process's posterior variance over the UNSEQUENCED spots, per section
+  ``1 - sum_{p in P_s \\ S} var(p | S) / sum_{p in P_s} k(p, p)`` (:class:`VarianceIndex`;
+  the kernel, from vision and coordinates only, is chosen by the caller:
+  :func:`napari_scr2st.sampling.measured.variance_index`). Sections weighted by ``|P_s|``.
+
+The weighted total is ``R = w_sc r_sc + w_type r_type + w_sp r_sp + w_unc r_unc``
+(:class:`RewardWeights`; not renormalised, so it is in ``[0, sum of the weights]``; the paper's
+weights 20, 5, 0.05 were for unnormalised terms, with these normalised terms start near equal
+weights).
 """
 
 from __future__ import annotations
