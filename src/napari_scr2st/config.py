@@ -53,6 +53,9 @@ MODES = ("full", "regression", "retrieval")
 PANEL_METHODS = ("heg", "hvg", "union")
 #: the panel kind that measured best across data (benchmarks/bench_panel.py, docs/benchmarks.md)
 DEFAULT_PANEL_METHOD = "heg"
+#: default weight of the expected-error term ``r_unc`` (the same value as
+#: ``napari_scr2st.sampling.reward.DEFAULT_UNC_WEIGHT``; chosen by benchmarks/bench_reward_proxy.py)
+DEFAULT_UNC_WEIGHT = 1.0
 
 #: samplers whose reward needs the single-cell reference space
 REFERENCE_SAMPLERS = ("greedy", "scrl")
@@ -67,8 +70,9 @@ class SamplingSettings:
     ``budget``: a count (``"60"``) or a percentage (``"15%"``) of the selectable spots (with
     ``per_section``, of each section). Manual picks count toward it. ``rounds``: acquisition
     rounds the budget is spread over (a round is sequenced before the next is chosen).
-    ``sampler``: one of :data:`SAMPLERS`. ``w_sc``, ``w_type``, ``w_sp``: reward weights of
-    cell-state coverage, cell-type diversity and spatial coverage. ``seed``: the seed of every
+    ``sampler``: one of :data:`SAMPLERS`. ``w_sc``, ``w_type``, ``w_sp``, ``w_unc``: reward
+    weights of cell-state coverage, cell-type diversity, spatial coverage and the predictor's
+    expected-error reduction (``r_unc``, docs/method.md). ``seed``: the seed of every
     random choice of the run. ``policy_path``: an SCRL policy file (empty: an untrained
     policy until one is pre-trained or loaded). ``encoder``: the vision encoder used when a
     section has no embedding. ``vision_key``: the ``obsm`` key of that embedding.
@@ -80,6 +84,7 @@ class SamplingSettings:
     w_sc: float = 1.0
     w_type: float = 1.0
     w_sp: float = 1.0
+    w_unc: float = DEFAULT_UNC_WEIGHT
     seed: int = 0
     per_section: bool = False
     policy_path: str = ""
@@ -93,7 +98,7 @@ class SamplingSettings:
         self.rounds = int(self.rounds)
         if self.sampler not in SAMPLERS:
             raise ValueError(f"unknown sampler {self.sampler!r}; choose from {', '.join(SAMPLERS)}")
-        for name in ("w_sc", "w_type", "w_sp"):
+        for name in ("w_sc", "w_type", "w_sp", "w_unc"):
             v = float(getattr(self, name))
             if not v >= 0:  # also refuses NaN
                 raise ValueError(f"reward weight {name} must be >= 0, got {getattr(self, name)!r}")
@@ -102,15 +107,24 @@ class SamplingSettings:
 
     @property
     def weights(self) -> tuple[float, float, float]:
-        """``(w_sc, w_type, w_sp)``."""
+        """``(w_sc, w_type, w_sp)`` (the three coverage terms; :attr:`reward_weights` has all four)."""
         return (self.w_sc, self.w_type, self.w_sp)
 
+    @property
+    def reward_weights(self) -> tuple[float, float, float, float]:
+        """``(w_sc, w_type, w_sp, w_unc)``, the order of ``RewardWeights``."""
+        return (self.w_sc, self.w_type, self.w_sp, self.w_unc)
+
     def with_weights(self, weights: Any) -> SamplingSettings:
-        """A copy with the weights of ``weights`` (a ``RewardWeights`` or a triple ``(sc, type, sp)``)."""
+        """A copy with the weights of ``weights``: a ``RewardWeights`` or ``(sc, type, sp, unc)``
+        (all four), or a triple ``(sc, type, sp)`` (``w_unc`` unchanged)."""
         if hasattr(weights, "sc"):
-            weights = (weights.sc, weights.type, weights.sp)
-        sc, ty, spw = (float(v) for v in weights)
-        return replace(self, w_sc=sc, w_type=ty, w_sp=spw)
+            weights = (weights.sc, weights.type, weights.sp, weights.unc)
+        vals = [float(v) for v in weights]
+        if len(vals) not in (3, 4):
+            raise ValueError(f"weights must be (sc, type, sp) or (sc, type, sp, unc), got {weights!r}")
+        unc = vals[3] if len(vals) == 4 else self.w_unc
+        return replace(self, w_sc=vals[0], w_type=vals[1], w_sp=vals[2], w_unc=unc)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

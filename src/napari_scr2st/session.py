@@ -85,15 +85,15 @@ def fit_reference_space(reference, spots, *, celltype_key: str | None = None,
 class Preview:
     """The selection shown now: committed + manual picks + the sampler's proposal.
 
-    ``terms_measured``: reward terms ``(r_sc, r_type, r_sp)`` of the sequenced set;
+    ``terms_measured``: reward terms ``(r_sc, r_type, r_sp, r_unc)`` of the sequenced set;
     ``terms_expected``: the same for the proposed set, with the cell states of unsequenced
     spots PREDICTED from the sequenced ones (nothing unsequenced is read; ``has_prediction``
     says whether a prediction existed, else only sequenced spots count).
     """
 
     result: Proposal
-    terms_measured: tuple[float, float, float] = (0.0, 0.0, 0.0)
-    terms_expected: tuple[float, float, float] = (0.0, 0.0, 0.0)
+    terms_measured: tuple[float, ...] = (0.0, 0.0, 0.0, 0.0)
+    terms_expected: tuple[float, ...] = (0.0, 0.0, 0.0, 0.0)
     has_prediction: bool = False
 
     @property
@@ -218,7 +218,7 @@ class AcquisitionSession:
         if self.acq is None:
             return []
         return [{"round": float(h.round), "n": float(h.n_measured), "r_sc": h.terms.sc, "r_type": h.terms.type,
-                 "r_sp": h.terms.sp} for h in self.acq.history]
+                 "r_sp": h.terms.sp, "r_unc": h.terms.unc} for h in self.acq.history]
 
     @property
     def current_round(self) -> int:
@@ -235,7 +235,7 @@ class AcquisitionSession:
 
     @property
     def weights(self) -> RewardWeights:
-        return RewardWeights(*self.sampling.weights)
+        return RewardWeights(*self.sampling.reward_weights)
 
     @property
     def excluded(self) -> np.ndarray:
@@ -457,7 +457,7 @@ class AcquisitionSession:
         acq = self._require()
         s = self.sampling
         key = (acq.version, s.sampler, s.seed, id(self.policy), getattr(self.policy, "_version", 0),
-               s.weights if s.sampler in REFERENCE_SAMPLERS else None)
+               s.reward_weights if s.sampler in REFERENCE_SAMPLERS else None)
         if self._cache.proposal_key == key and self._cache.proposal is not None:
             return self._cache.proposal
         prop = acq.propose(self.make_sampler())
@@ -477,6 +477,7 @@ class AcquisitionSession:
 
     def _fill_terms(self, prev: Preview) -> None:
         """Reward terms of the sequenced set and the EXPECTED terms with the proposal."""
+        from .sampling.measured import variance_index
         from .sampling.reward import celltype_entropy, manifold_coverage, spatial_coverage
 
         pool = self.pool
@@ -486,18 +487,21 @@ class AcquisitionSession:
         def sp_term(idx) -> float:
             return float(spatial_coverage(pool.spatial_index(), selected=np.asarray(idx, dtype=np.int64)))
 
+        def unc_term(idx) -> float:  # exact for the proposal too: it needs no expression
+            return variance_index(pool).value(np.asarray(idx, dtype=np.int64))
+
         if self.space is None:
-            prev.terms_measured = (0.0, 0.0, sp_term(measured))
-            prev.terms_expected = (0.0, 0.0, sp_term(sel))
+            prev.terms_measured = (0.0, 0.0, sp_term(measured), unc_term(measured))
+            prev.terms_expected = (0.0, 0.0, sp_term(sel), unc_term(sel))
             return
         pred = self._predicted()
         m = pred[3] if pred is not None else self.embedder(self.committed)
 
-        def terms(clusters, types, idx) -> tuple[float, float, float]:
+        def terms(clusters, types, idx) -> tuple[float, float, float, float]:
             c = np.asarray(clusters, dtype=np.int64)
             t = np.asarray(types, dtype=np.int64)
             return (float(manifold_coverage(c, self.space.n_clusters)) if c.size else 0.0,
-                    float(celltype_entropy(t, self.space.n_types)) if t.size else 0.0, sp_term(idx))
+                    float(celltype_entropy(t, self.space.n_types)) if t.size else 0.0, sp_term(idx), unc_term(idx))
 
         prev.terms_measured = terms(m.cluster, m.codes, m.index)
         clusters, types = list(m.cluster), list(m.codes)

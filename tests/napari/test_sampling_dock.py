@@ -33,8 +33,32 @@ def test_weight_sliders_reselect_live(dock, qtbot):
     qtbot.waitUntil(lambda: s.sampling.w_sp == 5.0 and s.sampling.w_sc == 0.0, timeout=2000)
     assert s.preview.seconds < 1.0
     assert len(s.preview.proposal) == len(before)
-    # the chart follows the selection: bars for the three terms, twice
-    assert len(w.chart.ax.patches) == 6
+    # the chart follows the selection: bars for the four terms, twice
+    assert len(w.chart.ax.patches) == 8
+
+
+def test_expected_error_slider_changes_the_proposal(dock, qtbot):
+    """The r_unc weight has its own slider; moving it re-selects (greedy) and the chart shows the
+    term of the sequenced set and of the proposal (exact: it needs no expression)."""
+    from napari_scr2st.sampling.measured import variance_index
+
+    viewer, w, _ = dock
+    s = w.session
+    assert set(w.sliders) == {"w_sc", "w_type", "w_sp", "w_unc"}
+    assert w.sliders["w_unc"].value() == pytest.approx(s.sampling.w_unc)
+    w.sampler_combo.setCurrentIndex(w.sampler_combo.findData("greedy"))
+    w.set_weights(w_sc=1.0, w_type=1.0, w_sp=0.0, w_unc=0.0)
+    qtbot.waitUntil(lambda: s.sampling.sampler == "greedy" and s.sampling.w_unc == 0.0, timeout=2000)
+    off = set(s.preview.proposal.tolist())
+    w.set_weights(w_unc=5.0)
+    qtbot.waitUntil(lambda: s.sampling.w_unc == 5.0, timeout=2000)
+    on = s.preview.proposal
+    assert set(on.tolist()) != off and len(on) == len(off)
+    index = variance_index(s.pool)
+    sel = np.flatnonzero(s.preview.state.selected & ~s.pool.excluded)
+    assert s.preview.terms_expected[3] == pytest.approx(index.value(sel)) and s.preview.terms_expected[3] > 0
+    heights = [r.get_height() for r in w.chart.ax.patches]
+    assert heights[7] == pytest.approx(s.preview.terms_expected[3])
 
 
 def test_manual_pick_is_respected_by_the_policy(dock):

@@ -118,3 +118,29 @@ def test_demo_selection_step():
     res = demo_selection_step(make_sample(300, seed=0), sampler="greedy", budget="10%", rounds=2)
     assert len(res.table) == 30 and len(res.history) == 2
     assert 0 <= res.terms.sc <= 1 and 0 <= res.terms.type <= 1 and 0 < res.terms.sp <= 1
+
+
+def test_select_accepts_the_expected_error_weight(tmp_path, capsys):
+    """--weight-unc (or a fourth --weights number) sets the r_unc weight; both at once, or a
+    negative weight, is a one-line error naming the option."""
+    from napari_scr2st.cli._common import CLIError
+    from napari_scr2st.cli._sampling import _settings
+    from napari_scr2st.config import SamplingSettings
+
+    def settings(*extra):
+        return _settings(_parser().parse_args(["select", *extra]))
+
+    assert settings().reward_weights == SamplingSettings().reward_weights
+    assert settings("--weights", "1,0,2", "--weight-unc", "0.5").reward_weights == (1.0, 0.0, 2.0, 0.5)
+    assert settings("--weights", "1,1,1,4").reward_weights == (1.0, 1.0, 1.0, 4.0)
+    for bad, opt in ((["--weights", "1,1,1,1", "--weight-unc", "2"], "--weight-unc"),
+                     (["--weight-unc", "-1"], "--weight-unc"), (["--weights", "0,0,0", "--weight-unc", "0"], "--weights")):
+        with pytest.raises(CLIError, match=opt):
+            settings(*bad)
+    out = tmp_path / "unc.csv"
+    assert _run(["select", *COMMON, "--sampler", "greedy", "--budget", "10%", "--rounds", "1", "--weights", "0,0,0",
+                 "--weight-unc", "1", "--out", str(out)]) == 0
+    text = capsys.readouterr().out
+    assert "unc=1" in text and "r_unc=" in text
+    assert float(text.split("r_unc=")[1].split()[0]) > 0
+    assert len(pd.read_csv(out)) == 30

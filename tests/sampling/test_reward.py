@@ -86,10 +86,11 @@ def test_weights_and_total():
     w = RewardWeights.parse("2,1,1")
     t = RewardTerms(0.5, 0.5, 0.7)
     assert t.total(w) == pytest.approx(2 * 0.5 + 0.5 + 0.7)
-    assert np.allclose(w.normalized(), [0.5, 0.25, 0.25])
+    assert np.allclose(w.normalized(), [0.5, 0.25, 0.25, 0.0])  # three numbers: r_unc weighs 0
     assert t.as_dict(w)["total"] == pytest.approx(2.2)
     assert RewardWeights.parse(None) == RewardWeights(1, 1, 1)
-    for bad in ("1,2", "a,b,c", "-1,1,1", "0,0,0"):
+    assert RewardWeights.parse("2,1,1,0.5").unc == 0.5
+    for bad in ("1,2", "a,b,c", "-1,1,1", "0,0,0", "0,0,0,0", "1,1,1,1,1"):
         with pytest.raises(ValueError):
             RewardWeights.parse(bad)
 

@@ -177,6 +177,41 @@ def test_leakage_permuting_hidden_expression_changes_no_pick(name, small):
     assert [p.tolist() for p in res.picks] == [p.tolist() for p in res_b.picks]
 
 
+def test_leakage_unc_term_features_and_selection_ignore_hidden_expression(small):
+    """Permuting the counts of never-revealed spots changes neither r_unc, nor the SCRL features
+    (the r_unc gain column included), nor the greedy r_unc-only and SCRL selections."""
+    from napari_scr2st.sampling.measured import RewardEvaluator
+    from napari_scr2st.sampling.scrl import SCRLPolicy, SCRLSampler
+
+    a, space = small
+    policy = SCRLPolicy.for_space(space, seed=0)
+    assert policy.config.unc_feature and policy.config.round_feature_names()[-1] == "unc_gain"
+    req = SelectionRequest(budget=45, rounds=3, seed=1)
+
+    def run(adata):
+        pool = Pool.from_adata(adata)
+        out = {}
+        for name in ("greedy", "scrl"):
+            smp = (SCRLSampler(policy, space, weights=(0.2, 0.2, 0.2, 1.0)) if name == "scrl"
+                   else make_sampler("greedy", seed=1, space=space, weights=(0, 0, 0, 1)))
+            res = run_acquisition(pool, smp, req, oracle=SimulatedOracle(adata, pool))
+            st = res.state
+            feats = smp.features(pool, st, pool.available_mask(st)) if name == "scrl" else None
+            out[name] = (res, feats, RewardEvaluator(space, pool).terms(st).unc)
+        return out
+
+    before = run(a)
+    revealed = np.union1d(*[np.flatnonzero(r.state.measured) for r, _, _ in before.values()])
+    after = run(_permute_hidden(a, revealed))
+    for name in before:
+        (r0, f0, u0), (r1, f1, u1) = before[name], after[name]
+        assert [p.tolist() for p in r0.picks] == [p.tolist() for p in r1.picks], name
+        assert u0 == u1 and u0 > 0
+        if f0 is not None:
+            np.testing.assert_array_equal(f0.x_round, f1.x_round)
+            assert np.ptp(f0.x_round[:, -1]) > 0  # the r_unc gain column is informative, not constant
+
+
 class _LeakySampler(Sampler):
     """A WRONG sampler that reads the hidden counts (negative control for the leakage test)."""
 

@@ -29,6 +29,8 @@ TIPS = {
     "w_sc": "Weight of manifold coverage: reach many distinct cell states of the single-cell reference.",
     "w_type": "Weight of cell-type diversity: a balanced mix of the reference's cell types.",
     "w_sp": "Weight of spatial coverage: spread the spots over the tissue.",
+    "w_unc": "Weight of the expected-error reduction: how much the sequenced spots lower the predictor's "
+             "uncertainty about the unsequenced ones (from histology and position only).",
     "pick": f"Click spots on the canvas to add or remove a manual pick ({SHORTCUTS['toggle_pick']} toggles the "
     "spot under the cursor). Manual picks count toward the budget and the policy plans around them.",
     "reselect": f"Run the sampler again with the current settings ({SHORTCUTS['reselect']}).",
@@ -71,6 +73,7 @@ def plugin_defaults() -> tuple[SamplingSettings, TrainingSettings]:
         sm, tr = s.sampling, s.training
         sampling = replace(sampling, budget=str(sm.budget), rounds=int(sm.rounds), w_sc=float(sm.weight_sc),
                            w_type=float(sm.weight_type), w_sp=float(sm.weight_sp),
+                           w_unc=float(getattr(sm, "weight_unc", sampling.w_unc)),
                            policy_path=str(sm.policy_path or ""))
         training = replace(training, device=str(tr.device), epochs=int(tr.epochs), backbone=str(tr.backbone))
     except Exception:  # noqa: BLE001 - settings are a convenience; never break the dock

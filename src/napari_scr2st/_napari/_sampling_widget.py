@@ -31,7 +31,7 @@ DEBOUNCE_MS = 40
 
 
 class SamplingWidget(SectionDock):
-    """Choose spots to sequence: budget, rounds, sampler and the three reward weights.
+    """Choose spots to sequence: budget, rounds, sampler and the four reward weights.
 
     Moving a weight slider re-selects live (debounced; the SCRL policy re-runs only its
     weight-conditioned head). Clicking a spot with "pick manually" on toggles a manual pick;
@@ -104,7 +104,7 @@ class SamplingWidget(SectionDock):
         wform = QFormLayout(wbox)
         self.sliders = {}
         for key, label, val in (("w_sc", "Cell-state coverage", d.w_sc), ("w_type", "Cell-type diversity", d.w_type),
-                                ("w_sp", "Spatial coverage", d.w_sp)):
+                                ("w_sp", "Spatial coverage", d.w_sp), ("w_unc", "Expected-error reduction", d.w_unc)):
             s = QLabeledDoubleSlider(Qt.Orientation.Horizontal)
             s.setRange(0.0, 5.0)
             s.setDecimals(2)
@@ -322,6 +322,7 @@ class SamplingWidget(SectionDock):
             "w_sc": float(self.sliders["w_sc"].value()),
             "w_type": float(self.sliders["w_type"].value()),
             "w_sp": float(self.sliders["w_sp"].value()),
+            "w_unc": float(self.sliders["w_unc"].value()),
         }
 
     def _apply_settings_to(self, s) -> None:
@@ -339,16 +340,17 @@ class SamplingWidget(SectionDock):
             i = self.sampler_combo.findData(st.sampler)
             if i >= 0:
                 self.sampler_combo.setCurrentIndex(i)
-            for k in ("w_sc", "w_type", "w_sp"):
+            for k in ("w_sc", "w_type", "w_sp", "w_unc"):
                 self.sliders[k].setValue(getattr(st, k))
             for w in widgets:
                 w.blockSignals(False)
         else:
             s.update_settings(**self._collect())
 
-    def set_weights(self, w_sc: float | None = None, w_type: float | None = None, w_sp: float | None = None) -> None:
+    def set_weights(self, w_sc: float | None = None, w_type: float | None = None, w_sp: float | None = None,
+                    w_unc: float | None = None) -> None:
         """Move the sliders (as a user would); the re-selection is debounced."""
-        for k, v in (("w_sc", w_sc), ("w_type", w_type), ("w_sp", w_sp)):
+        for k, v in (("w_sc", w_sc), ("w_type", w_type), ("w_sp", w_sp), ("w_unc", w_unc)):
             if v is not None:
                 self.sliders[k].setValue(float(v))
 
@@ -572,11 +574,11 @@ class SamplingWidget(SectionDock):
         if bars is None:
             ax.clear()
             c = self.chart.colors()
-            x = np.arange(3)
+            x = np.arange(4)
             accent = c["accent"] if c["accent"] not in ("#000000", "#000") else "#00bfff"
-            b1 = ax.bar(x - 0.2, [0, 0, 0], 0.4, label="sequenced", color="#8a8f98")
-            b2 = ax.bar(x + 0.2, [0, 0, 0], 0.4, label="with proposal (expected)", color=accent)
-            ax.set_xticks(x, ["cell states", "cell types", "spatial"])
+            b1 = ax.bar(x - 0.2, [0] * 4, 0.4, label="sequenced", color="#8a8f98")
+            b2 = ax.bar(x + 0.2, [0] * 4, 0.4, label="with proposal (expected)", color=accent)
+            ax.set_xticks(x, ["cell states", "cell types", "spatial", "exp. error"])
             ax.set_ylim(0, 1.0)
             ax.set_ylabel("reward term")
             ax.legend(fontsize=6, loc="upper left", frameon=False)

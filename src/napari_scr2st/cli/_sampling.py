@@ -69,7 +69,11 @@ def register(subparsers) -> None:
                    help=f"spots to sequence: a count (30) or a percentage (15%%) (default {_D.budget.replace('%', '%%')})")
     p.add_argument("--rounds", type=int, default=_D.rounds, help=f"acquisition rounds (default {_D.rounds})")
     p.add_argument("--weights", default=",".join(f"{w:g}" for w in _D.weights),
-                   help="reward weights sc,type,sp (default %(default)s)")
+                   help="reward weights sc,type,sp (default %(default)s; the r_unc weight is --weight-unc), or "
+                        "sc,type,sp,unc")
+    p.add_argument("--weight-unc", type=float, default=None,
+                   help=f"weight of the expected-error term r_unc, the predictor's posterior-variance reduction over "
+                        f"the unsequenced spots (default {_D.w_unc:g}; or the fourth number of --weights)")
     p.add_argument("--policy", default=None, help="trained SCRL policy (.pt) for --sampler scrl")
     p.add_argument("--seed", type=int, default=_D.seed, help=f"random seed of the samplers (default {_D.seed})")
     p.add_argument("--per-section", action="store_true", help="apply the budget to each section instead of the pooled spots")
@@ -200,13 +204,17 @@ def _settings(args) -> SamplingSettings:
 
     check_budget(args.budget)
     check_range(args.rounds, "--rounds", lo=1)
+    given = [p for p in str(args.weights).replace(";", ",").split(",") if p.strip()]
+    unc = getattr(args, "weight_unc", None)
+    if len(given) == 4 and unc is not None:
+        raise CLIError("--weight-unc: give the r_unc weight once (the fourth number of --weights or --weight-unc)")
+    if unc is not None and not unc >= 0:
+        raise CLIError(f"--weight-unc: the unc weight must be >= 0, got {unc:g}")
+    text = args.weights if len(given) != 3 else f"{args.weights},{float(_D.w_unc if unc is None else unc)!r}"
     try:
-        weights = RewardWeights.parse(args.weights)
+        weights = RewardWeights.parse(text)
     except ValueError as e:
         raise CLIError(f"--weights: {e}") from e
-    for name, v in zip(("sc", "type", "sp"), (weights.sc, weights.type, weights.sp), strict=True):
-        if not v >= 0:
-            raise CLIError(f"--weights: the {name} weight must be >= 0, got {v:g}")
     return SamplingSettings(budget=args.budget, rounds=args.rounds, sampler=args.sampler, seed=args.seed,
                             per_section=args.per_section, policy_path=args.policy or "", encoder=args.encoder,
                             vision_key=args.vision_key).with_weights(weights)
@@ -288,7 +296,7 @@ def run_select(args: argparse.Namespace) -> int:
         t = session.acq.history[-1].terms
         w = session.weights
         msg += (f"\nreward of the measured set (weights {w}): r_sc={t.sc:.3f} r_type={t.type:.3f} "
-                f"r_sp={t.sp:.3f} total={t.total(w):.3f}")
+                f"r_sp={t.sp:.3f} r_unc={t.unc:.3f} total={t.total(w):.3f}")
     elif not simulate:
         sp = spatial_coverage(session.pool.spatial_index(), selected=st.selected.nonzero()[0])
         head = (f"round {st.current_round - 1} is still waiting for its counts (written again)" if was_waiting

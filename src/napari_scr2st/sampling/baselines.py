@@ -19,7 +19,9 @@
   without replacement with probability proportional to the weights (Gumbel-top-k).
 - ``greedy``: greedy maximiser of the weighted reward gain computed on PREDICTED expression of the
   candidates (a predictor trained on the measured spots; measured spots use their revealed
-  expression); the spatial gain is the unclipped decrease of the normalised mean distance.
+  expression); the spatial gain is the unclipped decrease of the normalised mean distance; the
+  ``r_unc`` gain is exact (it needs no expression: :class:`~napari_scr2st.sampling.reward.VarianceGains`,
+  conditioned on every selected spot, pending ones included).
 
 This module never imports the SCRL policy (:mod:`napari_scr2st.sampling.scrl`), which builds on it.
 """
@@ -310,6 +312,20 @@ class GreedyRewardSampler(Sampler):
         norms = np.maximum(np.array(index.norms), 1e-12)
         avail = available.copy()
         picks, scores = [], []
+        unc = None
+        if len(w) > 3 and w[3] > 0:
+            from .measured import variance_index
+            from .reward import VarianceGains
+
+            vindex = variance_index(pool)
+            universe = np.flatnonzero(avail)
+            size = max(self.max_candidates, n)
+            if len(universe) > size:
+                universe = np.sort(rng.choice(universe, size, replace=False))
+            unc = VarianceGains(vindex, sel_all, universe)
+            upos = np.full(pool.n, -1, dtype=np.int64)
+            upos[universe] = np.arange(len(universe))
+            avail &= upos >= 0  # the r_unc gains are tracked on one candidate subset per call
 
         def ent(c):
             s = c.sum(axis=-1, keepdims=True)
@@ -337,12 +353,16 @@ class GreedyRewardSampler(Sampler):
                         D = np.sqrt(_sqdist(pool.coords[a], pool.coords[ci]))
                         red = np.maximum(da[:, None] - D, 0.0).mean(axis=0)
                     gain[sec_id[cand] == i] += w[2] * secw[i] * red / norms[i]
+            if unc is not None:
+                gain += w[3] * unc.gains()[upos[cand]]
             gain = gain + 1e-12 * rng.random(len(gain))  # random tie-break
             j = int(np.argmax(gain))
             s = cand[j]
             picks.append(s)
             scores.append(float(gain[j]))
             avail[s] = False
+            if unc is not None:
+                unc.add(upos[s])
             if zp is not None:
                 covered[pc[s]] = True
                 tcount[pt[s]] += 1

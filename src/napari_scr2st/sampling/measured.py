@@ -7,6 +7,9 @@ Use one embedder per data source (one section's oracle or one real acquisition).
 
 :class:`RewardEvaluator` computes the :class:`~napari_scr2st.sampling.reward.RewardTerms` of a
 state's measured set (cumulative, METHOD section 3).
+
+:func:`variance_index` is the pool's Gaussian-process geometry of the ``r_unc`` term (from the
+vision embedding and the coordinates only; cached on the pool).
 """
 
 from __future__ import annotations
@@ -18,12 +21,76 @@ import numpy as np
 from .reward import (
     RewardTerms,
     RewardWeights,
+    VarianceIndex,
     celltype_entropy,
     manifold_coverage,
     spatial_coverage,
 )
 
-__all__ = ["MeasuredSet", "MeasuredEmbedder", "RewardEvaluator"]
+__all__ = ["MeasuredSet", "MeasuredEmbedder", "RewardEvaluator", "UncertaintyKernel", "variance_index"]
+
+#: observation noise of the ``r_unc`` Gaussian process (relative to the prior variance 1)
+UNC_NOISE = 1.0
+
+
+class UncertaintyKernel:
+    """The prior covariance of ``r_unc``: ``(k_hist + k_space) / 2`` within a section, 0 across.
+
+    ``k_hist(i, j) = x_i . x_j``: a linear kernel (Bayesian ridge regression) on the ridge
+    surrogate's design (:func:`~napari_scr2st.sampling.surrogate.design_matrix`: standardised
+    vision PCA and section-normalised coordinates), scaled to mean prior variance 1 over the
+    pool; ``k_space(i, j) = exp(-|p_i - p_j|^2 / (2 (3 pitch)^2))`` on the pixel coordinates.
+    A histology regression plus a spatially smooth residual: the structure of SCR2Net with its
+    within-slide correction. Without a vision embedding only ``k_space`` is used.
+    """
+
+    def __init__(self, pool, *, n_components: int = 32, spatial_scale: float = 3.0) -> None:
+        from scipy.spatial import cKDTree
+
+        from .surrogate import design_matrix
+
+        inpool = ~pool.excluded if (~pool.excluded).sum() >= 2 else np.ones(pool.n, bool)
+        self._sec = np.unique(pool.sections, return_inverse=True)[1]
+        xy = np.zeros((pool.n, 2))
+        for s in pool.section_names:
+            m = pool.sections == s
+            pts = pool.coords[m & inpool] if (m & inpool).sum() >= 2 else pool.coords[m]
+            pitch = float(np.median(cKDTree(pts).query(pts, k=2)[0][:, 1])) if len(pts) > 1 else 1.0
+            xy[m] = pool.coords[m] / (spatial_scale * (pitch if pitch > 1e-12 else 1.0))
+        self._xy = xy
+        self._x = None
+        if pool.vision is not None:
+            X = design_matrix(pool.vision, pool.coords, pool.sections, n_components=n_components)
+            X = X - X[inpool].mean(axis=0)
+            scale = float(np.sqrt((X[inpool] ** 2).sum(axis=1).mean())) or 1.0
+            self._x = X / scale
+
+    def __call__(self, a: np.ndarray, b: np.ndarray) -> np.ndarray:
+        a = np.asarray(a, dtype=np.int64)
+        b = np.asarray(b, dtype=np.int64)
+        A, B = self._xy[a], self._xy[b]
+        d2 = np.maximum((A**2).sum(1)[:, None] + (B**2).sum(1)[None, :] - 2.0 * A @ B.T, 0.0)
+        K = np.exp(-0.5 * d2)
+        if self._x is not None:
+            K = 0.5 * (K + self._x[a] @ self._x[b].T)
+        K[self._sec[a][:, None] != self._sec[b][None, :]] = 0.0
+        return K
+
+    def diag(self, a: np.ndarray) -> np.ndarray:
+        a = np.asarray(a, dtype=np.int64)
+        if self._x is None:
+            return np.ones(len(a))
+        return 0.5 * (1.0 + (self._x[a] ** 2).sum(axis=1))
+
+
+def variance_index(pool, *, noise: float = UNC_NOISE) -> VarianceIndex:
+    """The pool's :class:`~napari_scr2st.sampling.reward.VarianceIndex` with the
+    :class:`UncertaintyKernel` (cached on the pool; exclusions reset the cache). Reads the vision
+    embedding and the coordinates only."""
+    key = f"variance_index_{noise}"
+    if key not in pool._cache:
+        pool._cache[key] = VarianceIndex(UncertaintyKernel(pool), pool.sections, ~pool.excluded, noise=noise)
+    return pool._cache[key]
 
 
 @dataclass
@@ -108,6 +175,7 @@ class RewardEvaluator:
             sc=manifold_coverage(m.cluster, self.space.n_clusters),
             type=celltype_entropy(types, self.space.n_types),
             sp=float(spatial_coverage(self.pool.spatial_index(), selected=m.index)),
+            unc=variance_index(self.pool).value(m.index),
         )
 
     def total(self, state) -> float:

@@ -22,7 +22,13 @@ from ..surrogate import SpacePredictor
 from .features import AuxSample
 from .policy import SCRLPolicy
 
-__all__ = ["PolicyEnv", "TermGains", "rollout"]
+__all__ = ["PolicyEnv", "TermGains", "rollout", "reward_weights"]
+
+
+def reward_weights(w) -> RewardWeights:
+    """``RewardWeights`` of a policy's weight vector (3 numbers: ``r_unc`` weighs 0)."""
+    vals = [float(v) for v in np.asarray(w).ravel()]
+    return RewardWeights(*(vals + [0.0] * (4 - len(vals))))
 
 
 @dataclass
@@ -71,13 +77,17 @@ class TermGains:
     Gains, as in :mod:`~napari_scr2st.sampling.reward`: ``r_sc``: 1/K if the spot's cluster is not
     yet covered; ``r_type``: change of the normalised type entropy; ``r_sp``: change of the
     section's clipped ``1 - mean distance / norm`` times the section's weight (mean over at most
-    ``max_anchors`` random spots of the section). Selected-but-unrevealed spots count with their
-    true cluster/type (they will be revealed at the end of the round).
+    ``max_anchors`` random spots of the section); ``r_unc`` (with ``n_terms`` = 4): the exact gain
+    (:meth:`~napari_scr2st.sampling.reward.VarianceIndex.gains`; it needs no expression).
+    Selected-but-unrevealed spots count with their true cluster/type (they will be revealed at
+    the end of the round).
     """
 
     def __init__(self, env: PolicyEnv, state: SelectionState, *, n_candidates: int = 128,
-                 max_anchors: int = 512, target_std: float = 2.0, per_round: int = 3) -> None:
+                 max_anchors: int = 512, target_std: float = 2.0, per_round: int = 3, n_terms: int = 4) -> None:
         self.per_round = int(per_round)
+        self.n_terms = int(n_terms)
+        self.pool = env.pool
         self.cl, self.ty = env.truth()
         pool = env.pool
         self.coords = pool.coords
@@ -91,6 +101,7 @@ class TermGains:
         for i, mem in enumerate(self.members):
             self.sec_id[mem] = i
         sel = np.flatnonzero(state.selected & ~pool.excluded)
+        self.selected = np.zeros(0, dtype=np.int64)
         self.covered = np.zeros(self.K, dtype=bool)
         self.tcount = np.zeros(self.T, dtype=np.float64)
         self.dmin = np.full(pool.n, np.inf)
@@ -103,6 +114,7 @@ class TermGains:
         picks = picks[self.sec_id[picks] >= 0]
         if picks.size == 0:
             return
+        self.selected = np.concatenate([self.selected, picks])
         self.covered[self.cl[picks]] = True
         np.add.at(self.tcount, self.ty[picks], 1.0)
         for i in np.unique(self.sec_id[picks]):
@@ -113,7 +125,7 @@ class TermGains:
     def sample(self, x_round: np.ndarray, x_dyn: np.ndarray, avail: np.ndarray,
                rng: np.random.Generator) -> AuxSample | None:
         """An :class:`AuxSample` of at most ``n_candidates`` random available spots: their gains,
-        centred and divided by ONE scale shared by the three terms (the RMS of their spreads), so
+        centred and divided by ONE scale shared by the terms (the RMS of their spreads), so
         ``sum_j w_j q_j`` ranks spots like the weighted reward gain; times ``target_std``."""
         cand = np.flatnonzero(avail)
         if len(cand) < 2:
@@ -133,9 +145,13 @@ class TermGains:
         return -(np.where(c > 0, p * np.log(p), 0.0)).sum(axis=-1) / np.log(self.T)
 
     def gains(self, cand: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-        """(len(cand), 3) marginal gains (sc, type, sp) of each candidate alone."""
+        """(len(cand), n_terms) marginal gains (sc, type, sp[, unc]) of each candidate alone."""
         cand = np.asarray(cand, dtype=np.int64)
-        g = np.zeros((len(cand), 3))
+        g = np.zeros((len(cand), self.n_terms))
+        if self.n_terms > 3:
+            from ..measured import variance_index
+
+            g[:, 3] = variance_index(self.pool).gains(self.selected, cand)
         g[:, 0] = (~self.covered[self.cl[cand]]) / self.K
         if self.T > 1:
             hnew = self._entropy(self.tcount[None, :] + np.eye(self.T))
@@ -166,7 +182,7 @@ def rollout(policy: SCRLPolicy, env: PolicyEnv, weights, budget: int, rounds: in
     :class:`~napari_scr2st.sampling.scrl.features.AuxSample` s of the true term gains are appended to it (a few per round)."""
     space = env.space
     w = policy._w(weights)
-    W = RewardWeights(*map(float, w))
+    W = reward_weights(w)
     pool = env.pool
     state = SelectionState.for_pool(pool)
     state.budget, state.n_rounds = int(budget), int(rounds)
@@ -179,7 +195,7 @@ def rollout(policy: SCRLPolicy, env: PolicyEnv, weights, budget: int, rounds: in
         zp = spred(pool, state, m.index, m.z)
         feats = policy.features(pool, state, space, measured=m, zp=zp)
         if train:
-            tg = TermGains(env, state) if aux is not None else None
+            tg = TermGains(env, state, n_terms=policy.config.n_terms) if aux is not None else None
             picks, lp, en = policy._sample_round(feats, w, k, rng, aux=tg, aux_out=aux)
             logps.append(lp)
             ents.append(en)

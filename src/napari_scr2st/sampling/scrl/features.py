@@ -12,7 +12,10 @@ expression of an unmeasured spot):
   of selected spots, "section has no selected spot", vision novelty (distance to the nearest
   selected spot in vision space), the predicted reference-space coordinates (first ``n_z``
   components, scaled by the reference's spread), the predicted cell-type proportions (kNN votes),
-  "has a prediction", round index / number of rounds and the fraction of the budget used;
+  "has a prediction", round index / number of rounds and the fraction of the budget used, and
+  (``PolicyConfig.unc_feature``) the gain of the ``r_unc`` term for adding the spot to the
+  selected set (:meth:`~napari_scr2st.sampling.reward.VarianceIndex.gains`: vision and
+  coordinates only, pending spots included), as ``log1p(gain * pool size)``;
 - within-round features (input of the small head, updated after each sub-step): distance to the
   nearest selected spot, "predicted cluster not yet covered", share of the predicted type among
   measured + picked spots.
@@ -35,7 +38,7 @@ from ..state import SelectionState
 from .network import N_DYN, PolicyConfig
 
 __all__ = ["PolicyFeatures", "AuxSample", "static_features", "round_features", "fit_vision_transform",
-           "apply_vision_transform"]
+           "apply_vision_transform", "unc_gain_feature"]
 
 
 @dataclass
@@ -101,7 +104,7 @@ class AuxSample:
 
     x_round: np.ndarray  # (m, F) float32
     x_dyn: np.ndarray  # (m, N_DYN) float32
-    target: np.ndarray  # (m, 3) float32, centred
+    target: np.ndarray  # (m, n_terms) float32, centred
 
 
 def static_features(pool: Pool, config: PolicyConfig, vision_transform: dict[str, np.ndarray] | None,
@@ -221,14 +224,28 @@ def round_features(pool: Pool, state: SelectionState, space, config: PolicyConfi
     R = max(int(state.n_rounds or 1), 1)
     budget = max(int(state.budget or max(state.n_selected, 1)), 1)
     rf = np.array([has_pred, state.current_round / R, min(state.n_selected / budget, 1.0)], dtype=np.float32)
-    x_round = np.concatenate([
-        st["xv"], st["typ"][:, None], st["xy"], dist_feat[:, None], np.log1p(dens)[:, None], empty[:, None],
-        nov[:, None], np.clip(z, -5, 5), props, np.tile(rf, (n, 1)),
-    ], axis=1).astype(np.float32)
+    parts = [st["xv"], st["typ"][:, None], st["xy"], dist_feat[:, None], np.log1p(dens)[:, None], empty[:, None],
+             nov[:, None], np.clip(z, -5, 5), props, np.tile(rf, (n, 1))]
+    if c.unc_feature:
+        parts.append(unc_gain_feature(pool, state)[:, None])
+    x_round = np.concatenate(parts, axis=1).astype(np.float32)
     avail = pool.available_mask(state) if available is None else np.asarray(available, dtype=bool)
     x_dyn = PolicyFeatures.dyn_from(dmin, norms, np.maximum(sec_id, 0), pc, pt, covered, tcount)
     return PolicyFeatures(x_round=x_round, x_dyn=x_dyn, available=avail, coords=pool.coords, sec_id=sec_id,
                           members=members, norms=norms, dmin=dmin, pc=pc, pt=pt, covered=covered, tcount=tcount)
+
+
+def unc_gain_feature(pool: Pool, state: SelectionState) -> np.ndarray:
+    """``log1p(gain * n_in_pool)`` of the ``r_unc`` gain of every pool spot given the selected
+    spots (0 for selected or excluded spots). Reads the vision embedding and coordinates only."""
+    from ..measured import variance_index
+
+    out = np.zeros(pool.n, dtype=np.float32)
+    cand = np.flatnonzero(~pool.excluded & ~state.selected)
+    if len(cand):
+        g = variance_index(pool).gains(np.flatnonzero(state.selected & ~pool.excluded), cand)
+        out[cand] = np.log1p(np.maximum(g, 0.0) * pool.n_in_pool)
+    return out
 
 
 def fit_vision_transform(V: np.ndarray, n_comp: int) -> dict[str, np.ndarray]:

@@ -2,7 +2,8 @@
 
 Architecture: ``h = trunk(x_round)`` (MLP, cached per round); the weight vector ``w`` (normalised
 to sum 1) enters LATE: ``u = relu(h * (1 + gamma(w)) + beta(w) + A x_dyn)`` (FiLM) and
-``score = v . u + sum_j w_j q_j([h, x_dyn])`` (per-term value heads, a small MLP). Moving the
+``score = v . u + sum_j w_j q_j([h, x_dyn])`` (per-term value heads, a small MLP; one per reward
+term: ``PolicyConfig.n_terms``). Moving the
 weight sliders re-runs only the head: one forward pass of a few thousand flops per spot.
 
 A round of ``k`` picks is made in ``substeps`` sub-batches; after each the within-round features
@@ -42,16 +43,18 @@ class PolicyConfig:
     knn: int = 10
     vision_dim: int | None = None
     term_hidden: int = 32  # hidden units of the per-term value heads (0: linear heads, format-1 files)
+    n_terms: int = 4  # reward terms the weights and per-term heads cover (3: files from before r_unc)
+    unc_feature: bool = True  # the r_unc gain of each spot is a round feature (False: files from before r_unc)
 
     @property
     def n_round_features(self) -> int:
-        return self.n_vision + 1 + 3 + 3 + 1 + self.n_z + self.n_types + 1 + 2
+        return self.n_vision + 1 + 3 + 3 + 1 + self.n_z + self.n_types + 1 + 2 + int(self.unc_feature)
 
     def round_feature_names(self) -> list[str]:
         return ([f"vision_{i}" for i in range(self.n_vision)] + ["typicality", "x", "y", "radius",
                 "dist_selected", "density_selected", "section_empty", "vision_novelty"]
                 + [f"z_{i}" for i in range(self.n_z)] + [f"p_{t}" for t in self.celltypes]
-                + ["has_prediction", "round_fraction", "budget_used"])
+                + ["has_prediction", "round_fraction", "budget_used"] + (["unc_gain"] if self.unc_feature else []))
 
 
 def plackett_luce_log_prob(scores, picks, available=None):
@@ -105,7 +108,7 @@ def policy_net_class():
             nn.init.zeros_(self.film.bias)
 
         def q(self, h: torch.Tensor, x_dyn: torch.Tensor) -> torch.Tensor:
-            """Per-term values (n, 3): trained to predict each reward term's marginal gain."""
+            """Per-term values (n, n_terms): trained to predict each reward term's marginal gain."""
             return self.terms(torch.cat([h, x_dyn], dim=-1))
 
         def head(self, h: torch.Tensor, x_dyn: torch.Tensor, w: torch.Tensor) -> torch.Tensor:

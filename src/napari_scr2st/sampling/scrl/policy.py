@@ -32,7 +32,7 @@ from .network import N_DYN, PolicyConfig, plackett_luce_log_prob, policy_net_cla
 
 __all__ = ["SCRLPolicy", "POLICY_FORMAT_VERSION", "n_substeps"]
 
-POLICY_FORMAT_VERSION = 2  # 2: per-term heads are small MLPs (1: linear; still readable)
+POLICY_FORMAT_VERSION = 3  # 3: four reward terms (r_unc); 2: MLP per-term heads; 1: linear heads (all readable)
 
 
 class SCRLPolicy:
@@ -46,7 +46,8 @@ class SCRLPolicy:
         self.config = config
         with torch.random.fork_rng(devices=[]):  # seeded init without touching the global RNG
             torch.manual_seed(seed)
-            self.net = policy_net_class()(config.n_round_features, N_DYN, config.hidden, term_hidden=config.term_hidden)
+            self.net = policy_net_class()(config.n_round_features, N_DYN, config.hidden, n_w=config.n_terms,
+                                          term_hidden=config.term_hidden)
         self.net.eval()
         self.vision_transform: dict[str, np.ndarray] | None = None
         self.zscale: np.ndarray | None = None
@@ -107,13 +108,20 @@ class SCRLPolicy:
             feats._trunk_key = key
         return feats._trunk
 
-    @staticmethod
-    def _w(weights) -> np.ndarray:
-        if isinstance(weights, RewardWeights):
-            return weights.normalized().astype(np.float32)
-        w = np.asarray(weights, dtype=np.float64).ravel()
-        if w.shape != (3,) or (w < 0).any() or w.sum() <= 0:
-            raise ValueError(f"weights must be 3 non-negative numbers, not all 0; got {weights}")
+    def _w(self, weights) -> np.ndarray:
+        """The weights as the network takes them: ``n_terms`` numbers summing to 1. A policy
+        from before ``r_unc`` (3 terms) ignores the ``r_unc`` weight."""
+        n = int(self.config.n_terms)
+        w = weights.as_array() if isinstance(weights, RewardWeights) else np.asarray(weights, dtype=np.float64).ravel()
+        if w.shape == (3,) and n == 4:
+            w = np.append(w, 0.0)
+        if w.shape not in ((3,), (4,)) or (w < 0).any() or not np.isfinite(w).all():
+            raise ValueError(f"weights must be {n} non-negative numbers, not all 0; got {weights}")
+        w = w[:n]
+        if w.sum() <= 0:
+            raise ValueError("this policy was trained before the r_unc term and follows only the sc, type and sp "
+                             "weights: set one of them above 0 (or retrain the policy)" if n == 3 else
+                             f"weights must be {n} non-negative numbers, not all 0; got {weights}")
         return (w / w.sum()).astype(np.float32)
 
     def scores(self, feats: PolicyFeatures, weights) -> np.ndarray:
@@ -289,9 +297,13 @@ class SCRLPolicy:
         except Exception as e:
             raise ValueError(f"cannot read policy {path}: {e}") from e
         version = payload.get("format_version")
-        if version not in (1, POLICY_FORMAT_VERSION):
+        if version not in (1, 2, POLICY_FORMAT_VERSION):
             raise ValueError(f"{path}: unsupported policy format {version}")
-        cfg = PolicyConfig(**json.loads(payload["config_json"]))
+        raw = json.loads(payload["config_json"])
+        if version < 3:  # three reward terms, no r_unc feature
+            raw.setdefault("n_terms", 3)
+            raw.setdefault("unc_feature", False)
+        cfg = PolicyConfig(**raw)
         if version == 1:  # linear per-term heads
             cfg.term_hidden = 0
         pol = cls(cfg)

@@ -27,24 +27,25 @@ from ...progress import CancelToken, Progress, drive
 from ...torch_runtime import triton_blocked
 from ..baselines import GreedyRewardSampler
 from ..pool import round_schedule
-from ..reward import RewardWeights
+from ..reward import TERM_NAMES, RewardWeights
 from ..state import SelectionState
 from ..surrogate import SpacePredictor
 from ..thread_limits import single_thread
-from .environment import PolicyEnv, TermGains, rollout
+from .environment import PolicyEnv, TermGains, reward_weights, rollout
 from .features import AuxSample
 from .policy import SCRLPolicy
 
 __all__ = ["sample_weights", "iter_train_policy", "train_policy"]
 
 
-def sample_weights(rng: np.random.Generator, alpha: float = 0.5, corner_prob: float = 0.25) -> np.ndarray:
+def sample_weights(rng: np.random.Generator, alpha: float = 0.5, corner_prob: float = 0.25,
+                   n_terms: int = 4) -> np.ndarray:
     """Training weights of one episode: with probability ``corner_prob`` a corner of the simplex
     (one term only), else Dirichlet(``alpha``) (``alpha`` < 1 favours lopsided vectors, so the
     policy sees the extremes a user can set with the sliders)."""
     if corner_prob > 0 and rng.random() < corner_prob:
-        return np.eye(3)[int(rng.integers(3))]
-    return rng.dirichlet(np.full(3, float(alpha)))
+        return np.eye(n_terms)[int(rng.integers(n_terms))]
+    return rng.dirichlet(np.full(n_terms, float(alpha)))
 
 
 def iter_train_policy(
@@ -120,6 +121,7 @@ def iter_train_policy(
     threads = single_thread()
     threads.__enter__()
     total_steps = imitation_episodes + episodes
+    n_terms = int(policy.config.n_terms)
 
     def aux_update(new: list[AuxSample]) -> float:
         """Add ``new`` to the buffer and take ``aux_steps`` steps on random mini-batches of it."""
@@ -146,7 +148,8 @@ def iter_train_policy(
             if token is not None:
                 token.raise_if_cancelled()
             env = envs[ep % len(envs)]
-            w = fixed_weights.normalized() if fixed_weights is not None else sample_weights(rng, dirichlet_alpha, corner_prob)
+            w = policy._w(fixed_weights) if fixed_weights is not None else sample_weights(rng, dirichlet_alpha, corner_prob,
+                                                                                          n_terms)
             budget = int(max(rounds, round(rng.uniform(*budget_range) * env.pool.n_in_pool)))
             samples: list[AuxSample] | None = [] if use_aux else None
             loss, final = _imitation_episode(policy, env, w, budget, rounds, rng, predictor, aux_out=samples)
@@ -166,7 +169,8 @@ def iter_train_policy(
             if token is not None:
                 token.raise_if_cancelled()
             env = envs[ep % len(envs)]
-            w = fixed_weights.normalized() if fixed_weights is not None else sample_weights(rng, dirichlet_alpha, corner_prob)
+            w = policy._w(fixed_weights) if fixed_weights is not None else sample_weights(rng, dirichlet_alpha, corner_prob,
+                                                                                          n_terms)
             frac = rng.uniform(*budget_range)
             budget = int(max(rounds, round(frac * env.pool.n_in_pool)))
             G, LP, EN, finals = [], [], [], []
@@ -177,7 +181,7 @@ def iter_train_policy(
                 G.append(np.cumsum(gains[::-1])[::-1])  # reward-to-go per round
                 LP.append(torch.stack(lps))
                 EN.append(torch.stack(ens))
-                finals.append(terms.total(RewardWeights(*map(float, w))))
+                finals.append(terms.total(reward_weights(w)))
             G = np.stack(G)  # (group, rounds)
             adv = G - G.mean(axis=0, keepdims=True)
             adv = adv / (adv.std() + 1e-8)
@@ -193,7 +197,7 @@ def iter_train_policy(
             aux_l = aux_update(samples or [])
             rec = {"episode": float(len(policy.history) + 1), "phase": "reinforce", "return": float(np.mean(finals)),
                    "loss": float(loss.detach()), "entropy": float(ent.detach()), "aux": aux_l,
-                   "budget": float(budget), "w_sc": float(w[0]), "w_type": float(w[1]), "w_sp": float(w[2])}
+                   "budget": float(budget), **{f"w_{t}": float(v) for t, v in zip(TERM_NAMES, w, strict=False)}}
             policy.history.append(rec)
             hist.append(rec)
             yield Progress(step=imitation_episodes + ep + 1, total=total_steps, message=env.name,
@@ -208,7 +212,7 @@ def _imitation_episode(policy: SCRLPolicy, env: PolicyEnv, w: np.ndarray, budget
                        rng: np.random.Generator, predictor=None, aux_out: list | None = None):
     """One episode following the greedy teacher; returns (mean NLL per pick, teacher's return);
     with ``aux_out`` (a list) also records :class:`~.features.AuxSample` s of the true term gains."""
-    W = RewardWeights(*map(float, w))
+    W = reward_weights(w)
     teacher = GreedyRewardSampler(env.space, W, predictor=predictor, embedder=env.evaluator.embedder,
                                   seed=int(rng.integers(2**31 - 1)))
     spred = SpacePredictor(env.space, predictor)
@@ -221,7 +225,7 @@ def _imitation_episode(policy: SCRLPolicy, env: PolicyEnv, w: np.ndarray, budget
         zp = spred(env.pool, state, m.index, m.z)
         feats = policy.features(env.pool, state, env.space, measured=m, zp=zp)
         picks = teacher.select(env.pool, k, state, rng=rng)
-        tg = TermGains(env, state) if aux_out is not None else None
+        tg = TermGains(env, state, n_terms=policy.config.n_terms) if aux_out is not None else None
         nll.append(-policy._log_prob_round(feats, w, picks, aux=tg, aux_out=aux_out, rng=rng) / max(k, 1))
         state.mark_selected(picks, source="greedy")
         env.oracle.reveal(state, picks)
