@@ -307,3 +307,38 @@ def test_cancelled_sample_adds_nothing(make_napari_viewer, qtbot, monkeypatch):
     cancel.click()
     qtbot.waitUntil(lambda: title not in viewer.window.dock_widgets, timeout=120_000)
     assert list(viewer.layers) == []
+
+
+def test_cancelled_chooser_opens_nothing_more(make_napari_viewer, small_sample, sync_workers, monkeypatch, tmp_path):
+    from napari_scr2st._napari._section_chooser import SectionChooser
+
+    viewer = make_napari_viewer()
+    calls = []
+
+    def opener(sid):
+        def read():
+            calls.append(sid)
+            a = small_sample.section.copy()
+            a.obs["section"] = sid
+            return a
+        return read
+
+    w = SectionChooser(viewer, tmp_path / "her2st", {sid: opener(sid) for sid in ("A1", "B1")})
+    viewer.window.add_dock_widget(w)
+    w.set_checked(["A1", "B1"])
+    texts = []
+    orig = w.panel.show
+
+    def show(ev, text):
+        orig(ev, text)
+        texts.append(w.panel.label.text())
+        if ev.message == "A1 read":
+            w.panel.cancel_btn.click()
+
+    monkeypatch.setattr(w.panel, "show", show)
+    monkeypatch.setattr("napari_scr2st._napari._workers.STATUS_EVERY_S", 0.0)
+    w.open_checked()
+    assert calls == ["A1"] and w.opened == ["A1"]
+    assert texts[0] == "SCR2-ST: opening her2st: reading A1 · 0/4 (0%) · estimating time left"
+    assert w.status.text() == "Cancelled: opened A1; not opened: B1."
+    assert not w.panel.widget.isVisible() and w.open_btn.isEnabled()
