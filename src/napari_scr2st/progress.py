@@ -14,13 +14,14 @@ Functions that need a cancel flag inside tight loops take a :class:`CancelToken`
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Callable, Generator
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 T = TypeVar("T")
 
-__all__ = ["Progress", "CancelToken", "Cancelled", "drive"]
+__all__ = ["Progress", "CancelToken", "Cancelled", "ProgressClock", "drive", "eta_seconds", "format_seconds"]
 
 
 @dataclass
@@ -91,3 +92,88 @@ def drive(
     finally:
         if bar is not None:
             bar.close()
+
+
+def eta_seconds(elapsed: float, done: float, total: float) -> float | None:
+    """Time left from the rate so far: ``elapsed / done * (total - done)`` (None while unknown)."""
+    if not total or done <= 0 or elapsed < 0:
+        return None
+    return max(0.0, float(elapsed) / float(done) * (float(total) - float(done)))
+
+
+def format_seconds(s: float) -> str:
+    """``42 s``, ``3 min 5 s``, ``1 h 02 min``: a duration for status texts."""
+    s = max(0, int(round(s)))
+    if s < 60:
+        return f"{s} s"
+    if s < 3600:
+        m, r = divmod(s, 60)
+        return f"{m} min {r} s" if r else f"{m} min"
+    h, r = divmod(s, 3600)
+    return f"{h} h {r // 60:02d} min"
+
+
+class ProgressClock:
+    """Turns :class:`Progress` events into ``message · done/total (pct) · time left`` texts.
+
+    A long run has phases whose events count different things (spots embedded, then training
+    steps): a new phase starts when ``total`` changes or ``step`` goes back, and the time left
+    is estimated from the events of the current phase only (:func:`eta_seconds`).
+    ``clock`` is injectable for tests.
+    """
+
+    def __init__(self, clock=time.perf_counter) -> None:
+        self._clock = clock
+        self.started = clock()
+        self._phase_t0 = self.started
+        self._phase_step0 = 0
+        self._total = None
+        self._step = 0
+        self.last: Progress | None = None
+
+    def update(self, ev: Progress) -> None:
+        now = self._clock()
+        if ev.total != self._total or ev.step < self._step:
+            self._total = ev.total
+            self._phase_t0, self._phase_step0 = now, ev.step
+        self._step = ev.step
+        self.last = ev
+        self._now = now
+
+    @property
+    def elapsed(self) -> float:
+        return self._clock() - self.started
+
+    def eta(self) -> float | None:
+        ev = self.last
+        if ev is None or not ev.total:
+            return None
+        done = ev.step - self._phase_step0
+        return eta_seconds(self._now - self._phase_t0, done, ev.total - self._phase_step0)
+
+    def fraction(self) -> float | None:
+        ev = self.last
+        if ev is None or not ev.total:
+            return None
+        return min(1.0, max(0.0, ev.step / ev.total))
+
+    def text(self, ev: Progress | None = None) -> str:
+        """The status line of the last event (after updating with ``ev`` when given)."""
+        if ev is not None:
+            self.update(ev)
+        ev = self.last
+        if ev is None:
+            return ""
+        parts = [ev.message] if ev.message else []
+        if ev.total:
+            parts.append(f"{ev.step}/{ev.total} ({100 * ev.step / ev.total:.0f}%)")
+            eta = self.eta()
+            if ev.step >= ev.total:
+                pass
+            elif eta is None:
+                parts.append("estimating time left")
+            else:
+                parts.append(f"about {format_seconds(eta)} left")
+        else:
+            parts.append(f"{format_seconds(self.elapsed)} elapsed")
+        return " · ".join(parts)

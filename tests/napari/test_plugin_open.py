@@ -17,7 +17,7 @@ def _assert_tissue_visible(viewer):
     return shot
 
 
-def test_open_synthetic_sample_through_the_plugin(make_napari_viewer):
+def test_open_synthetic_sample_through_the_plugin(make_napari_viewer, sync_workers):
     viewer = make_napari_viewer(show=True)
     viewer.open_sample("napari-scr2st", "synthetic")
     names = [layer.name for layer in viewer.layers]
@@ -31,7 +31,7 @@ def test_open_synthetic_sample_through_the_plugin(make_napari_viewer):
     _assert_tissue_visible(viewer)
 
 
-def test_open_her2st_section_through_the_reader(make_napari_viewer, shared_data):
+def test_open_her2st_section_through_the_reader(make_napari_viewer, shared_data, sync_workers):
     viewer = make_napari_viewer(show=True)
     path = shared_data / "her2st" / "data" / "ST-cnts" / "C3.tsv.gz"
     layers = viewer.open(str(path), plugin="napari-scr2st")
@@ -44,7 +44,7 @@ def test_open_her2st_section_through_the_reader(make_napari_viewer, shared_data)
     _assert_tissue_visible(viewer)
 
 
-def test_her2st_sample_entry_reads_a_local_copy(make_napari_viewer, shared_data, monkeypatch):
+def test_her2st_sample_entry_reads_a_local_copy(make_napari_viewer, shared_data, monkeypatch, sync_workers):
     """The real-data sample reads SCR2ST_HER2ST_ROOT (here ../shared/data/her2st stands in for
     the download)."""
     monkeypatch.setenv("SCR2ST_HER2ST_ROOT", str(shared_data / "her2st"))

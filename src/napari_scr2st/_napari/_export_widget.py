@@ -15,6 +15,7 @@ from qtpy.QtWidgets import (
 )
 
 from ..io import export as X
+from ..progress import Progress
 from . import _workers as W
 from ._section_dock import SectionDock
 
@@ -54,6 +55,8 @@ class ExportWidget(SectionDock):
                                    "spots you sent for sequencing. They are revealed and the next round starts.")
         iv.addWidget(self.import_btn)
         self._layout.addWidget(ibox)
+        self.panel = W.WorkerPanel()
+        self._layout.addWidget(self.panel.widget)
         self._layout.addWidget(self.status)
         self._layout.addStretch(1)
         self.csv_btn.clicked.connect(lambda: self._dialog("csv"))
@@ -61,6 +64,8 @@ class ExportWidget(SectionDock):
         self.h5ad_btn.clicked.connect(lambda: self._dialog("h5ad"))
         self.import_btn.clicked.connect(self._import_dialog)
         self.last_path: Path | None = None
+        self.worker = None
+        self._busy = False  # a write runs (set before the worker starts, cleared when it ends)
         self._ready = True
         self.on_session_changed()
 
@@ -74,10 +79,14 @@ class ExportWidget(SectionDock):
 
     def _update_buttons(self) -> None:
         s = self.session
-        ready = s is not None and s.is_prepared
+        ready = s is not None and s.is_prepared and not self.is_running
         for b in (self.csv_btn, self.geojson_btn, self.import_btn):
             b.setEnabled(ready)
         self.h5ad_btn.setEnabled(ready and s.predictions is not None)
+
+    @property
+    def is_running(self) -> bool:
+        return self._busy
 
     @property
     def which(self) -> str:
@@ -107,17 +116,56 @@ class ExportWidget(SectionDock):
         return Path(out)
 
     def export_h5ad(self, path) -> Path | None:
+        """Write the predictions in a worker (the selection and cell types are taken now, in
+        the GUI thread); returns the written path once done (at once with synchronous workers,
+        else None and the status says when it is written)."""
         s = self.require_session()
+        path = Path(path)
         try:
+            if path.suffix != ".h5ad":
+                raise ValueError(f"refusing to write {path}: the file name must end with .h5ad")
             st = s.selection_for_layers()
-            out = X.write_predictions_h5ad(s.adata, path, selection=st, predicted_cell_type=s.cell_types())
+            st = st.copy() if st is not None else None
+            cell_types = s.cell_types()
         except Exception as e:  # noqa: BLE001
-            W.notify_error(f"Writing the predictions failed: {e}")
-            self.set_status(f"Writing the predictions failed: {e}")
+            self._h5ad_failed(e)
             return None
-        self.last_path = Path(out)
-        self.set_status(f"predictions written to {out}")
-        return Path(out)
+        adata = s.adata
+        done: dict = {}
+
+        def _gen():
+            yield Progress(0, 2, f"copying {adata.n_obs} spots")
+            yield Progress(1, 2, f"writing {path.name}")
+            out = X.write_predictions_h5ad(adata, path, selection=st, predicted_cell_type=cell_types)
+            yield Progress(2, 2, "written")
+            return out
+
+        def _done(out) -> None:
+            self.last_path = done["path"] = Path(out)
+            self.set_status(f"predictions written to {out}")
+            W.notify_info(f"predictions written to {Path(out).name}")
+
+        def _aborted() -> None:
+            self.set_status(f"Writing {path.name} cancelled; no file was written.")
+
+        self.set_status(f"writing the predictions to {path.name}…")
+        self._busy = True
+        self._update_buttons()
+        self.worker = W.start_worker(_gen, desc="SCR2-ST: writing the predictions", on_done=_done,
+                                     on_error=self._h5ad_failed, on_aborted=_aborted,
+                                     on_finished=self._finished, panel=self.panel, status=self.set_status)
+        if not self._busy:  # synchronous workers: already done
+            self.worker = None
+        return done.get("path")
+
+    def _h5ad_failed(self, e: BaseException) -> None:
+        W.notify_error(f"Writing the predictions failed: {e}")
+        self.set_status(f"Writing the predictions failed: {e}")
+
+    def _finished(self) -> None:
+        self.worker = None
+        self._busy = False
+        self._update_buttons()
 
     def import_results(self, path):
         s = self.require_session()
@@ -127,7 +175,7 @@ class ExportWidget(SectionDock):
             W.notify_error(f"Importing {Path(path).name} failed: {e}")
             self.set_status(f"Import failed: {e}")
             return None
-        self.set_status(f"{len(idx)} spots imported from {Path(path).name}; now round {s.current_round + 1}")
+        self.set_status(import_status(len(idx), Path(path).name, s))
         W.notify_info(f"{len(idx)} sequenced spots imported")
         return idx
 
@@ -148,6 +196,17 @@ class ExportWidget(SectionDock):
         path, _ = QFileDialog.getOpenFileName(self, "Import sequencing results", "", "Counts (*.csv *.tsv *.txt *.gz)")
         if path:
             self.import_results(path)
+
+
+def import_status(n: int, name: str, s) -> str:
+    """After an import: what was imported and what comes next, in the sampling dock's words
+    (``Round k of R``)."""
+    total = int(s.sampling.rounds)
+    done = min(int(s.current_round), total)
+    head = f"{n} sequenced spots imported from {name}; round {done} of {total} sequenced"
+    if s.rounds_done:
+        return f"{head}: all rounds done (raise the rounds in the sampling dock to pick more)."
+    return f"{head}; next: round {done + 1} of {total} (proposed in the sampling dock)."
 
 
 def state_path_for(path: Path) -> Path:

@@ -45,7 +45,7 @@ def get_reader(path: str | list[str]) -> Callable | None:
         return None
     if fmt is None:
         return None
-    return read_layers
+    return read_layers_in_background
 
 
 def _one_path(path: str | list[str]) -> str:
@@ -60,20 +60,46 @@ def _named_error(path, e: Exception):
 
 
 def read_layers(path: str | list[str]):
-    """Read a path into image + spot layers (one pair per section)."""
+    """Read a path into image + spot layers (one pair per section), in the calling thread."""
+    from ..progress import drive
+
+    return drive(iter_read_layers(_one_path(path)), use_tqdm=False)
+
+
+def read_layers_in_background(path: str | list[str]):
+    """In a viewer: read the section in a thread worker (a progress dock with Cancel while it
+    reads; the layers appear when it is read) and return napari's "no layers" value at once.
+    Without a viewer, or with ``SCR2ST_SYNC_WORKERS=1``: :func:`read_layers`."""
+    import napari
+
+    from . import _workers as W
+
+    path = _one_path(path)
+    viewer = napari.current_viewer()
+    if viewer is None or W.sync_workers():
+        return read_layers(path)
+    W.load_layers_in_background(viewer, f"SCR2-ST: opening {Path(path).name}", lambda: iter_read_layers(path))
+    return NO_LAYERS
+
+
+def iter_read_layers(path):
+    """:func:`read_layers` as a progress generator: read, then build the layers (image
+    pyramid, spots); returns the layer-data tuples."""
     from ..data.model import SectionError
     from ..io import read
     from ..layers import section_layers
+    from ..progress import Progress
 
-    path = _one_path(path)
+    name = Path(path).name
+    yield Progress(0, 2, f"reading {name}")
     try:
         out = read(path)
     except SectionError as e:
         raise _named_error(path, e) from e
     sections = out if isinstance(out, dict) else {None: out}
-    layers = []
-    for adata in sections.values():
-        layers.extend(section_layers(adata))
+    yield Progress(1, 2, f"building the layers of {len(sections)} section(s)")
+    layers = [lt for a in sections.values() for lt in section_layers(a)]
+    yield Progress(2, 2, "adding the layers")
     return layers
 
 

@@ -155,6 +155,8 @@ class SamplingWidget(SectionDock):
         for w in (self.load_policy_btn, self.save_policy_btn, self.pretrain_spin, self.pretrain_btn):
             pol.addWidget(w)
         lay.addWidget(polbox)
+        self.panel = W.WorkerPanel()  # progress, time left and Cancel of Prepare / Pre-train
+        lay.addWidget(self.panel.widget)
         lay.addWidget(self.status)
         lay.addStretch(1)
 
@@ -207,7 +209,8 @@ class SamplingWidget(SectionDock):
             self._on_prepared()
             self._on_selection()
         elif s is not None:
-            ref = "with" if s.reference is not None else "WITHOUT a single-cell reference (load one from the reference field)"
+            ref = (f"with a single-cell reference of {s.reference.n_obs} cells" if s.reference is not None
+                   else "WITHOUT a single-cell reference (load one from the reference field)")
             self.set_status(f"{s.library}: {s.n} spots, {ref}. Press 'Prepare section'.")
         else:
             self.set_status("Open a section (File > Open Sample > SCR2-ST spot sampling).")
@@ -376,7 +379,10 @@ class SamplingWidget(SectionDock):
             desc="SCR2-ST: preparing section",
             on_done=lambda _: self._prepared_done(s),
             on_error=lambda e: self._failed("Preparing the section", e),
+            on_aborted=lambda: self.set_status("Preparing cancelled; the section is unchanged "
+                                               "(press 'Prepare section' to start again)."),
             on_finished=self._finished,
+            panel=self.panel, status=self.set_status,
         )
         self._update_buttons()
 
@@ -507,7 +513,10 @@ class SamplingWidget(SectionDock):
             desc="SCR2-ST: pre-training the policy",
             on_done=lambda pol: s.set_policy(pol, f"pre-trained here ({len(pol.history)} episodes)"),
             on_error=lambda e: self._failed("Pre-training the policy", e),
+            on_aborted=lambda: self.set_status("Pre-training cancelled; the policy keeps the episodes it "
+                                               "finished (see 'Policy' in this dock)."),
             on_finished=self._finished,
+            token=token, panel=self.panel, status=self.set_status,
         )
         self._update_buttons()
 

@@ -57,6 +57,8 @@ class SectionChooser(QWidget):
         for b in (self.all_btn, self.none_btn, self.open_btn):
             row.addWidget(b)
         lay.addLayout(row)
+        self.panel = W.WorkerPanel()  # progress, time left and Cancel while sections are read
+        lay.addWidget(self.panel.widget)
         self.status = QLabel("")
         self.status.setWordWrap(True)
         lay.addWidget(self.status)
@@ -106,32 +108,44 @@ class SectionChooser(QWidget):
             from ..layers import section_layers
             from ..progress import Progress
 
-            n = len(ids)
+            n = 2 * len(ids)  # each section: read, then its layers (image pyramid, spots)
             for i, sid in enumerate(ids):
-                yield Progress(i, n, f"reading {sid}")
+                yield Progress(2 * i, n, f"reading {sid}")
                 got = self.openers[sid]()
                 sections = got if isinstance(got, dict) else {sid: got}
-                ready.append([lt for a in sections.values() for lt in section_layers(a)])
-                yield Progress(i + 1, n, f"{sid} read")
+                yield Progress(2 * i + 1, n, f"building the layers of {sid}")
+                ready.append(([lt for a in sections.values() for lt in section_layers(a)], sid))
+                yield Progress(2 * i + 2, n, f"{sid} read")
+
+        opened: list[str] = []
 
         def _drain(*_) -> None:
             while ready:
-                for data, kw, kind in ready.popleft():
-                    getattr(self.viewer, f"add_{kind}")(data, **kw)
+                layers, sid = ready.popleft()
+                W.add_layer_tuples(self.viewer, layers)
+                opened.append(sid)
 
         def _done(_) -> None:
             _drain()
-            self.opened.extend(ids)
-            self.status.setText(f"opened {', '.join(ids)}")
+            self.opened.extend(opened)
+            self.status.setText(f"Opened {', '.join(opened)}.")
+
+        def _aborted() -> None:
+            _drain()  # sections read before the cancel stay
+            self.opened.extend(opened)
+            rest = [i for i in ids if i not in opened]
+            self.status.setText(f"Cancelled: opened {', '.join(opened) or 'nothing'}; not opened: {', '.join(rest)}.")
 
         def _error(e: BaseException) -> None:
             _drain()
+            self.opened.extend(opened)
             W.notify_error(f"napari-scr2st could not open a section of {self.source.name}: {e}")
-            self.status.setText(f"failed: {e}")
+            self.status.setText(f"Failed: {e}")
 
         self.status.setText(f"reading {len(ids)} section(s)…")
         self.worker = W.start_worker(_gen, desc=f"SCR2-ST: opening {self.source.name}", on_progress=_drain,
-                                     on_done=_done, on_error=_error, on_finished=self._finished)
+                                     on_done=_done, on_error=_error, on_aborted=_aborted,
+                                     on_finished=self._finished, panel=self.panel, status=self.status.setText)
         self._update_buttons()
         return self.worker
 

@@ -12,7 +12,6 @@ from ..config import DEFAULT_ENCODER, ENCODERS
 from ..device import pick_device
 from ..progress import CancelToken, Progress
 from . import _dock_kit as K
-from . import _viewer_layers as V
 from . import _workers as W
 from ._section_dock import SectionDock
 
@@ -77,6 +76,9 @@ class TrainingWidget(SectionDock):
         row.addWidget(self.cancel_btn)
         form.addRow(row)
         self._layout.addWidget(box)
+        self.panel = W.WorkerPanel()
+        self.panel.cancel_btn.hide()  # the dock's own Cancel button stops the run
+        self._layout.addWidget(self.panel.widget)
         self.canvas = K.make_canvas(self.viewer, height=2.2)
         self.canvas.setToolTip("Training loss per step and validation PCC per epoch")
         self._layout.addWidget(self.canvas)
@@ -94,6 +96,11 @@ class TrainingWidget(SectionDock):
         self.val: list[tuple[int, float]] = []
         self._last_draw = 0.0
         self.extra_config: dict = {}
+        self._backbone_user_set = False
+        self._last_progress: Progress | None = None
+        self._loss: float | None = None
+        self._final = True  # no run in progress: progress events change nothing
+        self.backbone_combo.currentTextChanged.connect(self._backbone_edited)
         self._ready = True
         self.on_session_changed()
         self._warm = W.start_worker(_warm_up, desc="SCR2-ST: loading the model code", quiet=True)
@@ -101,10 +108,29 @@ class TrainingWidget(SectionDock):
     # ------------------------------------------------------------------ binding
     def _bind(self, session) -> None:
         self._link(session.selection_changed, self._refresh_status)
+        self._link(session.prepared, self._follow_prepared_encoder)
+
+    def _backbone_edited(self, *_) -> None:
+        if not getattr(self, "_setting_backbone", False):
+            self._backbone_user_set = True
+
+    def _follow_prepared_encoder(self) -> None:
+        """Train on the embedding the section was prepared with (no second embedding run),
+        unless the user chose another backbone in this dock."""
+        s = self.session
+        model = getattr(s, "vision_model", None) if s is not None else None
+        if not model or self._backbone_user_set or self.backbone_combo.currentText() == model:
+            return
+        self._setting_backbone = True
+        try:
+            self.backbone_combo.setCurrentText(str(model))
+        finally:
+            self._setting_backbone = False
 
     def on_session_changed(self) -> None:
         if not getattr(self, "_ready", False):
             return
+        self._follow_prepared_encoder()
         self._refresh_status()
 
     def _refresh_status(self) -> None:
@@ -118,7 +144,8 @@ class TrainingWidget(SectionDock):
         else:
             n = int(s.committed.measured.sum())
             model = f"; current model: {s.predictor.config.mode}, {len(s.predictor.genes)} genes" if s.predictor else ""
-            self.set_status(f"{n} sequenced spots to train on{model}.")
+            emb = f" Embedding: {s.vision_model} (as prepared)." if s.vision_model else ""
+            self.set_status(f"{n} sequenced spots to train on{model}.{emb}")
         self.train_btn.setEnabled(s is not None and s.is_prepared and not self.is_running)
 
     @property
@@ -147,30 +174,55 @@ class TrainingWidget(SectionDock):
         self._total_steps = 0
         self._epochs = int(s.training.epochs)
         self._setup_axes(self._epochs)
-        V.prepare_expression_layer(self.viewer, s)  # created now, filled when training ends
+        # nothing in the viewer changes until training and prediction finish (cancel keeps it all)
         self._t0 = time.perf_counter()
+        self._last_progress, self._loss, self._final = None, None, False
         self.set_status(f"training on {int(mask.sum())} sequenced spots…")
         self.train_btn.setEnabled(False)
         self.cancel_btn.setEnabled(True)
         self.worker = W.start_worker(
             lambda: s.iter_train(adata, mask, token=token, threads=_gui_training_threads()),
             desc="SCR2-ST: training SCR2Net",
-            on_progress=self._on_progress,
+            on_progress=lambda ev: self._on_progress(ev),
             on_done=lambda res: self._on_done(s, adata, res),
             on_error=self._on_error,
             on_finished=self._on_finished,
             on_aborted=self._on_aborted,
+            token=token,
+            panel=self.panel,
+            status=self._progress_status,
         )
 
     def cancel(self) -> None:
         """Cancel at the next step: the core's token and the worker's quit."""
+        if self._final:
+            return
         if self.token is not None:
             self.token.cancel()
         if self.worker is not None and hasattr(self.worker, "quit"):
             self.worker.quit()
         self.set_status("cancelling…")
 
+    def _progress_status(self, text: str) -> None:
+        if self._final or (self.token is not None and self.token.cancelled):
+            return
+        loss = f" · loss {self._loss:.3f}" if self._loss is not None and math.isfinite(self._loss) else ""
+        self.set_status(f"{text}{loss}")
+
+    def _where(self) -> str:
+        """Where a run stopped, from its last progress event (``epoch 3/30``, ``prediction``)."""
+        ev = self._last_progress
+        if ev is None:
+            return "before the first step"
+        msg = ev.message.replace(" done", "")
+        return f"at {msg}" if msg else f"at step {ev.step}/{ev.total}"
+
     def _on_progress(self, ev: Progress) -> None:
+        if self._final:
+            return
+        self._last_progress = ev
+        if "loss" in ev.metrics:
+            self._loss = float(ev.metrics["loss"])
         is_train = "epoch" in ev.message and ev.total > 0
         if is_train:
             self._total_steps = int(ev.total)
@@ -186,8 +238,6 @@ class TrainingWidget(SectionDock):
         if now - self._last_draw >= REDRAW_S:
             self._last_draw = now
             self.draw_curve()
-            if ev.total:
-                self.set_status(f"{ev.message} · step {ev.step}/{ev.total}" + (f" · loss {loss:.3f}" if loss else ""))
 
     def _setup_axes(self, epochs: int) -> None:
         """Axes of the curve for a run of ``epochs`` (one full matplotlib draw, in the GUI thread
@@ -269,12 +319,11 @@ class TrainingWidget(SectionDock):
             self._blit()
 
     def _on_done(self, s, adata, res) -> None:
-        if res is None:
+        if res is None or res[1] is None or (self.token is not None and self.token.cancelled):
+            self._on_aborted()
             return
         predictor, pred = res
-        if self.token is not None and self.token.cancelled or pred is None:
-            self.set_status("Training cancelled; the previous model (if any) is kept.")
-            return
+        self._final = True
         try:
             s.set_model(predictor, adata, pred)
         except Exception as e:  # noqa: BLE001
@@ -294,13 +343,22 @@ class TrainingWidget(SectionDock):
         W.notify_info(f"SCR2Net trained: predictions for {len(predictor.genes)} genes are in the layer list")
 
     def _on_error(self, e: BaseException) -> None:
+        self._final = True
         W.notify_error(f"Training failed: {e}")
         self.set_status(f"Training failed: {e}")
 
     def _on_aborted(self) -> None:
-        self.set_status("Training cancelled; the previous model (if any) is kept.")
+        if self._final:
+            return
+        self._final = True
+        s = self.session
+        kept = (f"the previous model ({len(s.predictor.genes)} genes) and its maps are kept"
+                if s is not None and s.predictor is not None else "no model yet; the layers are unchanged")
+        self.set_status(f"Training cancelled {self._where()}; {kept}.")
 
     def _on_finished(self) -> None:
+        if not self._final:  # ended without a result, an error or a cancel: say so
+            self._on_aborted()
         self.worker = None
         self.cancel_btn.setEnabled(False)
         self.train_btn.setEnabled(self.session is not None and self.session.is_prepared)

@@ -37,8 +37,95 @@ class _SyncHandle:
 
     is_running = False
 
-    def quit(self) -> None:  # pragma: no cover - nothing to stop
+    def quit(self) -> None:  # the token stops the synchronous driver
         pass
+
+    def cancel(self) -> None:
+        pass
+
+
+STATUS_EVERY_S = 0.2  # dock status texts follow progress events at most 5 times per second
+
+
+class WorkerPanel:
+    """A progress bar (done/total), a status line with the time left and a Cancel button for
+    one dock's long work; hidden while nothing runs. Built lazily (``widget``) so that
+    importing this module needs no QApplication."""
+
+    def __init__(self) -> None:
+        from qtpy.QtWidgets import (
+            QHBoxLayout,
+            QLabel,
+            QProgressBar,
+            QPushButton,
+            QVBoxLayout,
+            QWidget,
+        )
+
+        self.widget = QWidget()
+        self.widget.setObjectName("SCR2STWorkerPanel")
+        lay = QVBoxLayout(self.widget)
+        lay.setContentsMargins(0, 0, 0, 0)
+        row = QHBoxLayout()
+        self.bar = QProgressBar()
+        self.bar.setTextVisible(True)
+        self.cancel_btn = QPushButton("Cancel")
+        self.cancel_btn.setToolTip("Stop at the next step; nothing changes in the layers or the section")
+        row.addWidget(self.bar, 1)
+        row.addWidget(self.cancel_btn)
+        lay.addLayout(row)
+        self.label = QLabel("")
+        self.label.setWordWrap(True)
+        lay.addWidget(self.label)
+        self.widget.setVisible(False)
+        self._cancel: Callable[[], Any] | None = None
+        self.cancel_btn.clicked.connect(self.cancel)
+        self.desc = ""
+
+    def _alive(self) -> bool:
+        """False once the Qt widget is gone (its dock was closed); no ``destroyed`` slot (a Python
+        slot on ``destroyed`` can crash PyQt during garbage collection)."""
+        try:
+            self.widget.objectName()
+        except RuntimeError:
+            return False
+        return True
+
+    @property
+    def running(self) -> bool:
+        return self._cancel is not None
+
+    def begin(self, desc: str, cancel: Callable[[], Any] | None) -> None:
+        self.desc, self._cancel = desc, cancel
+        if not self._alive():
+            return
+        self.bar.setRange(0, 0)  # busy until the first event with a total
+        self.bar.setFormat("%v/%m")
+        self.label.setText(f"{desc}: starting…")
+        self.cancel_btn.setEnabled(cancel is not None)
+        self.widget.setVisible(True)
+
+    def show(self, ev: Progress, text: str) -> None:
+        if not self._alive():  # its dock was closed: the work goes on without it
+            return
+        if ev.total:
+            if self.bar.maximum() != ev.total:
+                self.bar.setRange(0, int(ev.total))
+            self.bar.setValue(int(min(ev.step, ev.total)))
+        elif self.bar.maximum() != 0:
+            self.bar.setRange(0, 0)
+        self.label.setText(f"{self.desc}: {text}" if text else self.desc)
+
+    def cancel(self) -> None:
+        if self._cancel is not None and self._alive():
+            self.label.setText(f"{self.desc}: cancelling…")
+            self.cancel_btn.setEnabled(False)
+            self._cancel()
+
+    def end(self) -> None:
+        self._cancel = None
+        if self._alive():
+            self.widget.setVisible(False)
 
 
 def start_worker(
@@ -51,70 +138,211 @@ def start_worker(
     on_finished: Callable[[], Any] | None = None,
     on_aborted: Callable[[], Any] | None = None,
     quiet: bool = False,
+    token=None,
+    panel: WorkerPanel | None = None,
+    status: Callable[[str], Any] | None = None,
 ):
     """Run a core generator in a napari thread worker with a progress bar in the activity dock.
 
     ``worker.quit()`` stops it at the next yield. Errors go to ``on_error`` (default: a napari
     error notification), never to a crash. With ``SCR2ST_SYNC_WORKERS=1`` the generator runs
     synchronously and the same callbacks fire.
+
+    ``token`` (a :class:`~napari_scr2st.progress.CancelToken`): cancelling it also stops the
+    generator at its next yield (then ``on_aborted`` runs, not ``on_done``). ``panel``: a
+    :class:`WorkerPanel` showing done/total, the time left and a Cancel button while it runs.
+    ``status``: called with ``message · done/total (pct) · about N s left`` as events come
+    (at most every :data:`STATUS_EVERY_S`; never after a cancel).
     """
+    import time
+
     from napari.utils import progress
 
-    from ..progress import drive
+    from ..progress import CancelToken, ProgressClock, drive
 
+    token = token if token is not None else CancelToken()
     pbar = progress(total=0, desc=desc) if not quiet else _NoBar()
-    state = {"desc": ""}
+    state = {"desc": "", "last": 0.0, "handle": None, "over": False}
+    clock = ProgressClock()
 
     def _progress(ev: Progress) -> None:
         if ev.total and pbar.total != ev.total:
             pbar.total = ev.total
-        if ev.step > pbar.n:
+        if ev.step != pbar.n:  # a new phase counts from 0 again (a negative update)
             pbar.update(ev.step - pbar.n)
         if ev.message and ev.message != state["desc"]:
             state["desc"] = ev.message
             pbar.set_description(f"{desc}: {ev.message}")
+        if state["over"]:  # a late event after the result: it must not overwrite the final status
+            return
+        clock.update(ev)
+        if not token.cancelled:
+            now = time.perf_counter()
+            if panel is not None or status is not None:
+                first = state["last"] == 0.0
+                if first or now - state["last"] >= STATUS_EVERY_S or (ev.total and ev.step >= ev.total):
+                    state["last"] = now
+                    text = clock.text()
+                    if panel is not None:
+                        panel.show(ev, text)
+                    if status is not None:
+                        status(text)
         if on_progress is not None:
             on_progress(ev)
 
     def _error(e: BaseException) -> None:
+        state["over"] = True
         if on_error is not None:
             on_error(e)
         else:
             notify_error(f"{desc} failed: {e}")
 
+    def _cancel() -> None:
+        token.cancel()
+        h = state["handle"]
+        if h is not None and hasattr(h, "quit"):
+            h.quit()
+
+    def _end() -> None:
+        if panel is not None:
+            panel.end()
+
+    if panel is not None:
+        panel.begin(desc, _cancel)
+
     if sync_workers():
+        handle = _SyncHandle()
+        handle.cancel = _cancel
+        state["handle"] = handle
+
+        def _until_cancelled():
+            gen = gen_factory()
+            try:
+                while True:
+                    try:
+                        ev = next(gen)
+                    except StopIteration as stop:
+                        return stop.value
+                    yield ev
+                    if token.cancelled:
+                        gen.close()
+                        raise _Aborted
+            finally:
+                gen.close()
+
         try:
-            result = drive(gen_factory(), use_tqdm=False, callback=_progress)
+            result = drive(_until_cancelled(), use_tqdm=False, callback=_progress)
+        except _Aborted:
+            pbar.close()
+            _end()
+            if on_aborted is not None:
+                on_aborted()
+            if on_finished is not None:
+                on_finished()
+            return handle
         except Exception as e:  # noqa: BLE001 - reported, not raised (as the threaded path)
             pbar.close()
+            _end()
             _error(e)
             if on_finished is not None:
                 on_finished()
-            return _SyncHandle()
+            return handle
         pbar.close()
-        if on_done is not None:
+        _end()
+        if token.cancelled and on_aborted is not None:
+            on_aborted()
+        elif on_done is not None:
             on_done(result)
         if on_finished is not None:
             on_finished()
-        return _SyncHandle()
+        return handle
 
     from napari.qt.threading import thread_worker
 
     def _run():  # a generator function, so napari makes a GeneratorWorker (quit at each yield)
-        return (yield from gen_factory())
+        gen = gen_factory()
+        result = yield from gen
+        return result
 
     worker = thread_worker(_run, start_thread=False)()
+    state["handle"] = worker
     worker.yielded.connect(_progress)
-    if on_done is not None:
-        worker.returned.connect(on_done)
+
+    def _returned(result) -> None:
+        state["over"] = True
+        if token.cancelled:  # cancelled after the last yield: nothing is kept
+            if on_aborted is not None:
+                on_aborted()
+        elif on_done is not None:
+            on_done(result)
+
+    worker.returned.connect(_returned)
     worker.errored.connect(_error)
-    if on_aborted is not None:
-        worker.aborted.connect(on_aborted)
+    def _aborted() -> None:
+        state["over"] = True
+        if on_aborted is not None:
+            on_aborted()
+
+    worker.aborted.connect(_aborted)
     worker.finished.connect(pbar.close)
+    worker.finished.connect(_end)
     if on_finished is not None:
         worker.finished.connect(on_finished)
+    worker.cancel = _cancel
     worker.start()
     return worker
+
+
+class _Aborted(Exception):
+    """The synchronous driver's quit (a cancelled token)."""
+
+
+def add_layer_tuples(viewer, layers) -> list:
+    """Add napari layer-data tuples ``(data, kwargs, kind)`` to ``viewer``; returns the layers."""
+    return [getattr(viewer, f"add_{kind}")(data, **kw) for data, kw, kind in layers]
+
+
+def load_layers_in_background(viewer, title: str, gen_factory, *, placeholder: str | None = None,
+                              on_added: Callable[[list], Any] | None = None):
+    """Read in a worker and add the layers it returns when it is done (nothing if cancelled).
+
+    A small dock titled ``title`` shows the progress bar, the time left and a Cancel button
+    while the work runs and goes away afterwards. ``placeholder``: the name of a layer that
+    stands in for the result (a sample must return one at once); it is removed when the work
+    ends. Returns the worker.
+    """
+    panel = WorkerPanel()
+    dock = viewer.window.add_dock_widget(panel.widget, name=title, area="right")
+    state = {"dock": dock}
+
+    def _drop_placeholder() -> None:
+        if placeholder is not None and placeholder in viewer.layers:
+            viewer.layers.remove(placeholder)
+
+    def _done(layers) -> None:
+        _drop_placeholder()
+        added = add_layer_tuples(viewer, layers or [])
+        if on_added is not None:
+            on_added(added)
+
+    def _aborted() -> None:
+        _drop_placeholder()
+        notify_info(f"{title}: cancelled, nothing was added")
+
+    def _error(e: BaseException) -> None:
+        _drop_placeholder()
+        notify_error(f"{title} failed: {e}")
+
+    def _finished() -> None:
+        d = state.pop("dock", None)
+        if d is not None:
+            try:
+                viewer.window.remove_dock_widget(d)
+            except Exception:  # noqa: BLE001 - the user may have closed the window
+                pass
+
+    return start_worker(gen_factory, desc=title, on_done=_done, on_aborted=_aborted, on_error=_error,
+                        on_finished=_finished, panel=panel)
 
 
 def notify_error(msg: str) -> None:

@@ -1,0 +1,344 @@
+"""Long work off the UI thread: progress texts with the time left, Cancel that leaves the layers as
+they were, and status texts that are never stale after finish, cancel and import."""
+
+from __future__ import annotations
+
+import re
+import threading
+
+import numpy as np
+import pytest
+
+pytest.importorskip("napari")
+
+TINY = {"n_genes": 30, "hidden_dim": 32, "proj_dim": 16, "batch_size": 16}
+PROGRESS_TEXT = re.compile(r"\d+/\d+ \(\d+%\)( · (estimating time left|about .+ left))?")
+
+
+def _snapshot(viewer):
+    """What a person sees in the layer list: names, kinds, order, data, colours, visibility."""
+    out = []
+    for ly in viewer.layers:
+        item = [ly.name, type(ly).__name__, bool(ly.visible)]
+        if type(ly).__name__ == "Points":
+            item += [np.asarray(ly.data).copy(), np.asarray(ly.face_color).copy(), np.asarray(ly.shown).copy()]
+        out.append(item)
+    return out
+
+
+def _same(a, b) -> bool:
+    if len(a) != len(b):
+        return False
+    for x, y in zip(a, b, strict=True):
+        if x[:3] != y[:3] or len(x) != len(y):
+            return False
+        if not all(np.array_equal(u, v) for u, v in zip(x[3:], y[3:], strict=True)):
+            return False
+    return True
+
+
+def _train_dock(viewer, *, backbone="patch-stats"):
+    from napari_scr2st._napari._training_widget import TrainingWidget
+
+    t = TrainingWidget(viewer)
+    viewer.window.add_dock_widget(t, name="Train SCR2Net")
+    if backbone:
+        t.backbone_combo.setCurrentText(backbone)
+    t.epochs_spin.setValue(2)
+    t.device_combo.setCurrentText("cpu")
+    t.extra_config = dict(TINY)
+    return t
+
+
+@pytest.fixture
+def sequenced(make_napari_viewer, small_sample, sync_workers, helpers):
+    viewer = make_napari_viewer(show=True)
+    w, spots = helpers.prepared_sampling(viewer, small_sample)
+    w.sequence_round()
+    return viewer, w, spots
+
+
+def _record_status(monkeypatch, dock) -> list[str]:
+    seen: list[str] = []
+    orig = dock.set_status
+
+    def rec(text):
+        seen.append(text)
+        orig(text)
+
+    monkeypatch.setattr(dock, "set_status", rec)
+    return seen
+
+
+def test_training_dock_trains_on_the_prepared_embedding(sequenced):
+    viewer, w, _ = sequenced
+    t = _train_dock(viewer, backbone=None)  # the plugin default would be efficientnet_lite0
+    assert t.backbone_combo.currentText() == "patch-stats" == w.session.vision_model
+    assert "Embedding: patch-stats (as prepared)." in t.status.text()
+    keys = set(w.session.adata.obsm)
+    t.start()
+    assert w.session.predictor is not None, t.status.text()
+    assert set(w.session.adata.obsm) - keys <= {"X_pred"}  # no second embedding
+
+
+def test_progress_texts_then_one_final_status(sequenced, monkeypatch):
+    viewer, w, _ = sequenced
+    t = _train_dock(viewer)
+    seen = _record_status(monkeypatch, t)
+    monkeypatch.setattr("napari_scr2st._napari._workers.STATUS_EVERY_S", 0.0)
+    t.start()
+    progress = [x for x in seen if x.startswith("epoch")]
+    assert progress and all(PROGRESS_TEXT.search(x) for x in progress), progress[:3]
+    assert any("left" in x for x in progress) and any("loss" in x for x in progress)
+    assert re.fullmatch(r"Trained in \d+\.\d s on cpu: 30 genes, 2 epochs, validation PCC -?\d\.\d{3} "
+                        r"\(held-out sequenced spots\)\.", t.status.text()), t.status.text()
+    assert seen[-1] == t.status.text()  # nothing after the final text (no 'prediction · 1/1')
+    assert not t.panel.widget.isVisible() and not t.cancel_btn.isEnabled()
+
+
+def test_cancel_leaves_the_layers_as_they_were(sequenced, monkeypatch):
+    viewer, w, _ = sequenced
+    t = _train_dock(viewer)
+    before = _snapshot(viewer)
+    names = [ly.name for ly in viewer.layers]
+    assert "SYN1 expression" not in names
+    seen = []
+
+    def on_progress(ev, orig=t._on_progress):
+        orig(ev)
+        seen.append(ev)
+        if len(seen) == 3:
+            t.cancel()
+
+    monkeypatch.setattr(t, "_on_progress", on_progress)
+    t.epochs_spin.setValue(50)
+    t.start()
+    assert w.session.predictor is None and w.session.predictions is None
+    assert [ly.name for ly in viewer.layers] == names and _same(_snapshot(viewer), before)
+    assert re.fullmatch(r"Training cancelled at epoch 1/50; no model yet; the layers are unchanged\.",
+                        t.status.text()), t.status.text()
+    assert t.train_btn.isEnabled() and not t.cancel_btn.isEnabled() and not t.panel.widget.isVisible()
+
+
+def test_cancel_keeps_the_previous_model_and_its_map(sequenced, monkeypatch):
+    viewer, w, _ = sequenced
+    t = _train_dock(viewer)
+    t.start()
+    first = w.session.predictor
+    assert first is not None and "SYN1 expression" in viewer.layers
+    before = _snapshot(viewer)
+    n = {"k": 0}
+
+    def on_progress(ev, orig=t._on_progress):
+        orig(ev)
+        n["k"] += 1
+        if n["k"] == 2:
+            t.cancel()
+
+    monkeypatch.setattr(t, "_on_progress", on_progress)
+    t.start()
+    assert w.session.predictor is first and _same(_snapshot(viewer), before)
+    assert re.fullmatch(r"Training cancelled at epoch 1/2; the previous model \(30 genes\) and its maps are kept\.",
+                        t.status.text()), t.status.text()
+
+
+def test_threaded_cancel_is_not_overwritten_by_late_progress(make_napari_viewer, small_sample, helpers, qtbot,
+                                                             monkeypatch):
+    monkeypatch.setenv("SCR2ST_SYNC_WORKERS", "1")
+    viewer = make_napari_viewer(show=True)
+    w, _ = helpers.prepared_sampling(viewer, small_sample)
+    w.sequence_round()
+    monkeypatch.setenv("SCR2ST_SYNC_WORKERS", "0")
+    t = _train_dock(viewer)
+    t.epochs_spin.setValue(200)
+    before = _snapshot(viewer)
+    t.start()
+    worker = t.worker
+    assert t.panel.widget.isVisible()
+    qtbot.waitUntil(lambda: t._last_progress is not None and "epoch" in t._last_progress.message, timeout=120_000)
+    with qtbot.waitSignal(worker.finished, timeout=120_000):
+        t.cancel()
+    for _ in range(20):  # late events, if any, would land now
+        qtbot.wait(10)
+    assert re.fullmatch(r"Training cancelled at epoch \d+/200; no model yet; the layers are unchanged\.",
+                        t.status.text()), t.status.text()
+    assert w.session.predictor is None and _same(_snapshot(viewer), before)
+    assert t.worker is None and t.train_btn.isEnabled() and not t.panel.widget.isVisible()
+
+
+def test_sampling_status_names_the_reference_and_prepare_reports_progress(make_napari_viewer, small_sample,
+                                                                          sync_workers, helpers, monkeypatch):
+    from napari_scr2st._napari._sampling_widget import SamplingWidget
+
+    viewer = make_napari_viewer(show=True)
+    helpers.add_section(viewer, small_sample)
+    w = SamplingWidget(viewer)
+    viewer.window.add_dock_widget(w)
+    n_cells = small_sample.reference.n_obs
+    assert w.status.text() == (f"SYN1: {small_sample.section.n_obs} spots, with a single-cell reference of "
+                               f"{n_cells} cells. Press 'Prepare section'.")
+    w.encoder_combo.setCurrentText("patch-stats")
+    w.session.space = helpers.space_for(small_sample)
+    seen = _record_status(monkeypatch, w)
+    monkeypatch.setattr("napari_scr2st._napari._workers.STATUS_EVERY_S", 0.0)
+    w.prepare()
+    assert w.session.is_prepared
+    assert any(PROGRESS_TEXT.search(x) for x in seen), seen
+    assert w.status.text().startswith("Round 1 of 2")
+    assert not w.panel.widget.isVisible()
+
+
+def test_cancelled_prepare_leaves_the_section_unprepared(make_napari_viewer, small_sample, sync_workers, helpers,
+                                                         monkeypatch):
+    from napari_scr2st._napari._sampling_widget import SamplingWidget
+
+    viewer = make_napari_viewer(show=True)
+    helpers.add_section(viewer, small_sample)
+    w = SamplingWidget(viewer)
+    viewer.window.add_dock_widget(w)
+    w.encoder_combo.setCurrentText("patch-stats")
+    before = _snapshot(viewer)
+    orig = w.panel.show
+
+    def show(ev, text):  # the user presses the panel's Cancel during the first step
+        orig(ev, text)
+        w.panel.cancel_btn.click()
+
+    monkeypatch.setattr(w.panel, "show", show)
+    w.prepare()
+    assert not w.session.is_prepared and _same(_snapshot(viewer), before)
+    assert w.status.text() == "Preparing cancelled; the section is unchanged (press 'Prepare section' to start again)."
+    assert w.prepare_btn.isEnabled()
+
+
+def test_export_writes_h5ad_in_a_worker_and_import_status_matches_the_rounds(
+        make_napari_viewer, small_sample, helpers, qtbot, monkeypatch, tmp_path):
+    from napari_scr2st._napari._export_widget import ExportWidget
+    from napari_scr2st.io.export import read_selection_csv, write_counts_csv
+
+    monkeypatch.setenv("SCR2ST_SYNC_WORKERS", "1")
+    viewer = make_napari_viewer(show=True)
+    w, _ = helpers.prepared_sampling(viewer, small_sample)
+    w.sequence_round()
+    t = _train_dock(viewer)
+    t.start()
+    s = w.session
+    e = ExportWidget(viewer)
+    viewer.window.add_dock_widget(e)
+    monkeypatch.setenv("SCR2ST_SYNC_WORKERS", "0")
+    writers = []
+    import napari_scr2st.io.export as X
+
+    real = X.write_predictions_h5ad
+    monkeypatch.setattr(X, "write_predictions_h5ad",
+                        lambda *a, **k: writers.append(threading.current_thread()) or real(*a, **k))
+    out = tmp_path / "pred.h5ad"
+    assert e.export_h5ad(out) is None  # returns at once; the file follows
+    assert not e.h5ad_btn.isEnabled()
+    qtbot.waitUntil(lambda: e.worker is None, timeout=60_000)
+    assert out.exists() and writers and writers[0] is not threading.main_thread()
+    assert e.status.text() == f"predictions written to {out}" and e.h5ad_btn.isEnabled()
+    # import of the second (last) round: the export dock and the sampling dock agree
+    monkeypatch.setenv("SCR2ST_SYNC_WORKERS", "1")
+    df = read_selection_csv(e.export_csv(tmp_path / "next.csv"))
+    rows = s.adata.obs_names.get_indexer(df["spot_id"])
+    e.import_results(write_counts_csv(s.adata, rows, tmp_path / "results.csv"))
+    assert e.status.text() == (f"{len(rows)} sequenced spots imported from results.csv; round 2 of 2 sequenced: "
+                               "all rounds done (raise the rounds in the sampling dock to pick more).")
+    assert "Round 2 of 2" in w.status.text()
+
+
+def test_import_status_names_the_next_round(make_napari_viewer, small_sample, sync_workers, helpers, tmp_path):
+    from napari_scr2st._napari._export_widget import ExportWidget
+    from napari_scr2st.io.export import read_selection_csv, write_counts_csv
+
+    viewer = make_napari_viewer(show=True)
+    w, _ = helpers.prepared_sampling(viewer, small_sample, rounds=3)
+    s = w.session
+    e = ExportWidget(viewer)
+    viewer.window.add_dock_widget(e)
+    df = read_selection_csv(e.export_csv(tmp_path / "r1.csv"))
+    rows = s.adata.obs_names.get_indexer(df["spot_id"])
+    e.import_results(write_counts_csv(s.adata, rows, tmp_path / "results.csv"))
+    assert e.status.text() == (f"{len(rows)} sequenced spots imported from results.csv; round 1 of 3 sequenced; "
+                               "next: round 2 of 3 (proposed in the sampling dock).")
+    assert "Round 2 of 3" in w.status.text()
+
+
+def test_section_opens_in_a_worker_with_a_progress_dock(make_napari_viewer, shared_data, qtbot, monkeypatch):
+    import napari_scr2st.io as io
+
+    monkeypatch.delenv("SCR2ST_SYNC_WORKERS", raising=False)
+    readers = []
+    real = io.read
+    monkeypatch.setattr(io, "read", lambda *a, **k: readers.append(threading.current_thread()) or real(*a, **k))
+    viewer = make_napari_viewer(show=True)
+    path = shared_data / "her2st" / "data" / "ST-cnts" / "C3.tsv.gz"
+    assert viewer.open(str(path), plugin="napari-scr2st") == []  # returns at once
+    title = "SCR2-ST: opening C3.tsv.gz"
+    assert title in viewer.window.dock_widgets
+    qtbot.waitUntil(lambda: "C3 spots" in viewer.layers and title not in viewer.window.dock_widgets, timeout=120_000)
+    assert readers and readers[0] is not threading.main_thread()
+    assert [ly.name for ly in viewer.layers] == ["C3 H&E", "C3 spots"]
+    assert len(viewer.layers["C3 spots"].data) == 180
+
+
+def test_sample_opens_in_a_worker_behind_a_placeholder(make_napari_viewer, qtbot, monkeypatch):
+    monkeypatch.delenv("SCR2ST_SYNC_WORKERS", raising=False)
+    monkeypatch.setenv("SCR2ST_SAMPLE_SPOTS", "300")
+    viewer = make_napari_viewer(show=True)
+    viewer.open_sample("napari-scr2st", "synthetic")
+    assert [ly.name for ly in viewer.layers] == ["SYN1 (loading)"] and len(viewer.layers[0].data) == 0
+    qtbot.waitUntil(lambda: "SYN1 spots" in viewer.layers, timeout=120_000)
+    assert [ly.name for ly in viewer.layers] == ["SYN1 H&E", "SYN1 spots", "SYN1 true compartments"]
+    assert 250 < len(viewer.layers["SYN1 spots"].data) < 350
+
+
+def test_cancelled_sample_adds_nothing(make_napari_viewer, qtbot, monkeypatch):
+    monkeypatch.delenv("SCR2ST_SYNC_WORKERS", raising=False)
+    monkeypatch.setenv("SCR2ST_SAMPLE_SPOTS", "300")
+    viewer = make_napari_viewer(show=True)
+    viewer.open_sample("napari-scr2st", "synthetic")
+    title = "SCR2-ST: opening the synthetic sample"
+    panel_widget = viewer.window.dock_widgets[title]
+    from qtpy.QtWidgets import QPushButton
+
+    (cancel,) = [b for b in panel_widget.findChildren(QPushButton) if b.text() == "Cancel"]
+    cancel.click()
+    qtbot.waitUntil(lambda: title not in viewer.window.dock_widgets, timeout=120_000)
+    assert list(viewer.layers) == []
+
+
+def test_cancelled_chooser_opens_nothing_more(make_napari_viewer, small_sample, sync_workers, monkeypatch, tmp_path):
+    from napari_scr2st._napari._section_chooser import SectionChooser
+
+    viewer = make_napari_viewer()
+    calls = []
+
+    def opener(sid):
+        def read():
+            calls.append(sid)
+            a = small_sample.section.copy()
+            a.obs["section"] = sid
+            return a
+        return read
+
+    w = SectionChooser(viewer, tmp_path / "her2st", {sid: opener(sid) for sid in ("A1", "B1")})
+    viewer.window.add_dock_widget(w)
+    w.set_checked(["A1", "B1"])
+    texts = []
+    orig = w.panel.show
+
+    def show(ev, text):
+        orig(ev, text)
+        texts.append(w.panel.label.text())
+        if ev.message == "A1 read":
+            w.panel.cancel_btn.click()
+
+    monkeypatch.setattr(w.panel, "show", show)
+    monkeypatch.setattr("napari_scr2st._napari._workers.STATUS_EVERY_S", 0.0)
+    w.open_checked()
+    assert calls == ["A1"] and w.opened == ["A1"]
+    assert texts[0] == "SCR2-ST: opening her2st: reading A1 · 0/4 (0%) · estimating time left"
+    assert w.status.text() == "Cancelled: opened A1; not opened: B1."
+    assert not w.panel.widget.isVisible() and w.open_btn.isEnabled()
