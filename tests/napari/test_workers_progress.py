@@ -101,7 +101,9 @@ def test_cancel_leaves_the_layers_as_they_were(sequenced, monkeypatch):
     t = _train_dock(viewer)
     before = _snapshot(viewer)
     names = [ly.name for ly in viewer.layers]
-    assert "SYN1 expression" not in names
+    from napari_scr2st._napari._viewer_layers import map_layer
+
+    assert map_layer(viewer, "SYN1", "expression") is None  # nothing trained yet, no map
     seen = []
 
     def on_progress(ev, orig=t._on_progress):
@@ -125,7 +127,10 @@ def test_cancel_keeps_the_previous_model_and_its_map(sequenced, monkeypatch):
     t = _train_dock(viewer)
     t.start()
     first = w.session.predictor
-    assert first is not None and "SYN1 expression" in viewer.layers
+    from napari_scr2st._napari._viewer_layers import map_layer
+
+    expr = map_layer(viewer, "SYN1", "expression")
+    assert first is not None and expr is not None and expr.name.endswith(" · predicted") and expr.visible
     before = _snapshot(viewer)
     n = {"k": 0}
 
