@@ -92,6 +92,10 @@ def test_verdicts_and_messages():
     assert ok.verdict == "ok" and ok.message == "Policy OK: its reward is within 5% of greedy's at these weights."
     assert check(1.2).message == "Policy OK: its reward is 20% above greedy's at these weights."
     assert check(0.5, trained=False).message.startswith("Policy untrained: its reward is 50% below greedy's")
+    lower = check(-0.2)  # the expected reward can fall (the cell-type entropy is not monotone)
+    assert lower.verdict == "weak" and lower.message == (
+        "Policy weak: its proposal adds nothing to the expected reward at these weights, greedy's does. "
+        "Pre-train it longer or use greedy.")
     none = check(0.0, greedy_gain=0.0, predicted=False)
     assert none.verdict == "none" and none.ratio is None
     assert "until 5 spots are sequenced only spatial coverage" in none.message

@@ -189,6 +189,8 @@ class PolicyCheck:
                         "spatial coverage can be expected")
             return "neither it nor greedy adds expected reward at these weights"
         pct = abs(100.0 * f)
+        if self.policy_gain <= 0:  # e.g. spots of an abundant type lower the cell-type entropy
+            return "its proposal adds nothing to the expected reward at these weights, greedy's does"
         if f > POLICY_WEAK_SHORTFALL:
             return f"its reward is {pct:.0f}% below greedy's at these weights"
         if f >= 0:
