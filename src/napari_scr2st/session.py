@@ -43,12 +43,16 @@ from .config import (
 )
 from .data.model import SECTION_KEY, VISION_KEY
 from .progress import CancelToken, Progress
-from .sampling.acquisition import Acquisition, Proposal
+from .sampling.acquisition import Acquisition, Proposal, plan_rounds
 from .sampling.pool import Pool, SelectionRequest
 from .sampling.reward import RewardWeights
 from .sampling.state import SelectionState
 
-__all__ = ["AcquisitionSession", "Preview", "fit_reference_space", "has_counts", "import_counts_into", "load_policy", "warm_up_training"]
+__all__ = ["POLICY_WEAK_SHORTFALL", "AcquisitionSession", "PolicyCheck", "Preview", "fit_reference_space", "has_counts",
+           "import_counts_into", "load_policy", "warm_up_training"]
+
+#: the policy is "weak" when its reward gain falls more than this fraction below greedy's
+POLICY_WEAK_SHORTFALL = 0.10
 
 
 def has_counts(adata) -> bool:
@@ -126,6 +130,85 @@ class Preview:
         return self.result.seconds
 
 
+@dataclass(frozen=True)
+class PolicyCheck:
+    """How the SCRL policy's proposal compares with the greedy reward maximiser's on the same state.
+
+    Both propose the current round from the same committed selection and manual picks, at the
+    same weights, with the same information (predictions from the sequenced spots only). Their
+    reward is the weighted total of the EXPECTED terms of the selection with the proposal (the
+    chart's terms: cell states and types of unsequenced spots predicted; before 5 spots are
+    sequenced only spatial coverage counts); ``*_gain`` is that total minus the total of the
+    selection without the proposal (committed + manual picks), i.e. what the round adds.
+    ``trained``: the policy has a training history (pre-trained here or loaded trained);
+    ``predicted``: cell states and types of unsequenced spots could be predicted (5 or more
+    sequenced), else the comparison is on spatial coverage alone.
+    """
+
+    trained: bool
+    weights: tuple[float, float, float]
+    policy_terms: tuple[float, float, float]
+    greedy_terms: tuple[float, float, float]
+    policy_gain: float
+    greedy_gain: float
+    n_new: int
+    predicted: bool = False
+    seconds: float = 0.0
+
+    @property
+    def ratio(self) -> float | None:
+        """Policy gain / greedy gain (None when greedy gains nothing: nothing to compare)."""
+        if self.n_new <= 0 or self.greedy_gain <= 1e-9:
+            return None
+        return float(self.policy_gain / self.greedy_gain)
+
+    @property
+    def shortfall(self) -> float | None:
+        """How far (a fraction) the policy's gain falls below greedy's; negative when above."""
+        r = self.ratio
+        return None if r is None else 1.0 - r
+
+    @property
+    def verdict(self) -> str:
+        """``"untrained"``, ``"weak"`` (shortfall > :data:`POLICY_WEAK_SHORTFALL`), ``"ok"``, or
+        ``"none"`` (nothing to compare this round)."""
+        if not self.trained:
+            return "untrained"
+        if self.shortfall is None:
+            return "none"
+        return "weak" if self.shortfall > POLICY_WEAK_SHORTFALL else "ok"
+
+    def comparison(self) -> str:
+        """``its reward is 23% below greedy's at these weights`` (or within / above)."""
+        f = self.shortfall
+        if f is None:
+            if self.n_new <= 0:
+                return "no new picks this round to compare with greedy"
+            if not self.predicted:
+                return ("nothing to compare with greedy at these weights: until 5 spots are sequenced only "
+                        "spatial coverage can be expected")
+            return "neither it nor greedy adds expected reward at these weights"
+        pct = abs(100.0 * f)
+        if self.policy_gain <= 0:  # e.g. spots of an abundant type lower the cell-type entropy
+            return "its proposal adds nothing to the expected reward at these weights, greedy's does"
+        if f > POLICY_WEAK_SHORTFALL:
+            return f"its reward is {pct:.0f}% below greedy's at these weights"
+        if f >= 0:
+            return f"its reward is within {max(pct, 1):.0f}% of greedy's at these weights"
+        return f"its reward is {pct:.0f}% above greedy's at these weights"
+
+    @property
+    def message(self) -> str:
+        v = self.verdict
+        if v == "untrained":
+            return f"Policy untrained: {self.comparison()}. Pre-train it, load a trained one, or use greedy."
+        if v == "weak":
+            return f"Policy weak: {self.comparison()}. Pre-train it longer or use greedy."
+        if v == "ok":
+            return f"Policy OK: {self.comparison()}."
+        return f"Policy check: {self.comparison()}."
+
+
 @dataclass
 class _Cache:
     sampler: Any = None
@@ -136,6 +219,8 @@ class _Cache:
     predicted_key: Any = None
     cell_types: Any = None
     cell_types_key: Any = None
+    policy_check: PolicyCheck | None = None
+    policy_check_key: Any = None
 
 
 class AcquisitionSession:
@@ -186,6 +271,9 @@ class AcquisitionSession:
         self._excluded_ids = np.zeros(adata.n_obs, dtype=bool)  # exclusions by id (API/CLI)
         self._pending_state: SelectionState | None = None
         self._cache = _Cache()
+        #: the last note about exclusions changing the pool (and the spots the budget buys);
+        #: cleared when the budget setting changes
+        self.pool_note = ""
 
     # ------------------------------------------------------------------ basics
     @property
@@ -343,11 +431,14 @@ class AcquisitionSession:
         self._cache.sampler_key = None
         self.reselect()
 
-    def iter_pretrain(self, episodes: int, *, token: CancelToken | None = None) -> Generator[Progress, None, Any]:
+    def iter_pretrain(self, episodes: int, *, token: CancelToken | None = None,
+                      copy: bool = False) -> Generator[Progress, None, Any]:
         """Pre-train the policy on this (fully measured) section by simulated episodes.
 
         The recipe of ``scr2st train-policy`` scaled to ``episodes``: an imitation warm start
-        from the greedy reward maximiser (``episodes // 5``), then REINFORCE.
+        from the greedy reward maximiser (``episodes // 5``), then REINFORCE. ``copy``: train a
+        copy and return it, leaving :attr:`policy` as it is (a GUI swaps it in with
+        :meth:`set_policy` when done; a cancel then changes nothing); else in place.
         """
         if self.space is None:
             raise RuntimeError("prepare the section with a single-cell reference first")
@@ -357,7 +448,7 @@ class AcquisitionSession:
 
         if self.policy is None:
             self.policy, self.policy_source = _new_policy(self.space, seed=self.sampling.seed), "untrained"
-        policy = self.policy
+        policy = _copy_policy(self.policy) if copy else self.policy
         env = PolicyEnv.from_adata(self.adata, self.space, vision_key=self.sampling.vision_key)
         episodes = int(episodes)
         imitation = episodes // 5
@@ -387,16 +478,54 @@ class AcquisitionSession:
         exc = None if exclude is None or not np.any(exclude) else np.array(exclude, dtype=bool)
         if _same(inc, self.include_mask) and _same(exc, self.exclude_mask):
             return []
+        changed = [name for name, a, b in (("Include ROI", inc, self.include_mask),
+                                           ("Exclusion ROI", exc, self.exclude_mask)) if not _same(a, b)]
         self.include_mask, self.exclude_mask = inc, exc
-        notes = self._apply_exclusions(self.acq) if self.acq is not None else []
+        what = changed[0] if len(changed) == 1 else "ROIs"
+        notes = self._apply_exclusions(self.acq, what) if self.acq is not None else []
         self.rois_changed.emit()
         return notes
 
-    def _apply_exclusions(self, acq: Acquisition) -> list[str]:
+    def _apply_exclusions(self, acq: Acquisition, what: str = "Excluded spots") -> list[str]:
+        n_before, budget_before = int(acq.pool.excluded.sum()), self.budget_spots()
         dropped = acq.set_excluded(self.excluded)
-        notes = [f"{len(dropped)} manual pick(s) inside an excluded region were removed"] if dropped else []
+        notes = []
+        n_after = int(acq.pool.excluded.sum())
+        if n_after != n_before:
+            self.pool_note = self._pool_note(what, n_before, n_after, budget_before, self.budget_spots())
+            notes.append(self.pool_note)
+        if dropped:
+            notes.append(f"{len(dropped)} manual pick(s) inside an excluded region were removed")
         self.reselect()
         return notes
+
+    def budget_spots(self) -> int | None:
+        """The number of spots the budget buys now (all rounds; a percentage or fraction is of the
+        SELECTABLE spots, i.e. the pool without exclusions); None when it cannot be resolved
+        (e.g. more spots than the pool has)."""
+        acq = self.acq
+        if acq is None:
+            return None
+        try:
+            total, _ = plan_rounds(acq.pool, acq.request, SelectionState.for_pool(acq.pool))
+        except ValueError:
+            return None
+        return int(total)
+
+    def _pool_note(self, what: str, n_before: int, n_after: int, budget_before: int | None,
+                   budget_after: int | None) -> str:
+        pool = self.acq.pool
+        head = f"{what}: {n_after} of {pool.n} spots excluded (was {n_before})"
+        b = str(self.sampling.budget).strip()
+        relative = b.endswith("%") or _is_fraction(b)
+        label = b if b.endswith("%") else (f"{100 * float(b):g}%" if relative else f"{b}-spot")
+        if budget_after is None:
+            return f"{head}; the {label} budget no longer fits the {pool.n_in_pool} selectable spots"
+        if budget_after == budget_before:
+            return f"{head}; the {label} budget stays {budget_after} spots"
+        tail = f", {label} of the {pool.n_in_pool} selectable spots" if relative else ""
+        was = f" (was {budget_before})" if budget_before is not None else ""
+        return f"{head}; the {label} budget is now {budget_after} spots{was}{tail}"
 
     def toggle_manual(self, index: int) -> str:
         """Add or remove a manual pick for the current round; returns a status message."""
@@ -423,7 +552,10 @@ class AcquisitionSession:
     # ------------------------------------------------------------------ live selection
     def update_settings(self, **changes) -> None:
         """Change sampling settings (budget, rounds, sampler, weights, seed, ...)."""
-        self.sampling = replace(self.sampling, **changes)
+        new = replace(self.sampling, **changes)
+        if (new.budget, new.per_section) != (self.sampling.budget, self.sampling.per_section):
+            self.pool_note = ""  # its "was N spots" was about another budget
+        self.sampling = new
         if self.evaluator is not None:
             self.evaluator.weights = self.weights
         if self.acq is not None:
@@ -477,40 +609,94 @@ class AcquisitionSession:
 
     def _fill_terms(self, prev: Preview) -> None:
         """Reward terms of the sequenced set and the EXPECTED terms with the proposal."""
+        prev.terms_measured = self._terms_of(np.flatnonzero(self.committed.measured), expected=False)[0]
+        prev.terms_expected, prev.has_prediction = self._terms_of(np.flatnonzero(prev.state.selected))
+
+    def expected_terms(self, state: SelectionState) -> tuple[float, float, float, float]:
+        """The reward terms ``(r_sc, r_type, r_sp, r_unc)`` expected for the spots ``state`` selects:
+        sequenced spots by their counts, the others by their cell states and types PREDICTED
+        from the sequenced ones (only spatial coverage counts for them before 5 are sequenced)."""
+        return self._terms_of(np.flatnonzero(state.selected))[0]
+
+    def _terms_of(self, selected: np.ndarray, *,
+                  expected: bool = True) -> tuple[tuple[float, float, float, float], bool]:
+        """Terms of the spots ``selected`` (excluded spots dropped) and whether a prediction was used;
+        ``expected=False``: the measured set (``selected`` are the sequenced spots)."""
         from .sampling.measured import variance_index
         from .sampling.reward import celltype_entropy, manifold_coverage, spatial_coverage
 
         pool = self.pool
-        sel = np.flatnonzero(prev.state.selected & ~pool.excluded)
-        measured = np.flatnonzero(self.committed.measured)
-
-        def sp_term(idx) -> float:
-            return float(spatial_coverage(pool.spatial_index(), selected=np.asarray(idx, dtype=np.int64)))
-
-        def unc_term(idx) -> float:  # exact for the proposal too: it needs no expression
-            return variance_index(pool).value(np.asarray(idx, dtype=np.int64))
-
+        sel = np.asarray(selected, dtype=np.int64)
+        if expected:
+            sel = sel[~pool.excluded[sel]]
+        sp = float(spatial_coverage(pool.spatial_index(), selected=sel))
+        unc = float(variance_index(pool).value(sel))  # exact for a proposal too: it needs no expression
         if self.space is None:
-            prev.terms_measured = (0.0, 0.0, sp_term(measured), unc_term(measured))
-            prev.terms_expected = (0.0, 0.0, sp_term(sel), unc_term(sel))
-            return
+            return (0.0, 0.0, sp, unc), False
         pred = self._predicted()
         m = pred[3] if pred is not None else self.embedder(self.committed)
-
-        def terms(clusters, types, idx) -> tuple[float, float, float, float]:
-            c = np.asarray(clusters, dtype=np.int64)
-            t = np.asarray(types, dtype=np.int64)
-            return (float(manifold_coverage(c, self.space.n_clusters)) if c.size else 0.0,
-                    float(celltype_entropy(t, self.space.n_types)) if t.size else 0.0, sp_term(idx), unc_term(idx))
-
-        prev.terms_measured = terms(m.cluster, m.codes, m.index)
-        clusters, types = list(m.cluster), list(m.codes)
-        if pred is not None:
+        clusters, types = np.asarray(m.cluster, dtype=np.int64), np.asarray(m.codes, dtype=np.int64)
+        used = False
+        if expected and pred is not None:
             extra = np.setdiff1d(sel, m.index)
-            clusters += list(pred[0][extra])
-            types += list(pred[1][extra])
-            prev.has_prediction = True
-        prev.terms_expected = terms(clusters, types, sel)
+            clusters = np.concatenate([clusters, np.asarray(pred[0][extra], dtype=np.int64)])
+            types = np.concatenate([types, np.asarray(pred[1][extra], dtype=np.int64)])
+            used = True
+        sc = float(manifold_coverage(clusters, self.space.n_clusters)) if clusters.size else 0.0
+        ty = float(celltype_entropy(types, self.space.n_types)) if types.size else 0.0
+        return (sc, ty, sp, unc), used
+
+    # ------------------------------------------------------------------ is the policy any good?
+    def _policy_check_key(self):
+        acq, s, pol = self.acq, self.sampling, self.policy
+        return (acq.version, s.seed, tuple(float(w) for w in s.weights), id(pol), getattr(pol, "_version", 0),
+                len(getattr(pol, "history", ())))
+
+    def cached_policy_check(self) -> PolicyCheck | None:
+        """The :meth:`check_policy` result for the current state and weights, if computed."""
+        if self.acq is None or self.policy is None or self._cache.policy_check_key != self._policy_check_key():
+            return None
+        return self._cache.policy_check
+
+    def check_policy(self) -> PolicyCheck | None:
+        """Compare the SCRL policy's proposal with the greedy reward maximiser's (see
+        :class:`PolicyCheck`) at the current weights on the current state; cached per state,
+        weights and policy. None without a reference space or policy. Changes nothing else, so
+        a GUI may run it in a worker (:meth:`iter_check_policy`)."""
+        import time
+
+        if self.acq is None or self.space is None or self.policy is None:
+            return None
+        key = self._policy_check_key()
+        if self._cache.policy_check_key == key:
+            return self._cache.policy_check
+        t0 = time.perf_counter()
+        from .sampling.registry import make_sampler
+
+        acq, s, w = self.acq, self.sampling, self.weights
+        cur = self._cache.proposal
+        current_key = (acq.version, "scrl", s.seed, id(self.policy), getattr(self.policy, "_version", 0), s.weights)
+        if self._cache.proposal_key == current_key and cur is not None:
+            prop = cur  # the preview already is the policy's proposal
+        else:
+            prop = acq.propose(make_sampler("scrl", seed=s.seed, space=self.space, weights=w, policy=self.policy,
+                                            embedder=self.embedder))
+        greedy = acq.propose(make_sampler("greedy", seed=s.seed, space=self.space, weights=w, embedder=self.embedder))
+        base = self.expected_terms(acq.base_state())
+        (pt, predicted), gt = self._terms_of(np.flatnonzero(prop.state.selected)), self.expected_terms(greedy.state)
+        wa = w.as_array()
+        r0 = float(wa @ np.asarray(base))
+        check = PolicyCheck(trained=bool(getattr(self.policy, "history", None)), weights=tuple(map(float, wa)),
+                            policy_terms=pt, greedy_terms=gt, policy_gain=float(wa @ np.asarray(pt)) - r0,
+                            greedy_gain=float(wa @ np.asarray(gt)) - r0, n_new=len(greedy.picks), predicted=predicted,
+                            seconds=time.perf_counter() - t0)
+        self._cache.policy_check, self._cache.policy_check_key = check, key
+        return check
+
+    def iter_check_policy(self) -> Generator[Progress, None, PolicyCheck | None]:
+        """:meth:`check_policy` as a progress generator (for a worker)."""
+        yield Progress(0, 0, "comparing the policy with greedy")
+        return self.check_policy()
 
     def _predicted(self):
         """Predicted reference-space cluster/type of every spot from the sequenced spots
@@ -840,6 +1026,14 @@ def _same(a, b) -> bool:
     return a.shape == b.shape and bool(np.array_equal(a, b))
 
 
+def _is_fraction(text: str) -> bool:
+    try:
+        v = float(text)
+    except ValueError:
+        return False
+    return 0 < v <= 1 and not text.isdigit()
+
+
 def _safe(name: str) -> str:
     return "".join(c if c.isalnum() else "_" for c in name)
 
@@ -877,6 +1071,18 @@ def _new_policy(space, *, seed: int = 0):
         from .sampling.scrl import SCRLPolicy
 
         return SCRLPolicy.for_space(space, seed=seed)
+
+
+def _copy_policy(policy):
+    """An independent copy of an SCRL policy (its own id: cached features of the original are not reused)."""
+    import copy
+    import uuid
+
+    with _torch_guard():
+        new = copy.deepcopy(policy)
+    new._uid = uuid.uuid4().hex
+    new.last_scores = None
+    return new
 
 
 def _load_policy(path):

@@ -131,3 +131,45 @@ def make_canvas(viewer, *, height: float = 2.2, width: float = 4.0):
         pass
     canvas.setMinimumHeight(int(height * 60))
     return canvas
+
+
+# ------------------------------------------------------------------ canvas click modes
+_CLICK_MODES: list = []  # (weakref to the viewer, weakref to the check box, its label)
+
+
+def exclusive_click_mode(viewer, check, label: str) -> None:
+    """Make ``check`` one of the viewer's canvas-click modes ("pick manually", "inspect on click"):
+    turning one on turns the others off, so one click never does two things; the viewer's status
+    bar and a notification say which mode was turned off."""
+    import weakref
+
+    vref, cref = weakref.ref(getattr(viewer, "__wrapped__", viewer)), weakref.ref(check)
+    _CLICK_MODES.append((vref, cref, label))
+
+    def on_toggled(on: bool) -> None:
+        v = vref()
+        if not on or v is None:
+            return
+        off = []
+        for entry in list(_CLICK_MODES):
+            r, c, other_label = entry
+            other = c()
+            if r() is None or other is None:
+                _CLICK_MODES.remove(entry)
+                continue
+            if r() is not v or other is cref():
+                continue
+            try:
+                if other.isChecked():
+                    other.setChecked(False)
+                    off.append(other_label)
+            except RuntimeError:  # its dock was closed
+                _CLICK_MODES.remove(entry)
+        if off:
+            from napari.utils.notifications import show_info
+
+            msg = f"'{label}' is on, so '{' and '.join(off)}' is off: a click does one thing."
+            v.status = msg
+            show_info(msg)
+
+    check.toggled.connect(on_toggled)

@@ -105,6 +105,7 @@ class InspectorWidget(SectionDock):
         self.m_spin.valueChanged.connect(self._timer.start)
         self.gene_combo.currentIndexChanged.connect(self._timer.start)
         self.spot_edit.returnPressed.connect(self._from_edit)
+        K.exclusive_click_mode(self.viewer, self.click_check, "inspect on click")
         self.add_viewer_mouse("_on_mouse")
         self.bind_viewer_key(K.SHORTCUTS["inspect"], "_key_inspect")
         self._ready = True

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import numpy as np
@@ -28,6 +29,10 @@ from . import _workers as W
 from ._section_dock import SectionDock
 
 DEBOUNCE_MS = 40
+#: the policy-vs-greedy check runs this long after the selection settles (it runs greedy too)
+CHECK_DELAY_MS = 300
+#: how the status names who made the new picks
+_PICKED_BY = {"scrl": "the policy", "greedy": "greedy"}
 
 
 class SamplingWidget(SectionDock):
@@ -123,6 +128,7 @@ class SamplingWidget(SectionDock):
         pl = QVBoxLayout(pbox)
         self.pick_check = QCheckBox(f"Click spots to pick manually ({K.SHORTCUTS['toggle_pick']})")
         self.pick_check.setToolTip(K.tip("pick"))
+        K.exclusive_click_mode(self.viewer, self.pick_check, "pick manually")
         pl.addWidget(self.pick_check)
         r2 = QHBoxLayout()
         self.roi_btn = QPushButton("Draw ROIs")
@@ -143,7 +149,8 @@ class SamplingWidget(SectionDock):
         lay.addWidget(pbox)
 
         polbox = QGroupBox("Policy")
-        pol = QHBoxLayout(polbox)
+        polv = QVBoxLayout(polbox)
+        pol = QHBoxLayout()
         self.load_policy_btn = QPushButton("Load…")
         self.save_policy_btn = QPushButton("Save…")
         self.pretrain_spin = QSpinBox()
@@ -152,8 +159,24 @@ class SamplingWidget(SectionDock):
         self.pretrain_spin.setSuffix(" episodes")
         self.pretrain_btn = QPushButton("Pre-train")
         self.pretrain_btn.setToolTip(K.tip("pretrain"))
-        for w in (self.load_policy_btn, self.save_policy_btn, self.pretrain_spin, self.pretrain_btn):
+        self.cancel_pretrain_btn = QPushButton("Cancel")
+        self.cancel_pretrain_btn.setToolTip("Stop pre-training at the next episode; the policy stays as it was")
+        for w in (self.load_policy_btn, self.save_policy_btn, self.pretrain_spin, self.pretrain_btn,
+                  self.cancel_pretrain_btn):
             pol.addWidget(w)
+        polv.addLayout(pol)
+        self.policy_label = QLabel("")
+        self.policy_label.setWordWrap(True)
+        self.policy_label.setToolTip(
+            "The policy's proposal against the greedy reward maximiser's on this section, at these weights: "
+            "the reward is the weighted total of the expected terms (the chart), counted as what this round "
+            "adds. 'Weak' means more than 10% below greedy's.")
+        self.use_greedy_btn = QPushButton("Use greedy instead")
+        self.use_greedy_btn.setToolTip("Switch the sampler to the greedy reward maximiser (no training needed)")
+        prow = QHBoxLayout()
+        prow.addWidget(self.policy_label, 1)
+        prow.addWidget(self.use_greedy_btn)
+        polv.addLayout(prow)
         lay.addWidget(polbox)
         self.panel = W.WorkerPanel()  # progress, time left and Cancel of Prepare / Pre-train
         lay.addWidget(self.panel.widget)
@@ -169,6 +192,15 @@ class SamplingWidget(SectionDock):
         self._roi_timer.setSingleShot(True)
         self._roi_timer.setInterval(150)
         self._roi_timer.timeout.connect(self.update_rois)
+        self._check_timer = QTimer(self)
+        self._check_timer.setSingleShot(True)
+        self._check_timer.setInterval(CHECK_DELAY_MS)
+        self._check_timer.timeout.connect(self.run_policy_check)
+        self._check_worker = None
+        self._check_again = False
+        self._token = None
+        self.policy_check = None  # the PolicyCheck shown
+        self._policy_note = ""  # the outcome of the last pre-training, shown until the selection changes
         for s in self.sliders.values():
             s.valueChanged.connect(self._schedule)
         self.budget_spin.valueChanged.connect(self._schedule)
@@ -184,7 +216,9 @@ class SamplingWidget(SectionDock):
         self.roi_btn.clicked.connect(self.draw_rois)
         self.load_policy_btn.clicked.connect(self._load_policy_dialog)
         self.save_policy_btn.clicked.connect(self._save_policy_dialog)
-        self.pretrain_btn.clicked.connect(self.pretrain)
+        self.pretrain_btn.clicked.connect(lambda: self.pretrain())
+        self.cancel_pretrain_btn.clicked.connect(self.cancel_pretrain)
+        self.use_greedy_btn.clicked.connect(self.use_greedy)
         self.worker = None
         self._roi_layers = []
         self.add_viewer_mouse("_on_mouse")
@@ -311,6 +345,8 @@ class SamplingWidget(SectionDock):
         self.save_policy_btn.setEnabled(has_policy and not busy)
         self.load_policy_btn.setEnabled(ready and s.space is not None and not busy)
         self.pretrain_btn.setEnabled(has_policy and s.has_counts and not busy)
+        self.cancel_pretrain_btn.setEnabled(self._token is not None)  # set while pre-training
+        self.use_greedy_btn.setEnabled(ready and s.space is not None and s.sampling.sampler != "greedy")
 
     # ------------------------------------------------------------------ settings
     def budget_text(self) -> str:
@@ -499,26 +535,144 @@ class SamplingWidget(SectionDock):
 
     # ------------------------------------------------------------------ policy
     def pretrain(self, episodes: int | None = None) -> None:
+        """Pre-train (a copy of) the policy on this section in a worker, with progress and cancel;
+        the trained copy replaces the policy when done (a cancel keeps the policy as it was)."""
         s = self.session
-        if s is None or s.policy is None:
+        if s is None or s.policy is None or (self.worker is not None and getattr(self.worker, "is_running", False)):
             return
         from ..progress import CancelToken
 
         token = CancelToken()
         n = int(episodes or self.pretrain_spin.value())
-        self.set_status(f"pre-training the policy ({n} episodes)…")
         self._token = token
+        self._pretrain_t0 = time.perf_counter()
+        self._pretrain_done = 0
+        self.policy_label.setText(f"Pre-training the policy: 0 of {n} episodes…")
+        self._update_buttons()  # Cancel on
         self.worker = W.start_worker(
-            lambda: s.iter_pretrain(n, token=token),
+            lambda: _worker_safe(s.iter_pretrain(n, token=token, copy=True)),
             desc="SCR2-ST: pre-training the policy",
-            on_done=lambda pol: s.set_policy(pol, f"pre-trained here ({len(pol.history)} episodes)"),
-            on_error=lambda e: self._failed("Pre-training the policy", e),
-            on_aborted=lambda: self.set_status("Pre-training cancelled; the policy keeps the episodes it "
-                                               "finished (see 'Policy' in this dock)."),
-            on_finished=self._finished,
-            token=token, panel=self.panel, status=self.set_status,
+            on_progress=self._pretrain_progress,
+            on_done=lambda pol: self._pretrained(s, pol, n),
+            on_error=lambda e: self._pretrain_failed(s, e, n),
+            on_aborted=lambda: self._pretrain_failed(s, None, n),
+            on_finished=self._pretrain_finished,
+            token=token, panel=self.panel,
         )
         self._update_buttons()
+
+    def _pretrain_progress(self, ev) -> None:
+        self._pretrain_done = int(ev.step)
+        left = ""
+        if ev.step and ev.total:
+            per = (time.perf_counter() - self._pretrain_t0) / ev.step
+            left = f", about {_duration(per * (ev.total - ev.step))} left"
+        phase = " (imitating greedy)" if ev.message.startswith("imitation") else " (reinforcement)"
+        self.policy_label.setText(f"Pre-training the policy: {ev.step} of {ev.total} episodes{phase}{left}")
+
+    def _pretrained(self, s, pol, n: int) -> None:
+        if pol is None:  # cancelled
+            self._pretrain_failed(s, None, n)
+            return
+        if s is not self.session:
+            return
+        s.set_policy(pol, f"pre-trained here ({len(pol.history)} episodes)")
+        self._policy_note = f"Pre-trained: {len(pol.history)} episodes."
+        W.notify_info(f"policy pre-trained ({len(pol.history)} episodes)")
+
+    def _pretrain_failed(self, s, e: BaseException | None, n: int) -> None:
+        from ..progress import Cancelled
+
+        if e is None or isinstance(e, Cancelled):
+            msg = (f"Pre-training cancelled after {self._pretrain_done} of {n} episodes: "
+                   "the policy is as it was.")
+            self._policy_note = msg
+            self.viewer.status = msg
+            return
+        self._failed("Pre-training the policy", e)
+        self._policy_note = f"Pre-training failed: {e}"
+
+    def _pretrain_finished(self) -> None:
+        self._token = None
+        self._finished()
+        self._schedule_check()
+
+    def cancel_pretrain(self) -> None:
+        """Stop pre-training at the next episode (the policy is left as it was)."""
+        if self._token is not None:
+            self._token.cancel()
+            self.policy_label.setText("Cancelling pre-training at the end of this episode…")
+
+    def use_greedy(self) -> None:
+        """Switch the sampler to the greedy reward maximiser."""
+        i = self.sampler_combo.findData("greedy")
+        if i >= 0:
+            self.sampler_combo.setCurrentIndex(i)
+            self.reselect()
+
+    # ------------------------------------------------------------------ policy check
+    def _schedule_check(self) -> None:
+        """Show the policy-vs-greedy check for the current state (cached), or compute it soon."""
+        s = self.session
+        if s is None or not s.is_prepared:
+            return
+        if s.sampling.sampler != "scrl" or s.policy is None or s.space is None:
+            self.policy_check = None
+            if self._token is None:
+                self.policy_label.setText("" if s.space is None else
+                                          "The policy is checked against greedy while it is the sampler.")
+            return
+        c = s.cached_policy_check()
+        if c is not None:
+            self._show_check(c)
+            return
+        if self._token is None and self.policy_check is not None:
+            self.policy_label.setText(f"{self.policy_check.message} (re-checking at the new weights…)")
+        if W.sync_workers():
+            self.run_policy_check()
+        else:
+            self._check_timer.start()
+
+    def run_policy_check(self) -> None:
+        """Compare the policy's proposal with greedy's (in a worker; the result is cached)."""
+        s = self.session
+        if s is None or not s.is_prepared or s.policy is None or s.space is None:
+            return
+        if self._check_worker is not None and getattr(self._check_worker, "is_running", False):
+            self._check_again = True
+            return
+        self._check_again = False
+        self._check_worker = W.start_worker(
+            lambda: _worker_safe(s.iter_check_policy()), desc="SCR2-ST: policy check", quiet=True,
+            on_done=lambda c: self._check_done(s, c),
+            on_error=lambda e: self._check_failed(s, e),
+            on_finished=self._check_finished,
+        )
+
+    def _check_done(self, s, c) -> None:
+        if s is self.session and c is not None and s.cached_policy_check() is c:
+            self._show_check(c)
+        else:
+            self._check_again = True  # the state or weights moved on meanwhile
+
+    def _check_failed(self, s, e: BaseException) -> None:
+        if s is self.session and self._token is None:
+            self.policy_label.setText(f"Policy check failed: {e}")
+
+    def _check_finished(self) -> None:
+        self._check_worker = None
+        s = self.session
+        if self._check_again and s is not None and s.cached_policy_check() is None:
+            self._check_again = False
+            self._schedule_check()
+
+    def _show_check(self, c) -> None:
+        self.policy_check = c
+        if self._token is not None:  # pre-training: its progress has the label
+            return
+        self.policy_label.setText(f"{self._policy_note}\n{c.message}" if self._policy_note else c.message)
+        warn = c.verdict in ("untrained", "weak")
+        self.policy_label.setStyleSheet("color: #ffa500;" if warn else "")
 
     def load_policy(self, path) -> None:
         s = self.require_session()
@@ -561,23 +715,43 @@ class SamplingWidget(SectionDock):
         if s is None or s.preview is None:
             return
         p = s.preview
-        n_manual = len(s.manual)
-        rnd = min(s.current_round, s.sampling.rounds)
-        lines = [
-            f"Round {rnd + (0 if s.rounds_done else 1)} of {s.sampling.rounds}: {len(p.proposal)} proposed"
-            f"{f' + {n_manual} manual' if n_manual else ''}; {int(s.committed.measured.sum())} sequenced; "
-            f"budget {p.total_budget} spots",
-            f"Policy: {s.policy_source}" if s.sampling.sampler == "scrl" else f"Sampler: {s.sampling.sampler}",
-            f"Re-selection took {p.seconds * 1000:.0f} ms",
-        ]
-        if p.message:
-            lines.insert(0, p.message)
+        self._policy_note = ""
+        lines = [p.message] if p.message else []
+        if s.pool_note:
+            lines.append(s.pool_note)
+        lines += self.budget_lines()
+        lines += [f"{int(s.committed.measured.sum())} sequenced",
+                  f"Policy: {s.policy_source}" if s.sampling.sampler == "scrl" else f"Sampler: {s.sampling.sampler}",
+                  f"Re-selection took {p.seconds * 1000:.0f} ms"]
         self.set_status("\n".join(lines))
         self._draw_chart(p)
         self._update_buttons()
+        self._schedule_check()
+
+    def budget_lines(self) -> list[str]:
+        """``Round 1 of 2: 48 spots = 5 manual + 43 by the policy`` and where the budget goes."""
+        s = self.session
+        p = s.preview
+        rounds = s.sampling.rounds
+        if s.rounds_done or s.waiting_for_counts:
+            rnd = min(s.current_round, rounds)
+            return [f"Round {rnd + (0 if s.rounds_done else 1)} of {rounds}; budget {p.total_budget} spots"]
+        n_manual, n_new = len(s.manual), len(p.proposal)
+        who = _PICKED_BY.get(s.sampling.sampler, f"the {s.sampling.sampler} sampler")
+        earlier = int((s.committed.selected & ~s.pool.excluded).sum())
+        later = p.total_budget - earlier - n_manual - n_new
+        b = str(s.sampling.budget).strip()
+        of = f" ({b} of {s.pool.n_in_pool} selectable spots)" if b.endswith("%") else ""
+        parts = [f"{earlier} in earlier rounds"] if earlier else []
+        parts.append(f"{n_manual + n_new} this round")
+        if later:
+            parts.append(f"{later} for the later rounds")
+        return [f"Round {s.current_round + 1} of {rounds}: {n_manual + n_new} spots = {n_manual} manual + {n_new} by {who}",
+                f"Budget {p.total_budget} spots{of}: {', '.join(parts)}"]
 
     def _draw_chart(self, p) -> None:
-        """Bars of the reward terms; built once, then only their heights change (live path)."""
+        """Bars of the reward terms; built once, then only their heights and the values written
+        over the expected bars change (live path)."""
         ax = self.chart.ax
         bars = getattr(self, "_bars", None)
         if bars is None:
@@ -588,16 +762,49 @@ class SamplingWidget(SectionDock):
             b1 = ax.bar(x - 0.2, [0] * 4, 0.4, label="sequenced", color="#8a8f98")
             b2 = ax.bar(x + 0.2, [0] * 4, 0.4, label="with proposal (expected)", color=accent)
             ax.set_xticks(x, ["cell states", "cell types", "spatial", "exp. error"])
-            ax.set_ylim(0, 1.0)
+            ax.set_ylim(0, 1.15)
             ax.set_ylabel("reward term")
             ax.legend(fontsize=6, loc="upper left", frameon=False)
+            labels = [ax.text(xi + 0.2, 0, "", ha="center", va="bottom", fontsize=6, color=c["fg"]) for xi in x]
             self.chart.restyle()
-            bars = self._bars = (list(b1), list(b2))
+            bars = self._bars = (list(b1), list(b2), labels)
         for rect, v in zip(bars[0], p.terms_measured, strict=True):
             rect.set_height(float(v))
-        for rect, v in zip(bars[1], p.terms_expected, strict=True):
+        for rect, v, label in zip(bars[1], p.terms_expected, bars[2], strict=True):
             rect.set_height(float(v))
+            label.set_y(float(v))
+            label.set_text(f"{float(v):.2f}")
         self.chart.draw_idle()
+
+    def chart_values(self) -> dict[str, tuple[float, float, float]]:
+        """What the chart shows now: ``{"sequenced": (...), "expected": (...)}`` (bar heights)."""
+        bars = getattr(self, "_bars", None)
+        if bars is None:
+            return {}
+        return {"sequenced": tuple(float(r.get_height()) for r in bars[0]),
+                "expected": tuple(float(r.get_height()) for r in bars[1])}
+
+
+class WorkerError(Exception):
+    """A RuntimeError of core code, re-raised as this so the thread worker reports it (superqt's
+    GeneratorWorker takes a RuntimeError for a deleted worker: it neither errors nor finishes)."""
+
+
+def _worker_safe(gen):
+    """``gen`` for a thread worker: a cancel returns None, a RuntimeError becomes a :class:`WorkerError`."""
+    from ..progress import Cancelled
+
+    try:
+        return (yield from gen)
+    except Cancelled:
+        return None
+    except RuntimeError as e:
+        raise WorkerError(str(e)) from e
+
+
+def _duration(seconds: float) -> str:
+    s = max(0, int(round(seconds)))
+    return f"{s // 60} min {s % 60:02d} s" if s >= 60 else f"{s} s"
 
 
 def _parse_budget(text: str) -> tuple[int, str]:

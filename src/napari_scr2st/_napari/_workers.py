@@ -230,9 +230,11 @@ def start_worker(
             finally:
                 gen.close()
 
+        from ..progress import Cancelled
+
         try:
             result = drive(_until_cancelled(), use_tqdm=False, callback=_progress)
-        except _Aborted:
+        except (_Aborted, Cancelled):
             pbar.close()
             _end()
             if on_aborted is not None:
@@ -260,9 +262,18 @@ def start_worker(
     from napari.qt.threading import thread_worker
 
     def _run():  # a generator function, so napari makes a GeneratorWorker (quit at each yield)
+        from ..progress import Cancelled
+
         gen = gen_factory()
-        result = yield from gen
-        return result
+        try:
+            return (yield from gen)
+        except Cancelled:  # the core saw the token: an abort, not an error
+            token.cancel()
+            return None
+        except RuntimeError as e:
+            # superqt's GeneratorWorker takes any RuntimeError for "the worker was deleted": it
+            # would emit neither errored nor finished and leave the dock busy for good
+            raise CoreError(str(e)) from e
 
     worker = thread_worker(_run, start_thread=False)()
     state["handle"] = worker
@@ -295,6 +306,11 @@ def start_worker(
 
 class _Aborted(Exception):
     """The synchronous driver's quit (a cancelled token)."""
+
+
+class CoreError(Exception):
+    """A RuntimeError of core code re-raised from a thread worker (see ``start_worker``), so that
+    the worker reports it through ``errored`` and ``finished`` like any other error."""
 
 
 def add_layer_tuples(viewer, layers) -> list:
