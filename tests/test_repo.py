@@ -184,6 +184,7 @@ def test_the_import_scan_sees_imports_inside_functions():
 PLUGINS = {
     "imagecodecs": "tifffile's codecs for JPEG/JPEG-2000 compressed tiles of whole-slide images",
     "pyarrow": "pandas' parquet engine (Space Ranger 3 spatial/tissue_positions.parquet)",
+    "setuptools": "pkg_resources for spatialdata's xarray-schema (removed from setuptools 81+)",
 }
 
 
