@@ -183,6 +183,12 @@ def test_readable_at_1600x1000(viewer):
     main.resize(1600, 1000)
     QApplication.processEvents()
     assert (main.width(), main.height()) == (1600, 1000)
+    # a prepared section: the docks show their full content (charts, status lines)
+    sampling = wf.open_dock("Spot sampling")
+    sampling.encoder_combo.setCurrentText("patch-stats")
+    sampling.prepare()
+    assert wf.session.is_prepared, sampling.status.text()
+    visible_titles = set()
     for row in wf.rows:
         for name, button in row.buttons.items():
             if name == "open":
@@ -195,13 +201,19 @@ def test_readable_at_1600x1000(viewer):
             for d in docks:
                 text_w, label_w = _title_fits(d)
                 assert text_w <= label_w, f"title of {d.windowTitle()} cut off: {text_w} > {label_w} px"
+            titles = {d.windowTitle() for d in docks}
+            visible_titles |= titles
             for bar in main.findChildren(QTabBar):
                 if not bar.isVisible():
                     continue
                 fm = QFontMetrics(bar.font())
                 for i in range(bar.count()):
+                    assert bar.tabText(i) in titles, f"a tab of the hidden dock {bar.tabText(i)!r} is on screen"
                     need = fm.horizontalAdvance(bar.tabText(i))
                     assert need <= bar.tabRect(i).width(), f"tab {bar.tabText(i)!r} cut off"
+    ours = {f"{n} (napari-scr2st)" for n in (WF, "Spot sampling", "Export and import", "Train SCR2Net",
+                                              "Expression and cell-type maps", "Retrieval inspector")}
+    assert ours <= visible_titles  # the workflow and each of the five docks it opens were measured
     # every label of the workflow dock wraps or fits: none is clipped
     wrapped = 0
     for lab in wf.findChildren(QLabel):

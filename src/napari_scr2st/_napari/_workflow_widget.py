@@ -48,6 +48,7 @@ NAME_PX = 170  # section and file names longer than this are elided in the middl
 MIN_TRAIN = 8  # AcquisitionSession.training_snapshot's minimum
 MIN_SCROLL_PX = 110  # the step list scrolls: with Spot sampling below, the window stays <= 1000 px tall
 MIN_WIDTH_PX = 280
+GROW_PX = 80  # room left for a step dock's status to grow by a few lines once it is open
 
 
 @dataclass
@@ -398,17 +399,23 @@ class WorkflowWidget(SectionDock):
         shows them in the area again); ``dock`` goes below ``mine`` when both fit the area's
         height, else into a tab beside it."""
         area = main.dockWidgetArea(mine)
-        for other in main.findChildren(QDockWidget):
-            inner = other.widget()
-            if other is not mine and isinstance(inner, SectionDock) and not isinstance(inner, WorkflowWidget):
-                main.removeDockWidget(other)  # also out of any tab group (hidden tabs stay in it)
-                if other is not dock:
-                    main.addDockWidget(area, other)
-                    other.hide()
+        others = [d for d in main.findChildren(QDockWidget) if d is not mine and d is not dock
+                  and isinstance(d.widget(), SectionDock) and not isinstance(d.widget(), WorkflowWidget)]
+        # out of any tab group, this dock too: Qt keeps hidden docks in a group (and its tab bar
+        # on screen), and a dock in a group cannot be split
+        tabbed = bool(main.tabifiedDockWidgets(mine)) or any(main.tabifiedDockWidgets(d) for d in others)
+        for d in [*others, dock] + ([mine] if tabbed else []):
+            main.removeDockWidget(d)
+        if tabbed:
+            main.addDockWidget(area, mine)
+            mine.show()
+        for d in others:  # back in the area, hidden: the Plugins menu shows them there again
+            main.addDockWidget(area, d)
+            d.hide()
         avail = main.centralWidget().height() if main.centralWidget() is not None else main.height()
         top = mine.minimumSizeHint().height()
         sep = main.style().pixelMetric(main.style().PixelMetric.PM_DockWidgetSeparatorExtent)
-        if top + dock.minimumSizeHint().height() + 2 * sep <= avail:
+        if top + dock.minimumSizeHint().height() + 2 * sep + GROW_PX <= avail:
             main.splitDockWidget(mine, dock, Qt.Orientation.Vertical)
             main.resizeDocks([mine, dock], [top, max(1, avail - top)], Qt.Orientation.Vertical)
         else:
