@@ -232,8 +232,8 @@ def _assign_states(steps: list[Step], done: list[bool]) -> None:
     current = next((i for i, d in enumerate(done) if not d), None)
     for i, (step, d) in enumerate(zip(steps, done, strict=True)):
         step.state = DONE if d else (CURRENT if i == current else TODO)
-        if step.state != TODO:
-            step.round = None if d else step.round
+        if d:
+            step.round = None
 
 
 def summary(steps: list[Step]) -> str:
@@ -295,6 +295,7 @@ class _StepRow(QFrame):
         state = step.state if step.round is None else f"{step.state} (round {step.round})"
         self.state_label.setText(f"<span style='color:{color}'>{state}</span>")
         K.set_elided_text(self.done_label, step.done, step.names, NAME_PX)
+        self.done_label.setVisible(bool(step.done))
         self.next_label.setText(step.next)
         self.next_label.setVisible(bool(step.next))
         self.setProperty("state", step.state)
@@ -321,6 +322,10 @@ class WorkflowWidget(SectionDock):
         for row in self.rows:
             bl.addWidget(row)
         bl.addStretch(1)
+        # the rows' height follows the dock's width (wrapped texts), not the wrap at the labels'
+        # minimum width: otherwise the list scrolls with blank space below the last row
+        bl.setSizeConstraint(QVBoxLayout.SizeConstraint.SetNoConstraint)
+        body.setSizePolicy(QSizePolicy.Policy.Preferred, QSizePolicy.Policy.Ignored)
         self.scroll = QScrollArea()
         self.scroll.setWidgetResizable(True)
         self.scroll.setFrameShape(QFrame.Shape.NoFrame)
@@ -333,7 +338,7 @@ class WorkflowWidget(SectionDock):
         self.setMinimumWidth(MIN_WIDTH_PX)
         self._poll = QTimer(self)
         self._poll.setInterval(POLL_MS)
-        self._poll.timeout.connect(self.refresh)
+        self._poll.timeout.connect(self._poll_refresh)
         self._poll.start()
         self._ready = True
         self.on_session_changed()
@@ -346,6 +351,14 @@ class WorkflowWidget(SectionDock):
     def on_session_changed(self) -> None:
         if getattr(self, "_ready", False):
             self.layer_combo.setToolTip(self.layer_combo.currentText() or K.tip("layer"))
+            self.refresh()
+
+    def showEvent(self, event) -> None:  # noqa: N802 - Qt
+        super().showEvent(event)
+        self.refresh()
+
+    def _poll_refresh(self) -> None:
+        if self.isVisible():  # a hidden dock refreshes when shown
             self.refresh()
 
     def refresh(self) -> None:
