@@ -29,7 +29,7 @@ def viewer(make_napari_viewer, monkeypatch, sync_workers):
     return make_napari_viewer(show=True)
 
 
-def test_steps_follow_the_session(viewer, tmp_path, qtbot):
+def test_steps_follow_the_session(viewer, tmp_path):
     from napari_scr2st._napari._export_widget import ExportWidget
     from napari_scr2st._napari._sampling_widget import SamplingWidget
     from napari_scr2st._napari._training_widget import TrainingWidget
@@ -161,6 +161,22 @@ def test_buttons_open_the_docks_one_at_a_time(viewer):
             assert wf_dock.isVisible()
             seen.add(name)
     assert seen == set(classes)
+
+
+def test_open_button_reads_a_section(viewer, tmp_path, monkeypatch):
+    from qtpy.QtWidgets import QFileDialog
+
+    from napari_scr2st.data import make_sample
+
+    path = tmp_path / "MYSEC.h5ad"
+    make_sample(n_spots=120, seed=1).section.write_h5ad(path)
+    _, wf = viewer.window.add_plugin_dock_widget("napari-scr2st", WF)
+    monkeypatch.setattr(QFileDialog, "getOpenFileName", staticmethod(lambda *a, **k: (str(path), "")))
+    wf.rows[0].buttons["open"].click()
+    s = wf.session
+    assert s is not None and s.n == 120
+    assert _states(wf)[0] == DONE and _done(wf, 1).startswith(f"{s.library}: 120 spots")
+    assert viewer.layers[wf.layer_combo.currentText()].metadata["scr2st_session"] is s
 
 
 def _title_fits(dock) -> tuple[int, int]:
