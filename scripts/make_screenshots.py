@@ -6,7 +6,7 @@
 Opens the synthetic sample (File > Open Sample), prepares it, pre-trains the policy for a few
 episodes, sequences one round (simulated), trains a small SCR2Net, inspects a spot, shows the
 maps and exports the next round; after each step it saves the whole window (canvas + the dock
-of that step) to ``docs/screenshots/``.
+of that step) to ``docs/screenshots/``; last, the workflow dock with the state of every step.
 """
 
 from __future__ import annotations
@@ -142,6 +142,10 @@ def main(argv=None) -> int:
     with tempfile.TemporaryDirectory() as tmp:
         export.export_csv(Path(tmp) / "SYN1_to_sequence.csv")
     shot("export_dock.png", "round 2 sent for sequencing")
+
+    # the main dock: every step's state after the run above (round 2 waits for the lab's counts)
+    dock("SCR2-ST workflow")
+    shot("workflow_dock.png", "the seven steps, step 6 current")
     viewer.close()
     return 0
 

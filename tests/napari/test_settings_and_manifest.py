@@ -49,7 +49,7 @@ def test_manifest_contributes_docks_menus_and_configurations():
 
     pm = PluginManifest.from_distribution("napari-scr2st")
     names = {w.display_name for w in pm.contributions.widgets}
-    assert names == {"Spot sampling", "Train SCR2Net", "Retrieval inspector", "Expression and cell-type maps",
+    assert names == {"SCR2-ST workflow", "Spot sampling", "Train SCR2Net", "Retrieval inspector", "Expression and cell-type maps",
                      "Export and import"}
     assert "napari/layers/annotate" in pm.contributions.menus
     assert {c.key for c in pm.contributions.sample_data} >= {"synthetic", "her2st_c3"}
@@ -60,7 +60,7 @@ def test_manifest_contributes_docks_menus_and_configurations():
 def test_every_dock_opens_empty(make_napari_viewer):
     """Docks open before any section exists, and tell the user what to do."""
     viewer = make_napari_viewer()
-    for name in ("Spot sampling", "Train SCR2Net", "Retrieval inspector", "Expression and cell-type maps",
+    for name in ("SCR2-ST workflow", "Spot sampling", "Train SCR2Net", "Retrieval inspector", "Expression and cell-type maps",
                  "Export and import"):
         _, w = viewer.window.add_plugin_dock_widget("napari-scr2st", name)
         assert w.session is None

@@ -173,3 +173,59 @@ def exclusive_click_mode(viewer, check, label: str) -> None:
             show_info(msg)
 
     check.toggled.connect(on_toggled)
+# ------------------------------------------------------------------ readable labels (wrap, elide)
+def text_width(widget, text: str) -> int:
+    """Pixels ``text`` takes in ``widget``'s font."""
+    from qtpy.QtGui import QFontMetrics
+
+    return QFontMetrics(widget.font()).horizontalAdvance(text)
+
+
+def elide_middle(widget, text: str, max_px: int) -> str:
+    """``text`` shortened in the middle ("C3_very…name.h5ad") to at most ``max_px`` in ``widget``'s font."""
+    from qtpy.QtCore import Qt
+    from qtpy.QtGui import QFontMetrics
+
+    return QFontMetrics(widget.font()).elidedText(str(text), Qt.TextElideMode.ElideMiddle, int(max_px))
+
+
+def wrapping_label(text: str = "", min_width: int = 200):
+    """A QLabel that wraps its words instead of clipping and never forces the dock wider; its
+    height is planned for ``min_width`` (a narrow minimum would make the dock's minimum tall)."""
+    from qtpy.QtWidgets import QLabel, QSizePolicy
+
+    lab = QLabel(text)
+    lab.setWordWrap(True)
+    lab.setTextFormat(_plain())
+    lab.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Minimum)
+    lab.setMinimumWidth(int(min_width))
+    return lab
+
+
+def _plain():
+    from qtpy.QtCore import Qt
+
+    return Qt.TextFormat.PlainText
+
+
+def set_elided_text(label, text: str, names=(), max_px: int = 170) -> None:
+    """Show ``text`` with each long name in ``names`` elided in the middle; the tooltip holds the
+    full text whenever something was elided."""
+    shown = str(text)
+    for name in names:
+        name = str(name)
+        short = elide_middle(label, name, max_px)
+        if short != name:
+            shown = shown.replace(name, short)
+    if shown != label.text():
+        label.setText(shown)
+    label.setToolTip(str(text) if shown != str(text) else "")
+
+
+def compact_combo(combo, min_chars: int = 12) -> None:
+    """A combo that does not widen the dock for long entries; its tooltip is the full current text."""
+    from qtpy.QtWidgets import QComboBox
+
+    combo.setSizeAdjustPolicy(QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon)
+    combo.setMinimumContentsLength(int(min_chars))
+    combo.currentTextChanged.connect(lambda t: combo.setToolTip(t))
