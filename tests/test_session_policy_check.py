@@ -71,7 +71,7 @@ def test_untrained_policy_is_compared_with_greedy_on_the_expected_terms(session)
     s.reselect()
     assert s.cached_policy_check() is None
     c2 = s.check_policy()
-    assert c2 is not c and c2.weights == (0.5, 0.5, 1.0)
+    assert c2 is not c and c2.weights == (0.5, 0.5, 1.0, 0.0)  # (w_sc, w_type, w_sp, w_unc)
     # with manual picks the gain is what the round adds to them
     i = int(np.flatnonzero(~s.preview.state.selected)[0])
     s.toggle_manual(i)

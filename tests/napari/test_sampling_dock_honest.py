@@ -145,7 +145,7 @@ def test_chart_shows_the_expected_terms_of_the_proposal(dock, qtbot):
     labels = [t.get_text() for t in w._bars[2]]
     assert labels == [f"{v:.2f}" for v in s.preview.terms_expected]
     # the policy check compared at these weights
-    assert s.cached_policy_check().weights == (0.0, 0.0, 5.0)
+    assert s.cached_policy_check().weights == (0.0, 0.0, 5.0, 0.0)  # (w_sc, w_type, w_sp, w_unc)
 
 
 def test_pick_and_inspect_modes_are_exclusive(dock):
