@@ -84,10 +84,9 @@ def test_rounds_reveal_and_import(session, tmp_path):
 
 
 def test_no_reference_falls_back_to_vision_samplers(sample):
+    from napari_scr2st.config import SamplingSettings
     from napari_scr2st.progress import drive
     from napari_scr2st.session import AcquisitionSession
-
-    from napari_scr2st.config import SamplingSettings
 
     # the default sampler (grid) needs no reference; a reference sampler falls back to k-center
     s = AcquisitionSession(sample.section.copy(), reference=None)

@@ -70,7 +70,7 @@ def test_steps_follow_the_session(viewer, tmp_path):
     assert _done(wf, 3).startswith(f"budget {p.total_budget} spots (30%) over 2 rounds; sampler: ")
     assert _done(wf, 3).endswith("weights: cell states 1.00, cell types 1.00, spatial 1.00")
     assert _done(wf, 4) == f"Round 1 of 2: {len(p.proposal)} spots chosen (0 manual)"
-    assert f"{len(p.proposal)} proposed" in sampling.status.text()  # the sampling dock says the same
+    assert f"{len(p.proposal)} by greedy" in sampling.status.text()  # the sampling dock says the same
     assert wf.rows[3].state_label.text().endswith(">current (round 1)</span>")
     assert "(round 1)" in wf.rows[4].state_label.text()
 
