@@ -79,6 +79,32 @@ def merge(out: Path) -> None:
     for p in write_results(results, out):
         print("wrote", p)
     print("wrote", plot_label_efficiency(results["scr2net"], out / "label_efficiency.png", metric="pcc_heg50"))
+    print(default_choice(results["scr2net"]))
+
+
+def default_choice(df: pd.DataFrame, lo: float = 0.1, hi: float = 0.25) -> str:
+    """The rule that picks the default sampler: per dataset, the mean paired difference of
+    pcc_heg50 to random over (test section, budget in [lo, hi], seed) with its 95 % t CI;
+    samplers significantly below random on any dataset are out; the best mean over datasets wins."""
+    import numpy as np
+    from scipy import stats
+
+    rows = []
+    for ds, g in df.groupby("dataset"):
+        g = g[(g["budget"] >= lo) & (g["budget"] <= hi)]
+        piv = g.pivot_table(index=["test_section", "budget", "seed"], columns="sampler", values="pcc_heg50")
+        for s in piv.columns:
+            d = (piv[s] - piv["random"]).dropna()
+            half = stats.t.ppf(0.975, len(d) - 1) * d.std(ddof=1) / np.sqrt(len(d)) if s != "random" else 0.0
+            rows.append({"dataset": ds, "sampler": s, "diff": d.mean(), "ci_high": d.mean() + half})
+    t = pd.DataFrame(rows)
+    worse = set(t.loc[t["ci_high"] < 0, "sampler"])
+    mean = t.groupby("sampler")["diff"].mean().drop(sorted(worse), errors="ignore").sort_values(ascending=False)
+    lines = [f"default-sampler rule (pcc_heg50 - random at {lo:g}-{hi:g}, mean over datasets; "
+             f"significantly worse on a dataset: {', '.join(sorted(worse)) or 'none'}):"]
+    lines += [f"  {s:12s} {v:+.4f}" for s, v in mean.items()]
+    lines.append(f"best: {mean.index[0]}")
+    return "\n".join(lines)
 
 
 def main(argv=None) -> int:

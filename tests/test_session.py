@@ -88,10 +88,10 @@ def test_no_reference_falls_back_to_vision_samplers(sample):
     from napari_scr2st.progress import drive
     from napari_scr2st.session import AcquisitionSession
 
-    # the default sampler (grid) needs no reference; a reference sampler falls back to k-center
-    s = AcquisitionSession(sample.section.copy(), reference=None)
+    # grid needs no reference; a reference sampler falls back to k-center
+    s = AcquisitionSession(sample.section.copy(), reference=None, settings=SamplingSettings(sampler="grid"))
     drive(s.iter_prepare(encoder="patch-stats"), use_tqdm=False)
-    assert s.space is None and s.sampling.sampler == SamplingSettings().sampler == "grid"
+    assert s.space is None and s.sampling.sampler == "grid"
     s = AcquisitionSession(sample.section.copy(), reference=None, settings=SamplingSettings(sampler="greedy"))
     drive(s.iter_prepare(encoder="patch-stats"), use_tqdm=False)
     assert s.space is None and s.policy is None and s.sampling.sampler == "kcenter"
