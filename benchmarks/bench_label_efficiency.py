@@ -35,22 +35,18 @@ OUT = ROOT / "benchmarks" / "results" / "sampling"
 
 
 def load_her2st(encoder: str):
+    from napari_scr2st.benchmark.protocol import fit_shared_space
     from napari_scr2st.features import ensure_vision_embedding
     from napari_scr2st.io import read_her2st
     from napari_scr2st.reference import read_reference
-    from napari_scr2st.session import fit_reference_space
 
     secs = {}
     for s in SECTIONS:
         a = read_her2st(HER2ST, s)
         ensure_vision_embedding(a, encoder)
         secs[s] = a
-    shared = secs[SECTIONS[0]].var_names
-    for a in secs.values():
-        shared = shared.intersection(a.var_names, sort=False)
     ref = read_reference(REFERENCE, celltype_key="celltype_major")
-    space = fit_reference_space(ref, secs[SECTIONS[0]][:, shared], celltype_key="celltype_major")
-    return secs, space
+    return secs, fit_shared_space(ref, secs, celltype_key="celltype_major")
 
 
 def load_synthetic(n_spots: int, encoder: str):

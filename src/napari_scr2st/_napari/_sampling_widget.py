@@ -550,7 +550,7 @@ class SamplingWidget(SectionDock):
         self.policy_label.setText(f"Pre-training the policy: 0 of {n} episodes…")
         self._update_buttons()  # Cancel on
         self.worker = W.start_worker(
-            lambda: _worker_safe(s.iter_pretrain(n, token=token, copy=True)),
+            lambda: s.iter_pretrain(n, token=token, copy=True),
             desc="SCR2-ST: pre-training the policy",
             on_progress=self._pretrain_progress,
             on_done=lambda pol: self._pretrained(s, pol, n),
@@ -643,7 +643,7 @@ class SamplingWidget(SectionDock):
             return
         self._check_again = False
         self._check_worker = W.start_worker(
-            lambda: _worker_safe(s.iter_check_policy()), desc="SCR2-ST: policy check", quiet=True,
+            s.iter_check_policy, desc="SCR2-ST: policy check", quiet=True,
             on_done=lambda c: self._check_done(s, c),
             on_error=lambda e: self._check_failed(s, e),
             on_finished=self._check_finished,
@@ -783,23 +783,6 @@ class SamplingWidget(SectionDock):
             return {}
         return {"sequenced": tuple(float(r.get_height()) for r in bars[0]),
                 "expected": tuple(float(r.get_height()) for r in bars[1])}
-
-
-class WorkerError(Exception):
-    """A RuntimeError of core code, re-raised as this so the thread worker reports it (superqt's
-    GeneratorWorker takes a RuntimeError for a deleted worker: it neither errors nor finishes)."""
-
-
-def _worker_safe(gen):
-    """``gen`` for a thread worker: a cancel returns None, a RuntimeError becomes a :class:`WorkerError`."""
-    from ..progress import Cancelled
-
-    try:
-        return (yield from gen)
-    except Cancelled:
-        return None
-    except RuntimeError as e:
-        raise WorkerError(str(e)) from e
 
 
 def _duration(seconds: float) -> str:

@@ -54,7 +54,7 @@ import pandas as pd
 from ..progress import CancelToken, Progress
 
 __all__ = ["COLUMNS", "DEFAULT_BUDGETS", "DEFAULT_SEEDS", "DOWNSTREAM", "PROTOCOLS", "RunRecord",
-           "iter_label_efficiency", "paired_differences", "plot_label_efficiency", "write_results"]
+           "fit_shared_space", "iter_label_efficiency", "paired_differences", "plot_label_efficiency", "write_results"]
 
 COLUMNS = ["protocol", "dataset", "test_section", "sampler", "budget", "seed", "pcc_all", "pcc_heg50", "pcc_hvg50",
            "mse", "n_test"]
@@ -233,6 +233,19 @@ def _scores(y_true: np.ndarray, y_pred: np.ndarray, genes: list[str]) -> dict[st
 
     m = regression_metrics(y_true, y_pred, genes, n_top=50)
     return {k: float(m[k]) for k in ("pcc_all", "pcc_heg50", "pcc_hvg50", "mse")}
+
+
+def fit_shared_space(reference, sections: Mapping[str, Any], *, celltype_key: str | None = None):
+    """One reference space for all ``sections`` (the ``cross`` protocol pools them), fitted on the
+    genes every section has: a section missing one of the space's genes could not be embedded."""
+    from ..session import fit_reference_space
+
+    first = next(iter(sections.values()))
+    shared = first.var_names
+    for a in sections.values():
+        shared = shared.intersection(a.var_names, sort=False)
+    spots = first if len(sections) == 1 else first[:, shared]
+    return fit_reference_space(reference, spots, celltype_key=celltype_key)
 
 
 def iter_label_efficiency(

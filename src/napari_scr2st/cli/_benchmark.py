@@ -99,6 +99,7 @@ def _sections(args) -> tuple[dict[str, Any], Any]:
 
 def run_label_efficiency(args: argparse.Namespace) -> int:
     from ..benchmark.protocol import (
+        fit_shared_space,
         iter_label_efficiency,
         paired_differences,
         plot_label_efficiency,
@@ -106,7 +107,6 @@ def run_label_efficiency(args: argparse.Namespace) -> int:
     )
     from ..progress import drive
     from ..sampling.registry import SAMPLER_NAMES
-    from ..session import fit_reference_space
 
     samplers = [s.strip() for s in args.samplers.split(",") if s.strip()]
     bad = [s for s in samplers if s not in SAMPLER_NAMES]
@@ -125,16 +125,7 @@ def run_label_efficiency(args: argparse.Namespace) -> int:
         ref = read_reference(args.reference, celltype_key=args.celltype_key)
     if ref is None and any(s in ("greedy", "scrl") for s in samplers):
         raise CLIError("the greedy and scrl samplers need --reference (a single-cell reference .h5ad)")
-    # one reference space for all sections (the cross protocol pools them), on the genes that
-    # every section has: a section missing one of the space's genes could not be embedded
-    space = None
-    if ref is not None:
-        first = next(iter(secs.values()))
-        shared = first.var_names
-        for a in secs.values():
-            shared = shared.intersection(a.var_names, sort=False)
-        spots = first if len(secs) == 1 else first[:, shared]
-        space = fit_reference_space(ref, spots, celltype_key=args.celltype_key)
+    space = fit_shared_space(ref, secs, celltype_key=args.celltype_key) if ref is not None else None
     dataset = "synthetic" if not args.inputs else Path(args.inputs[0]).name
     frames = drive(iter_label_efficiency(secs, space, protocol=args.protocol, samplers=samplers, budgets=budgets,
                                          seeds=list(range(args.seeds)), rounds=args.rounds, episodes=args.episodes,
