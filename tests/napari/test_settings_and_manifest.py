@@ -64,3 +64,23 @@ def test_every_dock_opens_empty(make_napari_viewer):
                  "Export and import"):
         _, w = viewer.window.add_plugin_dock_widget("napari-scr2st", name)
         assert w.session is None
+
+
+def test_sampling_dock_starts_on_the_configured_sampler(make_napari_viewer):
+    """The dock's sampler, and the session it binds, start on SamplingSettings().sampler (the
+    default the CLI and the demo use), not on the first entry of the list."""
+    from napari_scr2st._napari._sampling_widget import SamplingWidget
+    from napari_scr2st._napari._sessions import get_session
+    from napari_scr2st.config import SAMPLERS, SamplingSettings
+    from napari_scr2st.data import make_sample
+
+    default = SamplingSettings().sampler
+    assert SAMPLERS[0] != default  # otherwise this test could not fail
+    viewer = make_napari_viewer()
+    a = make_sample(n_spots=60, seed=0).section
+    layer = viewer.add_points(a.obsm["spatial"][:, ::-1], name="spots", metadata={"adata": a})
+    w = SamplingWidget(viewer)
+    assert w.sampler_combo.currentData() == default
+    session = get_session(layer)
+    w._apply_settings_to(session)
+    assert session.sampling.sampler == default

@@ -101,6 +101,7 @@ class SamplingWidget(SectionDock):
         self.sampler_combo = QComboBox()
         for name in SAMPLERS:
             self.sampler_combo.addItem(SAMPLER_LABELS[name], name)
+        self.sampler_combo.setCurrentIndex(max(self.sampler_combo.findData(d.sampler), 0))
         self.sampler_combo.setToolTip(K.tip("sampler"))
         form.addRow("Sampler", self.sampler_combo)
         lay.addWidget(box)
