@@ -22,6 +22,7 @@ def test_manifest_configurations_match_the_dataclasses():
     assert sm["budget"]["default"] == s.budget and sm["rounds"]["default"] == s.rounds
     assert (sm["weight_sc"]["default"], sm["weight_type"]["default"], sm["weight_sp"]["default"]) == s.weights
     assert sm["policy_path"]["default"] == s.policy_path
+    assert sm["weight_unc"]["default"] == s.w_unc
     tr = _props("training")
     assert (tr["device"]["default"], tr["epochs"]["default"], tr["backbone"]["default"]) == (t.device, t.epochs, t.backbone)
 
@@ -40,7 +41,9 @@ def test_cli_defaults_come_from_the_dataclasses():
     from napari_scr2st.model import TrainConfig
 
     c = TrainConfig()
-    for name in ("epochs", "batch_size", "k", "m", "n_genes", "panel_method", "mode", "device", "backbone"):
+    for name in ("epochs", "batch_size", "k", "m", "n_genes", "panel_method", "mode", "device", "backbone", "lr",
+                 "weight_decay", "alpha", "lambda_soft", "lambda_con", "lambda_energy", "cell_type_key",
+                 "embedding_key", "val_fraction", "seed", "crop_px", "image_size"):
         assert getattr(a, name) == getattr(c, name), name
     # the dock's training settings are TrainConfig's defaults
     for name in ("epochs", "batch_size", "k", "m", "n_genes", "mode", "device", "backbone", "hidden_dim", "proj_dim"):
@@ -56,3 +59,31 @@ def test_settings_validate_and_round_trip():
         with pytest.raises(ValueError):
             SamplingSettings(**bad)
     assert set(SAMPLERS) == set(SAMPLER_LABELS)
+
+
+def test_policy_training_defaults_are_one_recipe():
+    """scr2st train-policy, iter_train_policy and the dock's Pre-train share PolicyTrainingSettings."""
+    import inspect
+
+    from napari_scr2st.cli import build_parser
+    from napari_scr2st.config import PolicyTrainingSettings
+    from napari_scr2st.sampling.scrl import iter_train_policy
+
+    r = PolicyTrainingSettings()
+    a = build_parser().parse_args(["train-policy"])
+    assert (a.episodes, a.imitation_episodes, a.rounds, a.group_size, a.lr) == (
+        r.episodes, r.imitation_episodes, r.rounds, r.group_size, r.lr)
+    assert tuple(float(b) for b in a.budget_range.split(",")) == r.budget_range
+    sig = inspect.signature(iter_train_policy).parameters
+    for name in ("episodes", "rounds", "group_size", "budget_range", "lr"):
+        assert sig[name].default == getattr(r, name), name
+    # the dock asks for a total: a fifth of it imitation (rounded down), the rest REINFORCE
+    assert r.split(60) == (12, 48) and r.split(3) == (0, 3) and r.split(1) == (0, 1) and sum(r.split(7)) == 7
+    with pytest.raises(ValueError, match="at least one episode"):
+        r.split(0)
+
+
+def test_one_list_of_sampler_names():
+    from napari_scr2st.sampling.registry import SAMPLER_NAMES
+
+    assert set(SAMPLERS) == set(SAMPLER_NAMES)

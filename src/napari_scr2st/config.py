@@ -20,6 +20,7 @@ __all__ = [
     "MODES",
     "PANEL_METHODS",
     "DEFAULT_PANEL_METHOD",
+    "PolicyTrainingSettings",
     "SamplingSettings",
     "TrainConfig",
     "TrainingSettings",
@@ -141,6 +142,37 @@ class SamplingSettings:
         """Settings from a saved dict; unknown keys are ignored (newer files stay readable)."""
         names = {f.name for f in fields(cls)}
         return cls(**{k: v for k, v in d.items() if k in names})
+
+
+@dataclass(frozen=True)
+class PolicyTrainingSettings:
+    """The SCRL pre-training recipe (``scr2st train-policy``,
+    :func:`~napari_scr2st.sampling.scrl.iter_train_policy` and the dock's Pre-train through
+    :meth:`~napari_scr2st.session.AcquisitionSession.iter_pretrain` take their defaults here).
+
+    ``imitation_episodes`` of behaviour cloning of the greedy reward maximiser, then
+    ``episodes`` of REINFORCE with ``group_size`` rollouts per episode, ``rounds`` acquisition
+    rounds per episode and a budget fraction drawn from ``budget_range``; ``lr``: the REINFORCE
+    learning rate. :meth:`split` divides a total number of episodes (the dock's Pre-train asks
+    for a total, usually a few dozen on the open section) with ``pretrain_imitation_share`` of
+    them imitation, rounded down.
+    """
+
+    episodes: int = 200
+    imitation_episodes: int = 100
+    rounds: int = 4
+    group_size: int = 4
+    budget_range: tuple[float, float] = (0.08, 0.3)
+    lr: float = 3e-3
+    pretrain_imitation_share: float = 0.2
+
+    def split(self, total: int) -> tuple[int, int]:
+        """``(imitation, reinforce)`` episodes for ``total`` pre-training episodes."""
+        total = int(total)
+        if total < 1:
+            raise ValueError(f"pre-training needs at least one episode; got {total}")
+        imitation = min(int(total * self.pretrain_imitation_share), total - 1)
+        return imitation, total - imitation
 
 
 @dataclass

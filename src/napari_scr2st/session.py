@@ -38,6 +38,7 @@ from psygnal import Signal
 from .config import (
     FALLBACK_SAMPLER,
     REFERENCE_SAMPLERS,
+    PolicyTrainingSettings,
     SamplingSettings,
     TrainingSettings,
 )
@@ -435,8 +436,10 @@ class AcquisitionSession:
                       copy: bool = False) -> Generator[Progress, None, Any]:
         """Pre-train the policy on this (fully measured) section by simulated episodes.
 
-        The recipe of ``scr2st train-policy`` scaled to ``episodes``: an imitation warm start
-        from the greedy reward maximiser (``episodes // 5``), then REINFORCE. ``copy``: train a
+        The recipe of ``scr2st train-policy`` (:class:`~napari_scr2st.config.PolicyTrainingSettings`)
+        for ``episodes`` in all (:meth:`~napari_scr2st.config.PolicyTrainingSettings.split`: an
+        imitation warm start from the greedy reward maximiser, then REINFORCE), with this
+        session's number of rounds (at least 2) instead of the recipe's. ``copy``: train a
         copy and return it, leaving :attr:`policy` as it is (a GUI swaps it in with
         :meth:`set_policy` when done; a cancel then changes nothing); else in place.
         """
@@ -450,11 +453,12 @@ class AcquisitionSession:
             self.policy, self.policy_source = _new_policy(self.space, seed=self.sampling.seed), "untrained"
         policy = _copy_policy(self.policy) if copy else self.policy
         env = PolicyEnv.from_adata(self.adata, self.space, vision_key=self.sampling.vision_key)
-        episodes = int(episodes)
-        imitation = episodes // 5
+        recipe = PolicyTrainingSettings()
+        imitation, reinforce = recipe.split(episodes)
         with _torch_guard():
-            yield from iter_train_policy(policy, [env], self.space, episodes=episodes - imitation,
-                                         rounds=max(2, int(self.sampling.rounds)), group_size=4,
+            yield from iter_train_policy(policy, [env], self.space, episodes=reinforce,
+                                         rounds=max(2, int(self.sampling.rounds)), group_size=recipe.group_size,
+                                         budget_range=recipe.budget_range, lr=recipe.lr,
                                          seed=self.sampling.seed, imitation_episodes=imitation, token=token)
         return policy
 

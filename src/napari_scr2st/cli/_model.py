@@ -27,7 +27,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from ..config import DEFAULT_PANEL_METHOD, PANEL_METHODS
+from ..config import MODES, PANEL_METHODS, TrainConfig
 from ._common import (
     CLIError,
     check_counts,
@@ -82,25 +82,26 @@ def add_train_args(p: argparse.ArgumentParser) -> None:
         help="random fraction (0-1] of the candidate spots (seeded by --seed)",
     )
     g = p.add_argument_group("model and training")
+    _C = TrainConfig()  # the one source of the defaults
     g.add_argument("--out", required=True, help="output folder: model.pt, metrics.json, last.pt")
-    g.add_argument("--mode", choices=("full", "regression", "retrieval"), default="full")
-    g.add_argument("--epochs", type=int, default=30)
-    g.add_argument("--batch-size", type=int, default=64)
-    g.add_argument("--lr", type=float, default=1e-3)
-    g.add_argument("--weight-decay", type=float, default=1e-4)
-    g.add_argument("--k", type=int, default=8, help="retrieved neighbours")
+    g.add_argument("--mode", choices=MODES, default=_C.mode)
+    g.add_argument("--epochs", type=int, default=_C.epochs)
+    g.add_argument("--batch-size", type=int, default=_C.batch_size)
+    g.add_argument("--lr", type=float, default=_C.lr)
+    g.add_argument("--weight-decay", type=float, default=_C.weight_decay)
+    g.add_argument("--k", type=int, default=_C.k, help="retrieved neighbours")
     g.add_argument(
-        "--m", type=int, default=2, help="majority filter: keep the m most frequent cell types"
+        "--m", type=int, default=_C.m, help="majority filter: keep the m most frequent cell types"
     )
     g.add_argument(
         "--alpha",
         type=float,
-        default=0.3,
+        default=_C.alpha,
         help="retrieval blend at inference (0 = regression only)",
     )
-    g.add_argument("--lambda-soft", type=float, default=0.5)
-    g.add_argument("--lambda-con", type=float, default=0.5)
-    g.add_argument("--lambda-energy", type=float, default=0.1)
+    g.add_argument("--lambda-soft", type=float, default=_C.lambda_soft)
+    g.add_argument("--lambda-con", type=float, default=_C.lambda_con)
+    g.add_argument("--lambda-energy", type=float, default=_C.lambda_energy)
     g.add_argument("--ar", action="store_true", help="adaptive resampling of training spots")
     g.add_argument(
         "--energy",
@@ -110,26 +111,26 @@ def add_train_args(p: argparse.ArgumentParser) -> None:
     g.add_argument(
         "--n-genes",
         type=int,
-        default=250,
+        default=_C.n_genes,
         help="panel size (genes chosen on the training spots, see --panel)",
     )
     g.add_argument(
         "--panel",
         dest="panel_method",
         choices=PANEL_METHODS,
-        default=DEFAULT_PANEL_METHOD,
+        default=_C.panel_method,
         help="gene panel: heg (most expressed), hvg (most variable, detected in >= 10%% of the "
         "training spots) or union (half of each); default %(default)s, the one that measured best",
     )
     g.add_argument(
         "--cell-type-key",
-        default="cell_type",
+        default=_C.cell_type_key,
         help="obs column with cell types of measured spots (majority filter)",
     )
-    g.add_argument("--embedding-key", default="X_vision")
-    g.add_argument("--val-fraction", type=float, default=0.1)
-    g.add_argument("--seed", type=int, default=0)
-    g.add_argument("--device", default="auto", help="auto | cpu | cuda | mps")
+    g.add_argument("--embedding-key", default=_C.embedding_key)
+    g.add_argument("--val-fraction", type=float, default=_C.val_fraction)
+    g.add_argument("--seed", type=int, default=_C.seed)
+    g.add_argument("--device", default=_C.device, help="auto | cpu | cuda | mps")
     g.add_argument("--no-amp", action="store_true", help="no mixed precision on CUDA")
     g.add_argument(
         "--threads",
@@ -140,15 +141,15 @@ def add_train_args(p: argparse.ArgumentParser) -> None:
     g.add_argument(
         "--fine-tune", action="store_true", help="fine-tune the backbone on crops (slow on CPU)"
     )
-    g.add_argument("--backbone", default="efficientnet_lite0")
+    g.add_argument("--backbone", default=_C.backbone)
     g.add_argument(
         "--crop-px",
         type=int,
-        default=None,
+        default=_C.crop_px,
         help="crop edge in full-resolution pixels (default: 2 spot diameters)",
     )
     g.add_argument(
-        "--image-size", type=int, default=224, help="backbone input size on the fine-tune path"
+        "--image-size", type=int, default=_C.image_size, help="backbone input size on the fine-tune path"
     )
     g.add_argument("--resume", default=None, help="checkpoint (last.pt) to continue from")
 

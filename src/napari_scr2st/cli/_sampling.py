@@ -50,7 +50,7 @@ __all__ = ["register", "run_select", "run_import_counts", "run_train_policy",
            "demo_selection_step", "DemoSelection"]
 
 from ..config import SAMPLERS as SAMPLER_CHOICES
-from ..config import SamplingSettings
+from ..config import PolicyTrainingSettings, SamplingSettings
 
 _D = SamplingSettings()  # the defaults of select's options
 
@@ -99,13 +99,18 @@ def register(subparsers) -> None:
     p = subparsers.add_parser("train-policy", help="pre-train the SCRL policy on fully measured sections (simulated episodes)")
     _add_inputs(p)
     _add_reference(p)
-    p.add_argument("--episodes", type=int, default=200, help="training episodes (default 200)")
-    p.add_argument("--rounds", type=int, default=4, help="rounds per episode (default 4)")
-    p.add_argument("--group-size", type=int, default=4, help="rollouts per episode for the group baseline (default 4)")
-    p.add_argument("--budget-range", default="0.08,0.3", help="budget fractions drawn per episode (default 0.08,0.3)")
-    p.add_argument("--imitation-episodes", type=int, default=100,
-                   help="warm-start episodes imitating the greedy reward maximiser before REINFORCE (default 100; 0: pure REINFORCE)")
-    p.add_argument("--lr", type=float, default=3e-3, help="REINFORCE learning rate (default 3e-3)")
+    _R = PolicyTrainingSettings()
+    p.add_argument("--episodes", type=int, default=_R.episodes, help=f"REINFORCE episodes (default {_R.episodes})")
+    p.add_argument("--rounds", type=int, default=_R.rounds, help=f"rounds per episode (default {_R.rounds})")
+    p.add_argument("--group-size", type=int, default=_R.group_size,
+                   help=f"rollouts per episode for the group baseline (default {_R.group_size})")
+    budget_range = ",".join(f"{b:g}" for b in _R.budget_range)
+    p.add_argument("--budget-range", default=budget_range,
+                   help=f"budget fractions drawn per episode (default {budget_range})")
+    p.add_argument("--imitation-episodes", type=int, default=_R.imitation_episodes,
+                   help="warm-start episodes imitating the greedy reward maximiser before REINFORCE "
+                        f"(default {_R.imitation_episodes}; 0: pure REINFORCE)")
+    p.add_argument("--lr", type=float, default=_R.lr, help=f"REINFORCE learning rate (default {_R.lr:g})")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", default="policy.pt", help="policy file (default policy.pt; a .json sidecar is written too)")
     p.set_defaults(func=run_train_policy)

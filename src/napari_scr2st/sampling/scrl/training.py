@@ -23,6 +23,7 @@ from collections.abc import Generator, Sequence
 
 import numpy as np
 
+from ...config import PolicyTrainingSettings
 from ...progress import CancelToken, Progress, drive
 from ...torch_runtime import triton_blocked
 from ..baselines import GreedyRewardSampler
@@ -36,6 +37,9 @@ from .features import AuxSample
 from .policy import SCRLPolicy
 
 __all__ = ["sample_weights", "iter_train_policy", "train_policy"]
+
+#: the default recipe (config.PolicyTrainingSettings), shared with ``scr2st train-policy`` and the dock
+_RECIPE = PolicyTrainingSettings()
 
 
 def sample_weights(rng: np.random.Generator, alpha: float = 0.5, corner_prob: float = 0.25,
@@ -53,11 +57,11 @@ def iter_train_policy(
     envs: Sequence[PolicyEnv],
     space=None,
     *,
-    episodes: int = 100,
-    group_size: int = 4,
-    rounds: int = 4,
-    budget_range: tuple[float, float] = (0.08, 0.3),
-    lr: float = 3e-3,
+    episodes: int = _RECIPE.episodes,
+    group_size: int = _RECIPE.group_size,
+    rounds: int = _RECIPE.rounds,
+    budget_range: tuple[float, float] = _RECIPE.budget_range,
+    lr: float = _RECIPE.lr,
     entropy_coef: float = 0.01,
     dirichlet_alpha: float = 0.5,
     corner_prob: float = 0.25,
@@ -77,6 +81,10 @@ def iter_train_policy(
     Each env carries its own reference space (``space``, if given, is only checked against the
     policy). Episodes cycle through ``envs``; yields one Progress per episode and returns the
     per-episode records (also appended to ``policy.history``).
+
+    The defaults are those of :class:`~napari_scr2st.config.PolicyTrainingSettings` except
+    ``imitation_episodes`` (0 here: plain REINFORCE unless asked; ``scr2st train-policy`` and
+    the dock's Pre-train ask for the recipe's warm start).
 
     ``imitation_episodes`` > 0 first warm-starts the policy by behaviour cloning of the greedy
     reward maximiser (:class:`~napari_scr2st.sampling.baselines.GreedyRewardSampler`, which uses
