@@ -105,13 +105,33 @@ def test_reading_a_large_section_image_leaves_pillows_guard_on(shared_data, tmp_
     assert Image.MAX_IMAGE_PIXELS == before
 
 
-def test_pillow_limit_is_restored_when_the_block_raises():
+def test_pillow_guard_stays_on_while_a_large_image_is_read(tmp_path, monkeypatch):
+    """Reading a large image never switches Pillow's process-wide bomb guard off, not even
+    during the read: other threads and plugins keep it (the header read and the decode go
+    through the format plugin directly)."""
+    import PIL
     from PIL import Image
 
-    from napari_scr2st.data.model import pillow_pixel_limit_lifted
+    from napari_scr2st.data.model import read_image
+    from napari_scr2st.io._common import image_size
 
-    before = Image.MAX_IMAGE_PIXELS
-    with pytest.raises(RuntimeError), pillow_pixel_limit_lifted():
-        assert Image.MAX_IMAGE_PIXELS is None
-        raise RuntimeError("inside")
-    assert Image.MAX_IMAGE_PIXELS == before
+    big = tmp_path / "big.png"
+    Image.new("RGB", (300, 200), (200, 120, 180)).save(big)
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 1000)  # 60,000 px is a "bomb" now
+    with pytest.raises(Image.DecompressionBombError):
+        Image.open(big)
+    seen = []
+    real_convert = Image.Image.convert
+
+    def spy(self, *a, **k):
+        seen.append(PIL.Image.MAX_IMAGE_PIXELS)
+        return real_convert(self, *a, **k)
+
+    monkeypatch.setattr(Image.Image, "convert", spy)
+    assert image_size(big) == (200, 300, 3)
+    img = read_image(big)
+    assert img.shape == (200, 300, 3) and tuple(img[0, 0]) == (200, 120, 180)
+    assert seen and set(seen) == {1000}
+    assert Image.MAX_IMAGE_PIXELS == 1000
+    with pytest.raises(Image.DecompressionBombError):  # the guard still protects everyone else
+        Image.open(big)

@@ -300,25 +300,6 @@ def config_from_args(args: argparse.Namespace):
     ).validate()  # fmt: skip
 
 
-def ensure_embeddings(
-    adata,
-    *,
-    key: str = "X_vision",
-    backbone: str = "efficientnet_lite0",
-    crop_px: int | None = None,
-    device: str = "auto",
-    quiet: bool = True,
-) -> None:
-    """Compute the frozen vision embedding with the features package when ``obsm[key]`` is missing."""
-    if key in adata.obsm:
-        return
-    from ..features import compute_vision_embeddings
-
-    compute_vision_embeddings(
-        adata, backbone, crop_px=crop_px, device=device, key_added=key, progress=not quiet
-    )
-
-
 # ------------------------------------------------------------------------------ verbs
 def run_train(args: argparse.Namespace) -> int:
     import torch.distributed as dist
@@ -350,13 +331,15 @@ def run_train(args: argparse.Namespace) -> int:
     if not config.fine_tune and config.embedding_key not in adata.obsm:
         if distributed and rank != 0:
             dist.barrier()  # rank 0 fills the embedding cache first
-        ensure_embeddings(
+        from ..features import ensure_vision_embedding
+
+        ensure_vision_embedding(
             adata,
+            config.backbone,
             key=config.embedding_key,
-            backbone=config.backbone,
             crop_px=config.crop_px,
             device="cpu" if distributed else config.device,
-            quiet=args.quiet or rank != 0,
+            progress=not (args.quiet or rank != 0),
         )
         if distributed and rank == 0:
             dist.barrier()
@@ -427,13 +410,15 @@ def run_predict(args: argparse.Namespace) -> int:
     what = ", ".join(map(str, args.inputs)) or "the synthetic sample"
     cfg = pred.config
     if not cfg.fine_tune:
-        ensure_embeddings(
+        from ..features import ensure_vision_embedding
+
+        ensure_vision_embedding(
             adata,
+            cfg.backbone,
             key=cfg.embedding_key,
-            backbone=cfg.backbone,
             crop_px=cfg.crop_px,
             device=cfg.device,
-            quiet=args.quiet,
+            progress=not args.quiet,
         )
         check_embedding(adata, cfg.embedding_key, what)
     drive(
@@ -541,7 +526,9 @@ def demo_model_step(
     from ..model.predictor import SCR2NetPredictor, predict_expression
 
     mask = np.asarray(train_mask, dtype=bool)
-    ensure_embeddings(section_adata, key=embedding_key, device=device)
+    from ..features import ensure_vision_embedding
+
+    ensure_vision_embedding(section_adata, key=embedding_key, device=device)
     t0 = time.perf_counter()
     pred = SCR2NetPredictor(
         mode=mode, epochs=epochs, n_genes=n_genes, seed=seed, device=device,

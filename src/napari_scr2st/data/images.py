@@ -528,6 +528,33 @@ def _open_tiff(path: Path) -> SlideImage:
 _PIL_MAGIC = {b"\xff\xd8\xff": "JPEG", b"\x89PNG\r\n\x1a\n": "PNG"}
 
 
+def open_pillow_unguarded(path):
+    """Open an image file with Pillow WITHOUT its process-wide decompression-bomb check.
+
+    ``Image.open`` refuses images above ``PIL.Image.MAX_IMAGE_PIXELS`` (about 89 Mpx), which
+    whole H&E images exceed. Instead of switching that guard off for the whole process (every
+    thread and plugin), this picks the format plugin from the file's first bytes, as
+    ``Image.open`` does, and opens the file with the plugin class directly, which skips only
+    this call's check; the caller bounds what it decodes. Raises ``PIL.UnidentifiedImageError``
+    when no plugin accepts the file. The image is lazy (header read); use it as a context manager.
+    """
+    from PIL import Image, UnidentifiedImageError
+
+    Image.init()
+    with open(path, "rb") as fh:
+        prefix = fh.read(16)
+    for fmt in Image.ID:
+        factory, accept = Image.OPEN[fmt]
+        verdict = accept(prefix) if accept is not None else True
+        if not verdict or isinstance(verdict, str):
+            continue
+        try:
+            return factory(os.fspath(path))
+        except (SyntaxError, IndexError, TypeError, struct.error):
+            continue
+    raise UnidentifiedImageError(f"cannot identify image file {os.fspath(path)!r}")
+
+
 def _decode_pil(path: Path) -> SlideImage:
     from PIL import JpegImagePlugin, PngImagePlugin
 

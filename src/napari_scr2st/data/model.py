@@ -31,10 +31,8 @@ joins one into a single AnnData (``obs["section"]`` tells the sections apart and
 
 from __future__ import annotations
 
-import contextlib
 import functools
 import os
-import threading
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -188,28 +186,6 @@ def spot_diameter_px(adata, library: str | None = None) -> float:
     return float(adata.uns[SPATIAL_KEY][lib]["scalefactors"]["spot_diameter_fullres"])
 
 
-_PIL_LIMIT_LOCK = threading.Lock()
-
-
-@contextlib.contextmanager
-def pillow_pixel_limit_lifted():
-    """Let Pillow open images of any size inside the block, and restore its limit on exit.
-
-    H&E images exceed Pillow's decompression-bomb guard (``PIL.Image.MAX_IMAGE_PIXELS``, about
-    89 Mpx); the guard is off only while the block runs. Blocks are serialised by a lock, so
-    overlapping blocks in several threads cannot leave the guard off.
-    """
-    from PIL import Image
-
-    with _PIL_LIMIT_LOCK:
-        previous = Image.MAX_IMAGE_PIXELS
-        Image.MAX_IMAGE_PIXELS = None
-        try:
-            yield
-        finally:
-            Image.MAX_IMAGE_PIXELS = previous
-
-
 def fullres_coordinates(adata) -> tuple[np.ndarray, np.ndarray]:
     """Spot centres in pixels of the ORIGINAL full-resolution image, and in micrometres.
 
@@ -255,9 +231,9 @@ def fullres_coordinates(adata) -> tuple[np.ndarray, np.ndarray]:
 
 @functools.lru_cache(maxsize=2)
 def _read_image_cached(path: str, mtime: float) -> np.ndarray:  # noqa: ARG001 - mtime keys the cache
-    from PIL import Image
+    from .images import open_pillow_unguarded
 
-    with pillow_pixel_limit_lifted(), Image.open(path) as im:
+    with open_pillow_unguarded(path) as im:  # Pillow's global guard stays on
         arr = np.asarray(im.convert("RGB"))
     arr.setflags(write=False)
     return arr

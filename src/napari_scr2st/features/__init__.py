@@ -294,13 +294,14 @@ def iter_ensure_vision_embedding(
     device: Any = "auto",
     batch_size: int = 64,
     out_size: int | None = 224,
+    crop_px: int | None = None,
 ) -> Generator[Progress, None, str]:
     """Make sure ``adata.obsm[key]`` holds a vision embedding; returns a description of it.
 
     An existing ``obsm[key]`` is kept (``"existing obsm['<key>']"``). ``encoder`` in
     :data:`PATCH_STATS_NAMES` (``"patch-stats"``): the instant stand-in of :mod:`.patch_stats`
     (:data:`PATCH_STATS_DESCRIPTION`); any other name: :func:`iter_vision_embeddings` with that
-    encoder (``device``, ``batch_size``, ``out_size``), returning the encoder's name. Yields
+    encoder (``device``, ``batch_size``, ``out_size``, ``crop_px``), returning the encoder's name. Yields
     :class:`~napari_scr2st.progress.Progress` events.
     """
     if key in adata.obsm:
@@ -312,7 +313,7 @@ def iter_ensure_vision_embedding(
         yield Progress(1, 1, PATCH_STATS_DESCRIPTION)
         return PATCH_STATS_DESCRIPTION
     yield from iter_vision_embeddings(adata, encoder, key_added=key, device=device, batch_size=batch_size,
-                                      out_size=out_size)
+                                      out_size=out_size, crop_px=crop_px)
     return str(encoder)
 
 
@@ -324,11 +325,12 @@ def ensure_vision_embedding(
     device: Any = "auto",
     batch_size: int = 64,
     out_size: int | None = 224,
+    crop_px: int | None = None,
     progress: Callable[[Progress], Any] | bool | None = None,
 ) -> str:
     """:func:`iter_ensure_vision_embedding` driven to completion (``progress`` as in
     :func:`compute_vision_embeddings`); returns the description of the embedding."""
     gen = iter_ensure_vision_embedding(adata, encoder, key=key, device=device, batch_size=batch_size,
-                                       out_size=out_size)
+                                       out_size=out_size, crop_px=crop_px)
     return drive(gen, desc="vision embeddings", use_tqdm=progress is True,
                  callback=progress if callable(progress) else None)

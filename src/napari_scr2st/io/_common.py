@@ -126,13 +126,11 @@ def check_spots_inside(
 
 def image_size(path: PathLike) -> tuple[int, int, int]:
     """``(height, width, channels)`` from an image header, without decoding the pixels."""
-    from PIL import Image
-
-    from ..data.model import pillow_pixel_limit_lifted
+    from ..data.images import open_pillow_unguarded
 
     p = require_file(path, "image file")
     try:
-        with pillow_pixel_limit_lifted(), Image.open(p) as im:
+        with open_pillow_unguarded(p) as im:  # header only; Pillow's global guard stays on
             w, h = im.size
             c = len(im.getbands())
     except Exception as e:  # PIL raises several types for broken files
