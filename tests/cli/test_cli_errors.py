@@ -53,13 +53,23 @@ def files(tmp_path_factory, shared_data):
     f["dir"].mkdir()
     f["existing_file"] = d / "existing_file"
     f["existing_file"].write_text("x")
-    # a section with inf in its counts, one with a zeroed embedding of the right shape
+    # a section with inf in its counts (a file name that says nothing about it), one with a zeroed
+    # embedding of the right shape
     bad = sec.copy()
     X = bad.X.toarray()
     X[3, 5] = np.inf
     bad.X = sp.csr_matrix(X)
-    f["inf_h5"] = d / "inf.h5ad"
-    bad.write_h5ad(f["inf_h5"])
+    f["nonfinite_h5"] = d / "bad_values.h5ad"
+    bad.write_h5ad(f["nonfinite_h5"])
+    f["bad_gene"], f["bad_spot"] = str(sec.var_names[5]), str(sec.obs_names[3])
+    # an H&E image before sequencing (no counts), for the slide options
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    he = np.full((120, 160, 3), 238, np.uint8)
+    he[30:90, 40:120] = rng.integers(90, 170, (60, 80, 3))
+    f["png"] = d / "he.png"
+    Image.fromarray(he).save(f["png"])
     zero = sec.copy()
     zero.obsm["X_vision"] = np.zeros((zero.n_obs, 16), dtype=np.float32)
     f["zero_h5"] = d / "zero_embedding.h5ad"
@@ -127,7 +137,10 @@ CASES = [
     ("select", ["select", *SYN, "--rounds", "two"], "--rounds"),
     ("select", ["select", *SYN, "--budget", "abc"], "--budget"),
     ("select", ["select", *SYN, "--budget", "0"], "--budget"),
-    ("select", ["select", *SYN, "--budget", "150%"], "--budget"),
+    ("select", ["select", *SYN, "--budget", "150%"], "--budget '150%': a percentage of the spots must be more than 0 % "
+                                                      "and at most 100 %"),
+    ("select", ["select", *SYN, "--budget", "0%"], "at most 100 %"),
+    ("select", ["select", *SYN, "--budget", "x%"], "expected a percentage like '15%'"),
     ("select", ["select", *SYN, "--budget", "-5"], "--budget"),
     ("select", ["select", *SYN, "--weights", "1,2"], "--weights"),
     ("select", ["select", *SYN, "--weights", "1,-1,1"], "--weights"),
@@ -163,7 +176,12 @@ CASES = [
     ("select", ["select", *SYN, "--um-per-px", "-1"], "--um-per-px"),
     ("select", ["select", *SYN, "--n-spots", "0"], "--n-spots"),
     ("select", ["select", HER2ST, *SYN, "--sampler", "kcenter", "--sections", "Z9"], "Z9"),
-    ("select", ["select", "{h5}", *SYN, "--sampler", "kcenter", "--platform", "custom"], "--platform"),
+    ("select", ["select", "{png}", *SYN, "--sampler", "kcenter", "--platform", "custom", "--um-per-px", "1"],
+     "--platform custom needs --spot-um and --pitch-um"),
+    ("select", ["select", "{nonfinite_h5}", *SYN, "--sampler", "kcenter"], "infinite or NaN values"),
+    ("select", ["select", "{h5}", *SYN, "--sampler", "kcenter", "--state", "{state}"],
+     "run.npz: the selection state (6 spots, sections C3) does not match the pool (200 spots, sections SYN1)"),
+    ("select", ["select", "{h5}", *SYN, "--sampler", "kcenter", "--lock", "10x12,999x999"], "--lock"),
     # ---------------------------------------------------------------- import-counts
     ("import-counts", ["import-counts", "{tmp}/missing.csv", "--state", "{state}"], "missing.csv"),
     ("import-counts", ["import-counts", "{dir}", "--state", "{state}"], "a_folder"),
@@ -220,7 +238,8 @@ CASES = [
     ("train", ["train", "--train-fraction", "0.5"], "--out"),
     ("train", ["train", "--out", "{tmp}/m"], "--train-mask"),
     ("train", ["train", "--out", "{tmp}/m", "--train-fraction", "0.5", "--mode", "magic"], "--mode"),
-    ("train", ["train", "{inf_h5}", "--out", "{tmp}/m", "--train-fraction", "0.5"], "inf"),
+    ("train", ["train", "{nonfinite_h5}", "--out", "{tmp}/m", "--train-fraction", "0.5"],
+     "bad_values.h5ad: X holds 1 infinite or NaN values (first inf in gene"),
     ("train", ["train", "{h5}", "--out", "{tmp}/m", "--train-fraction", "0.5", "--n-genes", "5000"], "--n-genes"),
     ("train", ["train", "{h5}", "--out", "{tmp}/m", "--train-sections", "Z9"], "Z9"),
     ("train", ["train", "{zero_h5}", "--out", "{tmp}/m", "--train-fraction", "0.5"], "X_vision"),
@@ -254,6 +273,9 @@ CASES = [
     ("info", ["info", HER2ST, "--section", "Z9"], "Z9"),
     ("info", ["info", "{data}/her2st/data/ST-cnts/C3.tsv.gz", "--platform", "visium"], "--platform"),
     ("info", ["info", "{h5}", "--um-per-px", "0"], "--um-per-px"),
+    ("info", ["info", "{ref}", "--section", "Z9"], "--section Z9: "),
+    ("info", ["info", "{h5}", "--section", "Z9"], "no section 'Z9'"),
+    ("info", ["info", "{nonfinite_h5}"], "infinite or NaN values"),
 ]
 
 
@@ -387,3 +409,114 @@ def test_ctrl_c_signal_exits_130(tmp_path):
     assert "Traceback" not in err
     assert f"interrupted (Ctrl-C); {out} was not written" in err
     assert not out.exists()
+
+
+@pytest.mark.parametrize("argv", [
+    ["train", "{nonfinite_h5}", "--out", "{tmp}/m", "--train-fraction", "0.5"],
+    ["info", "{nonfinite_h5}"],
+    ["select", "{nonfinite_h5}", *SYN, "--sampler", "kcenter"],
+])
+def test_nonfinite_counts_named_without_a_numpy_warning(files, capsys, argv):
+    """inf in X is refused as infinite (with the gene and spot), not as "non-integer", and numpy's
+    "invalid value encountered in remainder" never reaches the user."""
+    rc = main(_fmt(argv, files))
+    out = capsys.readouterr()
+    assert rc == 2, out.err
+    line = _check_one_line(out.err, argv[0], "infinite or NaN values")
+    assert f"gene '{files['bad_gene']}' at spot '{files['bad_spot']}'" in line, line
+    assert "bad_values.h5ad" in line and "non-integer" not in line
+    assert "warning" not in out.err and "invalid value" not in out.err, out.err
+
+
+class _SlowWork:
+    """Stand-ins for the slow steps of a verb: each records that it ran, then stops the verb."""
+
+    def __init__(self, monkeypatch, *, read: bool):
+        from napari_scr2st import io, reference, session
+
+        self.calls: list[str] = []
+        real_read = io.read
+
+        def fake_read(*a, **k):
+            self.calls.append("read")
+            if not read:
+                raise AssertionError("the section was read before the arguments were checked")
+            return real_read(*a, **k)
+
+        def fake(name):
+            def stop(*a, **k):
+                self.calls.append(name)
+                raise AssertionError(f"{name} ran before the arguments were checked")
+            return stop
+
+        monkeypatch.setattr(io, "read", fake_read)
+        monkeypatch.setattr(reference, "read_reference", fake("read_reference"))
+        monkeypatch.setattr(session.AcquisitionSession, "iter_prepare", fake("embedding"))
+        monkeypatch.setattr(session, "_iter_vision", fake("embedding"))
+
+
+BEFORE_READ = [
+    (["select", "{h5}", *SYN, "--sampler", "kcenter", "--budget", "150%"], "--budget"),
+    (["select", "{h5}", *SYN, "--sampler", "kcenter", "--weights", "1,-1,1"], "--weights"),
+    (["select", "{h5}", *SYN, "--reference", "{tmp}/missing.h5ad"], "missing.h5ad"),
+    (["select", "{h5}", *SYN, "--sampler", "kcenter", "--out", "{tmp}/sel.xlsx"], "--out"),
+    (["select", "{h5}", *SYN, "--sampler", "kcenter", "--state", "{garbage_npz}"], "--state"),
+    (["select", "{h5}", *SYN, "--sampler", "kcenter", "--lock", "@{tmp}/missing_ids.txt"], "--lock"),
+    (["select", "{h5}", *SYN, "--sampler", "scrl", "--reference", "{ref}", "--policy", "{garbage_pt}"], "garbage.pt"),
+    (["train-policy", "{h5}", *SYN, "--reference", "{tmp}/missing.h5ad"], "missing.h5ad"),
+    (["train-policy", "{h5}", *SYN, "--reference", "{ref}", "--out", "{tmp}/policy.txt"], "--out"),
+    (["train", "{h5}", "--out", "{tmp}/m", "--train-fraction", "0.5", "--epochs", "0"], "--epochs"),
+    (["predict", "{h5}", "--model", "{garbage_pt}", "--out", "{tmp}/p.csv"], "--out"),
+]
+
+
+@pytest.mark.parametrize(("argv", "needle"), BEFORE_READ, ids=[f"{i:02d}-{a[0]}" for i, (a, _) in enumerate(BEFORE_READ)])
+def test_bad_arguments_are_refused_before_the_section_is_read(files, capsys, monkeypatch, argv, needle):
+    slow = _SlowWork(monkeypatch, read=False)
+    rc = main(_fmt(argv, files))
+    err = capsys.readouterr().err
+    assert rc == 2, err
+    _check_one_line(err, argv[0], needle)
+    assert slow.calls == [], slow.calls
+
+
+AFTER_READ = [
+    (["select", "{h5}", *SYN, "--sampler", "kcenter", "--exclude", "{ids_unknown}"], "999x999"),
+    (["select", "{h5}", *SYN, "--sampler", "greedy", "--reference", "{ref}", "--lock", "999x999"], "--lock"),
+    (["select", "{h5}", *SYN, "--sampler", "kcenter", "--state", "{state}"], "does not match the pool"),
+]
+
+
+@pytest.mark.parametrize(("argv", "needle"), AFTER_READ, ids=[f"{i:02d}" for i in range(len(AFTER_READ))])
+def test_spot_ids_and_state_are_checked_before_the_reference_and_embedding(files, capsys, monkeypatch, argv, needle):
+    """--lock/--exclude ids and a --state of other spots are refused once the section is read,
+    before the single-cell reference is read and before any embedding."""
+    slow = _SlowWork(monkeypatch, read=True)
+    rc = main(_fmt(argv, files))
+    err = capsys.readouterr().err
+    assert rc == 2, err
+    line = _check_one_line(err, "select", needle)
+    assert slow.calls == ["read"], slow.calls
+    assert "np.str_" not in line
+
+
+def test_state_pool_mismatch_prints_plain_section_names():
+    from napari_scr2st.sampling import SelectionState
+    from napari_scr2st.sampling.pool import Pool
+
+    st = SelectionState(["a", "b"], np.array(["C3", "C3"]))
+    pool = Pool(np.array(["a", "b", "c"]), np.array(["C4", "C4", "C5"]), np.zeros((3, 2)))
+    assert pool.section_names == ["C4", "C5"] and all(type(s) is str for s in pool.section_names)
+    with pytest.raises(ValueError) as e:
+        st.check_pool(pool)
+    assert str(e.value) == ("the selection state (2 spots, sections C3) does not match the pool (3 spots, "
+                            "sections C4, C5)")
+
+
+def test_info_of_a_reference_refuses_section_and_prints_nothing(files, capsys):
+    assert main(["info", str(files["ref"]), "--section", "Z9"]) == 2
+    out = capsys.readouterr()
+    assert out.out == ""
+    _check_one_line(out.err, "info", f"--section Z9: {files['ref']} is a single-cell reference")
+    assert main(["info", str(files["ref"])]) == 0  # without --section: the reference summary
+    assert "single-cell reference" in capsys.readouterr().out

@@ -119,3 +119,24 @@ def test_hest_spots_outside_wsi_and_log_counts(tmp_path):
     a.write_h5ad(tmp_path / "st" / "A.h5ad")
     with pytest.raises(SectionError, match=r"A\.h5ad: X is not raw counts"):
         read_hest(tmp_path, "A")
+
+
+@pytest.mark.parametrize(("sid", "wsi", "mpp"), [("TENX01", True, 0.5), ("S2", False, 0.25)])
+def test_hest_export_gives_the_samples_fullres_pixels_and_um(tmp_path, sid, wsi, mpp):
+    """Exported centres are the sample's own full-resolution pixels (obs pxl_col/row_in_fullres
+    of st/{id}.h5ad), micrometres use the metadata's pixel size (estimated, else embedded)."""
+    from types import SimpleNamespace
+
+    from napari_scr2st.io.export import read_selection_csv, selection_table, write_selection_csv
+
+    _sample(tmp_path, sid, wsi=wsi, meta_extra=None if wsi else {"pixel_size_um_estimated": None})
+    a = read_hest(tmp_path, sid)
+    n = a.n_obs
+    sel = SimpleNamespace(round=np.zeros(n, int), source=np.full(n, "random", dtype=object),
+                          measured=np.zeros(n, bool), rank=np.arange(n), score=np.zeros(n))
+    df = read_selection_csv(write_selection_csv(selection_table(a, sel), tmp_path / "lab.csv"))
+    src = ad.read_h5ad(tmp_path / "st" / f"{sid}.h5ad").obs.loc[df["spot_id"]]
+    np.testing.assert_allclose(df["pixel_x"], src["pxl_col_in_fullres"], rtol=0, atol=1e-9)
+    np.testing.assert_allclose(df["pixel_y"], src["pxl_row_in_fullres"], rtol=0, atol=1e-9)
+    np.testing.assert_array_equal(df["array_col"], src["array_col"])
+    np.testing.assert_allclose(df[["x_um", "y_um"]], src[["pxl_col_in_fullres", "pxl_row_in_fullres"]].to_numpy() * mpp)

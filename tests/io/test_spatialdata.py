@@ -191,3 +191,28 @@ def test_write_lowres_only_section(tmp_path):
     with pytest.raises(ValueError, match="predictions lack 30"):
         write_spatialdata(a, tmp_path / "bad.zarr", predictions=pd.DataFrame({"G1": [1.0]}, index=["x"]))
     assert not (tmp_path / "bad.zarr").exists()
+
+
+@pytest.mark.parametrize("multiscale", [False, True])
+def test_export_of_a_store_read_gives_the_image_fullres_pixels(tmp_path, multiscale):
+    """A store read (image scaled 0.5 into 'global', circles translated): exported centres are
+    the circles in the image's full-resolution pixels, 2 * (circle + translation); no
+    micrometres (the store states no physical unit)."""
+    from napari_scr2st.io.export import (
+        read_selection_csv,
+        selection_geojson,
+        selection_table,
+        write_selection_csv,
+    )
+
+    p, exy, _ = _store(tmp_path, multiscale=multiscale)
+    a = read_spatialdata(p)
+    n = a.n_obs
+    sel = SimpleNamespace(round=np.zeros(n, int), source=np.full(n, "random", dtype=object),
+                          measured=np.zeros(n, bool), rank=np.arange(n), score=np.zeros(n))
+    df = read_selection_csv(write_selection_csv(selection_table(a, sel), tmp_path / "lab.csv"))
+    order = np.array([int(s[4:]) for s in df["spot_id"]])  # spot{i} annotates circle 100 + i
+    np.testing.assert_allclose(df[["pixel_x", "pixel_y"]].to_numpy(), exy[order], rtol=0, atol=1e-9)
+    pts = [f["geometry"]["coordinates"] for f in selection_geojson(df)["features"]]
+    np.testing.assert_allclose(pts, exy[order], atol=1e-9)
+    assert df["x_um"].isna().all() and df["y_um"].isna().all()

@@ -72,7 +72,7 @@ def test_a_truncated_gene_set_is_refused(tmp_path):
 
 
 @pytest.mark.parametrize(("value", "what"), [
-    (0.6931, "not an integer"), (np.nan, "empty, NaN or infinite"), (np.inf, "empty, NaN or infinite"), (-1, "negative"),
+    (0.6931, "not an integer"), (np.nan, "holds infinite or NaN values"), (np.inf, "holds infinite or NaN values"), (-1, "negative"),
 ])
 def test_values_that_are_not_raw_counts_name_the_column(tmp_path, value, what):
     st = _state()

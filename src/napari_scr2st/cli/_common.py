@@ -132,16 +132,25 @@ def check_range(value: float | None, option: str, *, lo: float | None = None, hi
 
 
 def check_budget(text: str, option: str = "--budget") -> None:
-    """A count (>= 1), a fraction in (0, 1] or a percentage in (0, 100]."""
+    """A count (>= 1), a fraction in (0, 1] or a percentage in (0, 100] (checked before the
+    budget is resolved against any pool, so a percentage over 100 is named as such)."""
+    import math
+
     from ..sampling.pool import resolve_budget
 
     s = str(text).strip()
+    if s.endswith("%"):
+        try:
+            pct = float(s[:-1])
+        except ValueError:
+            raise CLIError(f"{option} {text!r}: expected a percentage like '15%', a count like '30' "
+                           "or a fraction like '0.15'") from None
+        if not (math.isfinite(pct) and 0 < pct <= 100):
+            raise CLIError(f"{option} {text!r}: a percentage of the spots must be more than 0 % and at most 100 %")
     try:
         n = resolve_budget(s, 10**12)
     except ValueError as e:
         raise CLIError(f"{option}: {e}") from e
-    if s.endswith("%") and float(s[:-1]) > 100:
-        raise CLIError(f"{option} {text!r}: a percentage of the spots must be at most 100%")
     if n < 1:
         raise CLIError(f"{option} {text!r}: select at least one spot")
 

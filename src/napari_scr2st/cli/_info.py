@@ -20,13 +20,16 @@ from ._common import (
 def register(sub) -> None:
     p = sub.add_parser("info", help="print a summary of a supported input (ST section, folder, h5ad, reference, H&E image)")
     p.add_argument("path", help="legacy-ST counts file or folder, Space Ranger outs/ folder, .h5ad, her2st root or H&E image")
-    p.add_argument("--section", help="section id when PATH is a her2st-style root folder (e.g. C3)")
+    p.add_argument("--section", help="the section to summarise when PATH holds several (a her2st-style root "
+                                     "folder, a HEST folder or a multi-section .h5ad, e.g. C3)")
     add_read_args(p)
     p.set_defaults(func=run)
 
 
-def _reference_summary(path: Path) -> bool:
-    """Print a single-cell reference's summary; False when ``path`` is a section ``.h5ad``."""
+def _reference_summary(path: Path, section: str | None = None) -> bool:
+    """Print a single-cell reference's summary; False when ``path`` is a section ``.h5ad``.
+
+    ``section`` (``--section``) given for a reference is an error: a reference has no sections."""
     import anndata as ad
 
     from ..reference import list_celltype_columns
@@ -38,6 +41,9 @@ def _reference_summary(path: Path) -> bool:
     try:
         if "spatial" in a.obsm:
             return False
+        if section:
+            raise CLIError(f"--section {section}: {path} is a single-cell reference (no obsm['spatial']), "
+                           "not a section file; --section names a section of a multi-section input")
         cands = list_celltype_columns(a.obs)
         print(f"{path}: single-cell reference (no obsm['spatial'])")
         print(f"{a.n_obs} cells x {a.n_vars} genes")
@@ -63,7 +69,7 @@ def run(args: argparse.Namespace) -> int:
     path = check_file(args.path, "PATH", what="file or folder", folder_ok=True)
     args.inputs = [str(path)]
     check_inputs(args)
-    if path.suffix == ".h5ad" and not read_kwargs(args) and _reference_summary(path):
+    if path.suffix == ".h5ad" and not read_kwargs(args) and _reference_summary(path, args.section):
         return 0
     got, _ = load_input(str(path), section=args.section, read_kw=read_kwargs(args), option="--section")
     out = next(iter(got.values())) if len(got) == 1 else concat_sections(got)

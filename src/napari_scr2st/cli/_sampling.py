@@ -244,6 +244,7 @@ def _check_state(path: Path | None):
 def run_select(args: argparse.Namespace) -> int:
     from ..io.export import SELECTION_SUFFIXES
     from ..progress import drive
+    from ..sampling.pool import Pool
     from ..sampling.reward import spatial_coverage
     from ..session import AcquisitionSession, has_counts
 
@@ -257,7 +258,7 @@ def run_select(args: argparse.Namespace) -> int:
     check_inputs(args)
     check_output(args.out, "--out", suffixes=SELECTION_SUFFIXES)
     state_path = Path(args.state) if args.state else None
-    _check_state(state_path)
+    saved_state = _check_state(state_path)
     exclude = parse_spot_list(args.exclude, "--exclude")
     lock = parse_spot_list(args.lock, "--lock")
     policy = _load_policy_arg(settings.policy_path) if settings.policy_path else None
@@ -266,6 +267,16 @@ def run_select(args: argparse.Namespace) -> int:
     simulate = args.simulate or embedded
     if simulate and not has_counts(adata):
         raise CLIError("--simulate needs fully measured sections (their counts are revealed round by round)")
+    # the spot ids are known once the sections are read: check --state and resolve --lock/--exclude
+    # now, before the reference and the embedding (the session's pool has the same spots in order)
+    ids_pool = Pool.from_adata(adata, vision_key=None)
+    if saved_state is not None:
+        try:
+            saved_state.check_pool(ids_pool)
+        except ValueError as e:
+            raise CLIError(f"--state {state_path}: {e}") from e
+    exclude_idx = exclude.resolve(ids_pool, "--exclude") if len(exclude) else None
+    lock_idx = lock.resolve(ids_pool, "--lock") if len(lock) else None
     ref = _reference(args, embedded_ref)
     if settings.sampler in ("greedy", "scrl") and ref is None:
         raise CLIError(f"--sampler {settings.sampler} needs --reference (a single-cell reference .h5ad)")
@@ -282,10 +293,10 @@ def run_select(args: argparse.Namespace) -> int:
     names = session.library
     vis = f"existing obsm['{args.vision_key}']" if session.vision_model is None else str(session.vision_model)
     print(f"{adata.n_obs} spots in {names}; vision: {vis}", file=sys.stderr)
-    if len(exclude):
-        session.exclude(exclude.resolve(session.pool, "--exclude"))
-    if len(lock):
-        session.lock(lock.resolve(session.pool, "--lock"))
+    if exclude_idx is not None:
+        session.exclude(exclude_idx)
+    if lock_idx is not None:
+        session.lock(lock_idx)
     if simulate:
         drive(session.iter_run_simulated(), desc="selection", use_tqdm=not args.quiet)
     was_waiting = session.waiting_for_counts

@@ -60,6 +60,7 @@ __all__ = [
     "library_id",
     "spot_diameter_px",
     "fullres_coordinates",
+    "library_frame",
     "get_fullres_image",
     "get_fullres_slide",
     "get_lowres_image",
@@ -194,7 +195,9 @@ def fullres_coordinates(adata) -> tuple[np.ndarray, np.ndarray]:
     record how it relates to the original image the platform's coordinates refer to:
 
     - ``frame_scale``: working pixels = original full-res pixels * ``frame_scale`` (absent: 1);
-    - ``microns_per_pixel``: micrometres per original full-res pixel (absent: unknown).
+    - ``microns_per_pixel``: micrometres per original full-res pixel (absent: the library's
+      ``scalefactors["microns_per_pixel"]`` when the frame is the original one, i.e. without
+      ``frame_scale``, as squidpy/scanpy and Visium HD files record it; else unknown).
 
     Works on one section and on a concatenated collection (spots are matched to their library
     through ``obs["section"]``). Returns ``(xy_px, xy_um)``, both ``(n_spots, 2)`` float64
@@ -211,22 +214,39 @@ def fullres_coordinates(adata) -> tuple[np.ndarray, np.ndarray]:
     scale = np.ones(len(names))
     mpp = np.full(len(names), np.nan)
     for i, name in enumerate(names):
-        meta = (libs.get(name) or {}).get("metadata", {}) or {}
-        for key, out in (("frame_scale", scale), ("microns_per_pixel", mpp)):
-            if key not in meta:
-                continue
-            try:
-                v = float(meta[key])
-            except (TypeError, ValueError):
-                v = float("nan")
-            if not (np.isfinite(v) and v > 0):
-                raise SectionError(
-                    f"uns['spatial'][{name!r}]['metadata'][{key!r}] must be a positive number, "
-                    f"got {meta[key]!r}"
-                )
-            out[i] = v
+        scale[i], mpp[i] = _frame(libs.get(name) or {}, name)
     px = xy / scale[inverse][:, None]
     return px, px * mpp[inverse][:, None]
+
+
+def library_frame(adata, library: str | None = None) -> tuple[float, float]:
+    """``(frame_scale, microns_per_pixel)`` of one library, as :func:`fullres_coordinates` uses
+    them: working pixels = original full-res pixels * ``frame_scale``; micrometres per original
+    full-res pixel (NaN: unknown)."""
+    lib = library or library_id(adata)
+    return _frame((adata.uns.get(SPATIAL_KEY, {}) or {}).get(lib) or {}, lib)
+
+
+def _frame(entry: dict, name: str) -> tuple[float, float]:
+    meta = dict(entry.get("metadata", {}) or {})
+    sf = entry.get("scalefactors", {}) or {}
+    if "microns_per_pixel" not in meta and "frame_scale" not in meta and "microns_per_pixel" in sf:
+        meta["microns_per_pixel"] = sf["microns_per_pixel"]
+    out = {"frame_scale": 1.0, "microns_per_pixel": float("nan")}
+    for key in out:
+        if key not in meta:
+            continue
+        try:
+            v = float(meta[key])
+        except (TypeError, ValueError):
+            v = float("nan")
+        if not (np.isfinite(v) and v > 0):
+            raise SectionError(
+                f"uns['spatial'][{name!r}]['metadata'][{key!r}] must be a positive number, "
+                f"got {meta[key]!r}"
+            )
+        out[key] = v
+    return out["frame_scale"], out["microns_per_pixel"]
 
 
 @functools.lru_cache(maxsize=2)

@@ -64,7 +64,7 @@ def train_test_by_group(
         train = [str(t) for t in train_groups]
         unknown += [t for t in train if t not in present]
     if unknown:
-        raise KeyError(f"unknown group(s) {unknown}; present: {sorted(present)}")
+        raise KeyError(f"unknown group(s) {', '.join(unknown)}; present: {', '.join(sorted(map(str, present)))}")
     te = np.isin(g, test)
     tr = np.isin(g, train) if train_groups is not None else ~te
     assert_disjoint_groups(g, tr, te)
@@ -80,7 +80,7 @@ def leave_one_patient_out(
     g = group_labels(adata_or_groups, key)
     names = sorted(set(g)) if groups is None else [str(x) for x in groups]
     if len(set(g)) < 2:
-        raise ValueError(f"leave-one-{key}-out needs at least 2 groups, found {sorted(set(g))}")
+        raise ValueError(f"leave-one-{key}-out needs at least 2 groups, found {', '.join(sorted(map(str, set(g))))}")
     for name in names:
         tr, te = train_test_by_group(g, [name])
         yield name, tr, te

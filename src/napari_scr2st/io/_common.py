@@ -24,6 +24,8 @@ __all__ = [
     "as_rgb_uint8",
     "image_to_rgb_uint8",
     "warn_if_blank",
+    "first_nonfinite",
+    "check_finite_counts",
 ]
 
 PathLike = str | os.PathLike
@@ -164,3 +166,46 @@ def warn_if_blank(image: np.ndarray, source) -> bool:
         warnings.warn(str(e), stacklevel=3)
         return True
     return False
+
+
+def first_nonfinite(X) -> tuple[int, int, int, float] | None:
+    """``(count, row, column, value)`` of the infinite or NaN entries of a count matrix
+    (dense or sparse); None when every entry is finite (integer matrices always are)."""
+    import scipy.sparse as sp
+
+    if sp.issparse(X):
+        coo = X.tocoo()
+        data, rows, cols = coo.data, coo.row, coo.col
+    else:
+        arr = np.asarray(X)
+        if arr.ndim != 2:
+            return None
+        data, rows, cols = arr.ravel(), None, None
+    if data.size == 0 or data.dtype.kind not in "fc":
+        return None
+    bad = ~np.isfinite(data)
+    if not bad.any():
+        return None
+    k = int(np.argmax(bad))
+    if rows is None:
+        r, c = divmod(k, np.asarray(X).shape[1])
+    else:
+        r, c = int(rows[k]), int(cols[k])
+    return int(bad.sum()), int(r), int(c), float(data[k])
+
+
+def nonfinite_message(bad: tuple[int, int, int, float], genes, spots, where: str, what: str = "X") -> str:
+    """The one-line error for :func:`first_nonfinite`'s finding: file, matrix, gene and spot."""
+    n, r, c, v = bad
+    return (
+        f"{where}: {what} holds {n} infinite or NaN values (first {v:g} in gene {str(genes[c])!r} "
+        f"at spot {str(spots[r])!r}); raw counts must be finite"
+    )
+
+
+def check_finite_counts(X, genes, spots, where: str, what: str = "X") -> None:
+    """Refuse infinite or NaN counts (a :class:`SectionError` naming the file, gene and spot);
+    run it BEFORE an integer test (numpy calls inf non-integer, with a RuntimeWarning)."""
+    bad = first_nonfinite(X)
+    if bad is not None:
+        raise SectionError(nonfinite_message(bad, genes, spots, where, what))

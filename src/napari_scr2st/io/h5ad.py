@@ -50,8 +50,10 @@ from ..data.model import (
 )
 from ._common import (
     check_spots_inside,
+    first_nonfinite,
     image_to_rgb_uint8,
     infer_array_coords,
+    nonfinite_message,
     require_file,
     warn_if_blank,
 )
@@ -73,22 +75,39 @@ def _is_integer_valued(X) -> bool:
     if data.dtype.kind in "iub":
         return True
     sample = data.ravel()[:200_000]
-    return bool(np.all(np.mod(sample, 1) == 0))
+    with np.errstate(invalid="ignore"):  # inf/NaN: refused by first_nonfinite first
+        return bool(np.all(np.mod(sample, 1) == 0))
 
 
 def _pick_counts(adata, where: str):
-    """Return the raw-count matrix of ``adata`` (X, layers['counts'] or raw.X)."""
-    if adata.X is not None and _is_integer_valued(adata.X):
-        return adata.X
-    if "counts" in adata.layers and _is_integer_valued(adata.layers["counts"]):
-        return adata.layers["counts"]
+    """Return the raw-count matrix of ``adata`` (X, layers['counts'] or raw.X).
+
+    Infinite or NaN values are checked BEFORE the integer test (numpy would call them
+    non-integer, with a RuntimeWarning): a candidate holding them is skipped, and when no
+    candidate holds raw counts the error names the first such value, its gene and spot.
+    """
+    candidates = [("X", adata.X, adata.var_names)]
+    if "counts" in adata.layers:
+        candidates.append(("layers['counts']", adata.layers["counts"], adata.var_names))
     if (
         adata.raw is not None
         and adata.raw.shape[1] == adata.n_vars
-        and _is_integer_valued(adata.raw.X)
+        and list(adata.raw.var_names) == list(adata.var_names)
     ):
-        if list(adata.raw.var_names) == list(adata.var_names):
-            return adata.raw.X
+        candidates.append(("raw.X", adata.raw.X, adata.raw.var_names))
+    nonfinite = None
+    for name, X, genes in candidates:
+        if X is None:
+            continue
+        bad = first_nonfinite(X)
+        if bad is not None:
+            nonfinite = nonfinite or (name, genes, bad)
+            continue
+        if _is_integer_valued(X):
+            return X
+    if nonfinite is not None:
+        name, genes, bad = nonfinite
+        raise SectionError(nonfinite_message(bad, genes, adata.obs_names, where, name))
     raise SectionError(
         f"{where}: X does not hold raw counts (non-integer values) and neither layers['counts'] "
         "nor .raw holds integer counts for the same genes; the package needs raw counts"

@@ -14,7 +14,8 @@ The section keeps the WSI's full-resolution pixel frame: ``metadata["source_imag
 the WSI path, opened with :func:`~napari_scr2st.data.images.open_slide` (only a thumbnail is
 decoded here, to refuse a blank slide; pixels are read lazily elsewhere), the downscaled image
 becomes ``lowres`` (16-bit ones scaled by their range, a blank one warned about), and the pixel
-size is recorded as ``scalefactors["microns_per_pixel"]`` and ``metadata["um_per_px"]``.
+size is recorded as ``scalefactors["microns_per_pixel"]``, ``metadata["um_per_px"]`` and
+``metadata["microns_per_pixel"]`` (exports give micrometres with it).
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ import scipy.sparse as sp
 from ..data.images import open_slide
 from ..data.model import LOWRES_MAX_SIDE, SPATIAL_KEY, SectionError, downscale_image, make_section
 from ._common import (
+    check_finite_counts,
     check_spots_inside,
     image_to_rgb_uint8,
     infer_array_coords,
@@ -129,7 +131,8 @@ def read_hest(root: PathLike, sample_id: str | None = None, *, patient: str | No
         raise SectionError(f"{st}: obsm['spatial'] has non-finite spot centres")
 
     X = a.X.tocsr() if sp.issparse(a.X) else sp.csr_matrix(np.asarray(a.X))
-    if X.nnz and (not np.isfinite(X.data).all() or X.data.min() < 0 or not np.all(np.mod(X.data, 1) == 0)):
+    check_finite_counts(X, a.var_names, a.obs_names, str(st))
+    if X.nnz and (X.data.min() < 0 or not np.all(np.mod(X.data, 1) == 0)):
         raise SectionError(f"{st}: X is not raw counts (expected finite non-negative integers)")
 
     libs = a.uns.get(SPATIAL_KEY, {})
@@ -201,5 +204,6 @@ def read_hest(root: PathLike, sample_id: str | None = None, *, patient: str | No
         entry["metadata"]["image_reader"] = "slide"
     if mpp is not None:
         entry["scalefactors"]["microns_per_pixel"] = float(mpp)
-        entry["metadata"].update({"um_per_px": float(mpp), "um_per_px_from": mpp_key})
+        entry["metadata"].update({"um_per_px": float(mpp), "um_per_px_from": mpp_key,
+                                  "microns_per_pixel": float(mpp)})  # exports: micrometres per full-res px
     return adata

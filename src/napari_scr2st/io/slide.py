@@ -430,7 +430,7 @@ def read_slide(
     thumbnail as ``images["lowres"]``, ``scalefactors`` (``spot_diameter_fullres``,
     ``tissue_lowres_scalef``, ``fiducial_diameter_fullres``, ``microns_per_pixel``) and
     ``metadata`` (``source_image_path``, ``fullres_shape``, ``platform``, ``um_per_px``,
-    ``um_per_px_source``, ``spot_diameter_um``, ``pitch_um``, ``hexagonal``, ``layout_path``,
+    ``um_per_px_source``, ``microns_per_pixel`` (the exports' micrometres), ``spot_diameter_um``, ``pitch_um``, ``hexagonal``, ``layout_path``,
     ``image_reader="slide"``).
     """
     img_p = require_file(image_path, "image file")
@@ -498,6 +498,7 @@ def read_slide(
             "platform": str(platform).lower(),
             "um_per_px": scale,
             "um_per_px_source": scale_source,
+            "microns_per_pixel": scale,  # exports: micrometres of the full-res pixels (frame_scale 1)
             "spot_diameter_um": d_um,
             "pitch_um": p_um,
             "hexagonal": hexa,

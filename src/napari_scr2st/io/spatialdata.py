@@ -13,6 +13,10 @@ to the centres; the radius is scaled by the square root of its determinant.
 napari-spatialdata and spatialdata-plot open: image ``"image"`` in the ``"global"`` coordinate
 system (= the section's full-resolution pixel frame), circles ``"spots"`` and two tables
 annotating them, ``"table"`` (counts, selection columns in ``obs``) and ``"predictions"``.
+``tables["table"].uns["scr2st_frame"]`` records how ``"global"`` relates to the ORIGINAL
+full-resolution image (``frame_scale``, ``microns_per_pixel``; a Visium section works in its
+hires pixels), and :func:`read_spatialdata` restores them, so exports of a store read back give
+the original pixels and micrometres.
 :func:`write_run_spatialdata` writes a whole acquisition run the same way (per-round columns,
 original full-resolution coordinates, cell types and the run's budget in the table).
 """
@@ -42,12 +46,13 @@ from ..data.model import (
     fullres_coordinates,
     get_fullres_image,
     get_lowres_image,
+    library_frame,
     library_id,
     make_section,
     spot_diameter_px,
     validate_section,
 )
-from ._common import image_to_rgb_uint8, infer_array_coords
+from ._common import check_finite_counts, image_to_rgb_uint8, infer_array_coords
 
 if TYPE_CHECKING:
     from anndata import AnnData
@@ -73,6 +78,11 @@ INSTANCE_KEY = "instance_id"
 SPOTS = "spots"
 IMAGE = "image"
 PREDICTIONS = "predictions"
+#: ``tables["table"].uns`` key: how the store's ``"global"`` frame relates to the original
+#: full-resolution image (``frame_scale``, ``microns_per_pixel`` as in
+#: :func:`~napari_scr2st.data.model.fullres_coordinates`), so a store read back exports the
+#: original pixels
+FRAME_KEY = "scr2st_frame"
 _SD_ELEMENT_GROUPS = ("images", "labels", "points", "shapes", "tables")
 
 
@@ -183,8 +193,10 @@ def _table_counts(table, where: str) -> sp.csr_matrix:
         raise SectionError(f"{where}: the table has no X")
     X = X.tocsr() if sp.issparse(X) else sp.csr_matrix(np.asarray(X))
     data = X.data
+    check_finite_counts(X, table.var_names, table.obs_names, where,
+                        "the table's layers['counts']" if "counts" in table.layers else "the table's X")
     if data.size:
-        if not np.isfinite(data).all() or data.min() < 0 or not np.all(np.mod(data, 1) == 0):
+        if data.min() < 0 or not np.all(np.mod(data, 1) == 0):
             raise SectionError(
                 f"{where}: the table's {'layers[counts]' if 'counts' in table.layers else 'X'} is not raw counts "
                 "(expected finite non-negative integers)"
@@ -213,7 +225,9 @@ def read_spatialdata(
     rows are joined with the circles by the table's ``instance_key``. Images of at most
     :data:`FULLRES_IN_MEMORY_MAX_PIXELS` pixels are kept as ``hires`` (scale 1); larger ones
     give only a lowres copy, read from the coarsest fitting pyramid level.
-    ``metadata`` records ``source_path`` and the element names.
+    ``metadata`` records ``source_path`` and the element names, and, for a store this package
+    wrote (``uns["scr2st_frame"]`` in the table), ``frame_scale``/``microns_per_pixel`` so
+    exports give the original full-resolution pixels.
     """
     p = Path(path)
     if not p.exists():
@@ -228,6 +242,7 @@ def read_spatialdata(
 
     table_name = _pick("table", list(sdata.tables.keys()), table, p, DEFAULT_TABLE)
     tab = sdata.tables[table_name]
+    frame_in = dict(tab.uns.get(FRAME_KEY) or {})
     where = f"{p} (table '{table_name}')"
     try:
         regions, region_key, instance_key = get_table_keys(tab)
@@ -259,6 +274,7 @@ def read_spatialdata(
 
     image_name = _pick("image", list(sdata.images.keys()), image, p) if (image or len(sdata.images)) else None
     img = None
+    A = np.eye(3)
     if image_name is not None:
         elem = sdata.images[image_name]
         try:
@@ -312,9 +328,34 @@ def read_spatialdata(
             "shapes": shapes_name,
             "image": image_name or "",
             "frame": f"pixels of image '{image_name}' (full resolution)" if image_name else f"shapes '{shapes_name}'",
+            **_restored_frame(frame_in, A),
         }
     )
     return adata
+
+
+def _restored_frame(frame_in: dict, A: np.ndarray) -> dict[str, float]:
+    """``frame_scale``/``microns_per_pixel`` of a section read from a store this package wrote
+    (``frame_in``: the table's :data:`FRAME_KEY`, relative to the store's ``"global"``), given
+    the affine ``A`` from the circles' (= global) to the section's pixels. Only a scaling ``A``
+    (what the writer produces) can be expressed; anything else records nothing."""
+    if not frame_in:
+        return {}
+    lin, shift = A[:2, :2], A[:2, 2]
+    a = float(lin[0, 0])
+    if not (a > 0 and np.allclose(lin, a * np.eye(2), rtol=1e-9, atol=1e-12) and np.allclose(shift, 0, atol=1e-9)):
+        return {}
+    out = {}
+    try:
+        fs = float(frame_in.get("frame_scale", 1.0))
+        mpp = float(frame_in.get("microns_per_pixel", "nan"))
+    except (TypeError, ValueError):
+        return {}
+    if np.isfinite(fs) and fs > 0:
+        out["frame_scale"] = fs * a
+    if np.isfinite(mpp) and mpp > 0:
+        out["microns_per_pixel"] = mpp
+    return out
 
 
 def _single(obs: pd.DataFrame, col: str) -> str | None:
@@ -416,7 +457,8 @@ def write_spatialdata(
       with ``selection`` (per-spot arrays ``round`` (-1 not selected), ``source``, ``rank``,
       ``measured``, optionally ``score``, aligned with ``adata`` rows: a
       ``sampling.SelectionState``), ``selected``, ``round``, ``picked_by``, ``rank``,
-      ``measured`` (and ``score``);
+      ``measured`` (and ``score``); ``uns["scr2st_frame"]``: ``frame_scale`` (global pixels
+      per original full-res pixel) and ``microns_per_pixel`` when known;
     - ``tables["predictions"]``: ``predictions`` (spots x genes DataFrame; default
       ``obsm["X_pred"]``) as ``X``, annotating the same circles.
 
@@ -479,6 +521,8 @@ def _write_store(
             region=SPOTS, region_key=REGION_KEY, instance_key=INSTANCE_KEY,
         )
     }
+    fs, mpp = library_frame(adata, lib)
+    tables[DEFAULT_TABLE].uns[FRAME_KEY] = {"frame_scale": fs, **({"microns_per_pixel": mpp} if np.isfinite(mpp) else {})}
     tables[DEFAULT_TABLE].uns.update(table_uns or {})
     pred = _predictions_frame(adata, predictions)
     if pred is not None:

@@ -103,7 +103,7 @@ class Pool:
 
     @property
     def section_names(self) -> list[str]:
-        return list(dict.fromkeys(self.sections))
+        return [str(s) for s in dict.fromkeys(self.sections)]  # plain str: messages print them
 
     @property
     def n_in_pool(self) -> int:
@@ -129,7 +129,7 @@ class Pool:
         else:
             ser = pd.Series(np.arange(self.n), index=self.spot_ids)
             if not ser.index.is_unique:
-                amb = [s for s in dict.fromkeys(arr) if (self.spot_ids == s).sum() > 1][:5]
+                amb = [s for s in dict.fromkeys(arr.tolist()) if (self.spot_ids == s).sum() > 1][:5]
                 if amb:
                     raise ValueError(
                         f"{what}: ids {amb} exist in several sections ({', '.join(self.section_names)}); give the section"

@@ -122,8 +122,8 @@ class SelectionState:
         """The state must describe the same spots, in the same order, as ``pool``."""
         if pool.n != self.n or not (np.array_equal(pool.spot_ids, self.spot_ids) and np.array_equal(pool.sections, self.sections)):
             raise ValueError(
-                f"the selection state ({self.n} spots, sections {sorted(set(self.sections))}) does not match "
-                f"the pool ({pool.n} spots, sections {pool.section_names})"
+                f"the selection state ({self.n} spots, sections {', '.join(sorted(set(map(str, self.sections))))}) "
+                f"does not match the pool ({pool.n} spots, sections {', '.join(map(str, pool.section_names))})"
             )
 
     # ------------------------------------------------------------------ selection
@@ -428,7 +428,7 @@ def _check_values(path: Path, df: pd.DataFrame, gene_cols: list, ids: np.ndarray
                          f"{df[col].iloc[row]!r}); gene columns must hold raw counts")
     X = num.to_numpy(dtype=np.float64)
     checks = (
-        (~np.isfinite(X), "is empty, NaN or infinite"),
+        (~np.isfinite(X), "holds infinite or NaN values (an empty cell reads as NaN)"),
         (X < 0, "is negative"),
         (np.isfinite(X) & (X != np.rint(X)), "is not an integer (log-normalised or scaled values?)"),
     )
