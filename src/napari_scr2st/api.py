@@ -71,7 +71,7 @@ def fit_reference(reference, spots, *, celltype_key: str | None = None, embeddin
     return fit_reference_space(reference, spots, celltype_key=celltype_key, embedding_key=embedding_key, seed=seed)
 
 
-def select(adata, *, reference=None, space=None, budget: str | int = "15%", rounds: int | None = None,
+def select(adata, *, reference=None, space=None, budget: str | int | None = None, rounds: int | None = None,
            sampler: str | None = None, weights: Any = None, seed: int = 0, lock: Sequence[str] = (),
            exclude: Sequence[str] = (), policy: Any = None, simulate: bool | None = None,
            state: str | Path | None = None, encoder: str = DEFAULT_ENCODER) -> AcquisitionSession:
@@ -82,10 +82,11 @@ def select(adata, *, reference=None, space=None, budget: str | int = "15%", roun
     saved ``state``, the next) round is committed for the lab: ``session.export_round(csv,
     state_path=...)`` writes it, :func:`import_counts` brings the counts back, and
     ``session.commit()`` continues. ``lock``/``exclude``: spot ids that must / must never be
-    sequenced. ``rounds`` and ``sampler`` default to :class:`SamplingSettings`'.
+    sequenced. ``budget``, ``rounds`` and ``sampler`` default to :class:`SamplingSettings`'.
     """
     d = SamplingSettings()
-    settings = SamplingSettings(budget=str(budget), rounds=d.rounds if rounds is None else rounds,
+    settings = SamplingSettings(budget=d.budget if budget is None else str(budget),
+                                rounds=d.rounds if rounds is None else rounds,
                                 sampler=sampler or d.sampler, seed=seed, encoder=encoder)
     if weights is not None:
         from .sampling.reward import RewardWeights

@@ -811,13 +811,6 @@ class AcquisitionSession:
             self.prepare()
         return st
 
-    def selection_frame(self, which: str = "pending"):
-        """The lab's table of the shown selection (:func:`napari_scr2st.io.export.selection_table`)."""
-        from .io.export import selection_table
-
-        st = self.preview.state if self.preview is not None else self.committed
-        return selection_table(self.adata, st, which=which, predicted_cell_type=self.cell_types())
-
     def export_round(self, out: str | Path, *, state_path: str | Path | None = None,
                      which: str | None = None) -> tuple[Any, Path]:
         """The lab's table of the current round written together with the run's state.

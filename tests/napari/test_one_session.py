@@ -1,5 +1,6 @@
-"""One scripted acquisition through the Python API, the ``scr2st`` CLI and the napari docks gives
-identical selections: the three front ends drive the same AcquisitionSession."""
+"""One scripted acquisition through the public Python API (``napari_scr2st.select`` /
+``import_counts``), the session object, the ``scr2st`` CLI and the napari docks gives identical
+selections: the front ends drive the same AcquisitionSession."""
 
 import numpy as np
 import pandas as pd
@@ -50,6 +51,20 @@ def run_api(d, locked, excluded, out):
     s.import_results(_lab_counts(section, t0, out / "api_c0.csv"))
     s.export_round(out / "api_r1.csv")
     return _ids(out / "api_r0.csv"), _ids(out / "api_r1.csv")
+
+
+def run_public_api(d, locked, excluded, out):
+    import napari_scr2st as st
+    from napari_scr2st.reference import read_reference
+
+    section = st.read(d / "section.h5ad")
+    s = st.select(section, reference=read_reference(d / "reference.h5ad"), budget=f"{BUDGET}%", rounds=ROUNDS,
+                  sampler="greedy", weights=WEIGHTS, lock=locked, exclude=excluded, simulate=False,
+                  encoder="patch-stats")
+    t0, _ = s.export_round(out / "pub_r0.csv")
+    st.import_counts(s, _lab_counts(section, t0, out / "pub_c0.csv"))
+    s.export_round(out / "pub_r1.csv")
+    return _ids(out / "pub_r0.csv"), _ids(out / "pub_r1.csv")
 
 
 def run_cli(d, locked, excluded, out):
@@ -119,11 +134,13 @@ def run_docks(d, locked, excluded, out, viewer):
 def test_api_cli_and_docks_select_the_same_spots(files, tmp_path, make_napari_viewer, sync_workers):
     d, _smp, locked, excluded = files
     api = run_api(d, locked, excluded, tmp_path)
+    public = run_public_api(d, locked, excluded, tmp_path)
     cli = run_cli(d, locked, excluded, tmp_path)
     docks = run_docks(d, locked, excluded, tmp_path, make_napari_viewer())
     total = round(BUDGET / 100 * (300 - len(excluded)))  # the budget is a share of the selectable spots
     new = total - len(locked)  # manual picks count toward it; the rest is spread over the rounds
     assert len(api[0]) == len(locked) + (new + 1) // 2 and len(api[1]) == new // 2
     assert set(locked) <= set(api[0]) and not set(excluded) & set(api[0] + api[1]) and not set(api[0]) & set(api[1])
+    assert public == api
     assert cli == api
     assert docks == api

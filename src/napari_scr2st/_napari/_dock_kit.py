@@ -174,13 +174,6 @@ def exclusive_click_mode(viewer, check, label: str) -> None:
 
     check.toggled.connect(on_toggled)
 # ------------------------------------------------------------------ readable labels (wrap, elide)
-def text_width(widget, text: str) -> int:
-    """Pixels ``text`` takes in ``widget``'s font."""
-    from qtpy.QtGui import QFontMetrics
-
-    return QFontMetrics(widget.font()).horizontalAdvance(text)
-
-
 def elide_middle(widget, text: str, max_px: int) -> str:
     """``text`` shortened in the middle ("C3_very…name.h5ad") to at most ``max_px`` in ``widget``'s font."""
     from qtpy.QtCore import Qt

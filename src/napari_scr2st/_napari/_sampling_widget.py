@@ -499,7 +499,7 @@ class SamplingWidget(SectionDock):
         """SCR2-ST: add or remove a manual pick at the spot under the mouse"""
         self.toggle_pick_at(viewer.cursor.position)
 
-    def _key_reselect(self, viewer):
+    def _key_reselect(self, viewer):  # noqa: ARG002 - napari calls key bindings with the viewer
         """SCR2-ST: run the sampler again"""
         self.reselect()
 
@@ -555,8 +555,8 @@ class SamplingWidget(SectionDock):
             desc="SCR2-ST: pre-training the policy",
             on_progress=self._pretrain_progress,
             on_done=lambda pol: self._pretrained(s, pol, n),
-            on_error=lambda e: self._pretrain_failed(s, e, n),
-            on_aborted=lambda: self._pretrain_failed(s, None, n),
+            on_error=lambda e: self._pretrain_failed(e, n),
+            on_aborted=lambda: self._pretrain_failed(None, n),
             on_finished=self._pretrain_finished,
             token=token, panel=self.panel,
         )
@@ -573,7 +573,7 @@ class SamplingWidget(SectionDock):
 
     def _pretrained(self, s, pol, n: int) -> None:
         if pol is None:  # cancelled
-            self._pretrain_failed(s, None, n)
+            self._pretrain_failed(None, n)
             return
         if s is not self.session:
             return
@@ -581,7 +581,7 @@ class SamplingWidget(SectionDock):
         self._policy_note = f"Pre-trained: {len(pol.history)} episodes."
         W.notify_info(f"policy pre-trained ({len(pol.history)} episodes)")
 
-    def _pretrain_failed(self, s, e: BaseException | None, n: int) -> None:
+    def _pretrain_failed(self, e: BaseException | None, n: int) -> None:
         from ..progress import Cancelled
 
         if e is None or isinstance(e, Cancelled):

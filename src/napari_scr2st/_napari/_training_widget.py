@@ -271,7 +271,7 @@ class TrainingWidget(SectionDock):
     def _full_draw(self) -> None:
         self.canvas.draw()  # -> _on_mpl_draw
 
-    def _on_mpl_draw(self, event=None) -> None:
+    def _on_mpl_draw(self, event=None) -> None:  # noqa: ARG002 - matplotlib's draw_event callback
         if getattr(self, "_artists", None) is None:
             return
         canvas = self.canvas

@@ -39,12 +39,6 @@ def short_reason(e: BaseException, limit: int = 160) -> str:
     return f"{type(e).__name__}: {first}" if first else type(e).__name__
 
 
-def add_sample_args(p: argparse.ArgumentParser) -> None:
-    """Options that size the embedded synthetic sample."""
-    p.add_argument("--n-spots", type=int, default=2000, help="spots of the synthetic sample (default 2000)")
-    p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
-
-
 def add_read_args(p: argparse.ArgumentParser) -> None:
     """How an input is read (``io.read`` keywords): legacy ST companions, a slide before
     sequencing, Visium HD bins."""

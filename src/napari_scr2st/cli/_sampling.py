@@ -118,7 +118,7 @@ def register(subparsers) -> None:
     bench = subparsers.choices.get("benchmark") if hasattr(subparsers, "choices") else None
     if bench is None:
         bench = subparsers.add_parser("benchmark", help="benchmarks (sampling, ...)")
-        bench.set_defaults(func=lambda a, _p=bench: (_p.print_help(), 1)[1])
+        bench.set_defaults(func=lambda _args, _p=bench: (_p.print_help(), 1)[1])
     sub = next((a for a in bench._actions if isinstance(a, argparse._SubParsersAction)), None)
     if sub is None:
         sub = bench.add_subparsers(dest="benchmark_what", metavar="WHAT")

@@ -168,10 +168,6 @@ class SCR2NetPredictor:
         self.history = list(result.history)
         self.device = None
 
-    @property
-    def is_fitted(self) -> bool:
-        return self.net is not None
-
     def _check(self) -> None:
         if self.net is None:
             raise RuntimeError("the predictor is not trained: call fit() or load()")

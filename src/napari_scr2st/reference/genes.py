@@ -71,9 +71,6 @@ class GeneMatch:
     def n_matched(self) -> int:
         return len(self.genes)
 
-    def describe_routes(self) -> str:
-        """``"11,000 by var_names = var_names, 20 by ..."`` (empty when nothing matched)."""
-        return ", ".join(f"{n:,} by {r}" for r, n in self.routes.items() if n)
 
 
 def _identifier_lists(names: Sequence[str], var: pd.DataFrame | None) -> list[tuple[str, np.ndarray]]:

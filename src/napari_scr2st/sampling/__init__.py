@@ -7,8 +7,11 @@ come from :func:`import_counts` (real sequencing results).
 
 Modules (heavy dependencies are imported inside functions; torch only by the SCRL network):
 
-- ``reward``: the three reward terms and :class:`RewardWeights`;
+- ``reward``: the four reward terms (cell-state coverage, cell-type balance, spatial coverage,
+  expected-error reduction) and :class:`RewardWeights`;
 - ``pool`` / ``state``: :class:`Pool`, :class:`SelectionRequest`, :class:`SelectionState`;
+- ``acquisition``: THE acquisition state machine (:class:`~.acquisition.Acquisition`: propose,
+  commit, reveal / import counts, manual picks, exclusions) and the round planning (``plan_rounds``);
 - ``measured``: the measured set in the reference space, :class:`RewardEvaluator`;
 - ``oracle``: :class:`SimulatedOracle` (hidden counts of a fully measured section);
 - ``sampler``: the :class:`Sampler` interface and Gumbel-top-k;
@@ -17,7 +20,7 @@ Modules (heavy dependencies are imported inside functions; torch only by the SCR
 - ``scrl``: the SCRL policy (network, features, environment, training, :class:`SCRLSampler`);
 - ``registry``: :data:`SAMPLER_NAMES` and :func:`make_sampler` (baselines and SCRL by name);
 - ``surrogate``: :class:`RidgePredictor` (an ``ExpressionPredictor``) and the space predictor;
-- ``loop``: :func:`iter_acquisition` and the round planning;
+- ``loop``: :func:`iter_acquisition`, the simulation driver over ``Acquisition``;
 - ``thread_limits``: :func:`~.thread_limits.single_thread` (BLAS/torch thread counts for tiny numeric work).
 """
 
