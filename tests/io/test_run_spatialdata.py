@@ -86,3 +86,39 @@ def test_run_of_a_visium_section_keeps_original_pixels(spaceranger, tmp_path):
     np.testing.assert_allclose(_circle_centres(s)[order], a.obsm["spatial"])
     np.testing.assert_allclose(obs[["pixel_x", "pixel_y"]].to_numpy(), spaceranger["xy_fullres"])
     assert "predictions" not in s.tables and "cell_type" not in obs
+
+
+def test_spatialdata_plot_draws_the_run_coloured_by_selection(tmp_path):
+    """The exported store opens in spatialdata-plot as the ecosystem uses it: the H&E image and
+    the spot circles annotated by the run's table, coloured by the ``selected`` column."""
+    import matplotlib
+
+    matplotlib.use("Agg", force=False)
+    import matplotlib.pyplot as plt
+    import spatialdata_plot  # noqa: F401 - registers the .pl accessor
+
+    rows = _grid(n=4)
+    a = read_legacy_st(
+        write_counts(tmp_path / "S.tsv", ids=[f"{x}x{y}" for x, y, _, _ in rows]),
+        write_spots(tmp_path / "S_selection.tsv", rows),
+        write_image(tmp_path / "S.png", w=400, h=400),
+    )
+    picked = [0, 5, 9]
+    st = _state(a, {0: (0, "scrl"), 5: (0, "manual"), 9: (1, "kcenter")})
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        s = sd.read_zarr(write_run_spatialdata(a, st, tmp_path / "run.zarr"))
+        fig, ax = plt.subplots()
+        s.pl.render_images("image").pl.render_shapes("spots", color="selected").pl.show(
+            ax=ax, coordinate_systems="global")
+    try:
+        assert len(ax.images) == 1 and ax.images[0].get_array().shape[:2] == (400, 400)
+        (circles,) = ax.collections
+        face = np.asarray(circles.get_facecolors())
+        assert face.shape == (a.n_obs, 4)
+        inst = s.tables["table"].obs["instance_id"].to_numpy()
+        chosen = np.isin(inst, picked)
+        assert len({tuple(c) for c in face[chosen]}) == 1 and len({tuple(c) for c in face[~chosen]}) == 1
+        assert not np.allclose(face[chosen][0], face[~chosen][0])  # selected spots stand out
+    finally:
+        plt.close(fig)
