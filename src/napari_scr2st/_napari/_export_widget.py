@@ -111,8 +111,9 @@ class ExportWidget(SectionDock):
             self.set_status(f"Writing the {what} failed: {e}")
             return None
         self.last_path = Path(out)
-        self.set_status(f"{len(df)} spots written to {out} (run state: {state.name})")
-        W.notify_info(f"{what}: {len(df)} spots written to {Path(out).name}")
+        rec = s.last_export  # set by export_round: the same record the workflow dock names
+        self.set_status(f"{rec.message.capitalize()}: {len(df)} spots (run state: {state.name})")
+        W.notify_info(f"{what}: {rec.round_text}, {len(df)} spots written to {Path(out).name}")
         return Path(out)
 
     def export_h5ad(self, path) -> Path | None:
