@@ -128,8 +128,8 @@ class MapsWidget(SectionDock):
         self.gene_combo.blockSignals(True)
         self.gene_combo.clear()
         self.gene_combo.addItems(genes)
-        if cur in genes:
-            self.gene_combo.setCurrentText(cur)
+        if cur in genes:  # by index: an editable combo's setCurrentText only sets the edit text
+            self.gene_combo.setCurrentIndex(genes.index(cur))
         self.gene_combo.blockSignals(False)
         self.show_btn.setEnabled(bool(genes))
         self._legend()
