@@ -16,12 +16,14 @@ It is Qt-free and evented with psygnal: ``prepared``, ``selection_changed``,
 ``predictions_changed``, ``rois_changed``, ``reference_changed`` (a reference or its space set,
 fitted or cleared, or another cell-type column), ``gene_changed`` (the gene the maps and the
 inspector show) and ``exported`` (:attr:`last_export` is new) fire after the change, in the
-thread that made it (a worker's results are assigned in the main thread: :meth:`finish_prepare`).
+thread that made it (what a worker computes in :meth:`iter_prepare` is announced by
+:meth:`finish_prepare`, in the main thread). Long steps are generators yielding
+:class:`~napari_scr2st.progress.Progress` (:meth:`iter_prepare`, :meth:`iter_run_simulated`,
+:meth:`iter_pretrain`, :meth:`iter_train`): the CLI drives them with tqdm, napari with a thread
+worker, tests synchronously.
+
 Rounds are 0-based inside (``SelectionState.round``, -1 = not selected) and counted from 1 in
-everything a person reads (tables, layers, messages: :func:`~napari_scr2st.palette.user_rounds`). Long steps are generators
-yielding :class:`~napari_scr2st.progress.Progress` (:meth:`iter_prepare`,
-:meth:`iter_run_simulated`, :meth:`iter_pretrain`, :meth:`iter_train`): the CLI drives them
-with tqdm, napari with a thread worker, tests synchronously.
+everything a person reads (tables, layers, messages: :func:`~napari_scr2st.palette.user_rounds`).
 
 A slider move is: ``update_settings(w_sp=...)`` -> :meth:`reselect` -> the sampler (for SCRL
 only the weight-conditioned head) -> :class:`Preview` -> ``selection_changed`` -> layers.
