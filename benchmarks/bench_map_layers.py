@@ -3,7 +3,7 @@ large section, e.g. Visium HD scale (300,000 spots); no per-spot Python loop is 
 
 A synthetic section of ``--spots`` spots on a square lattice (sparse counts of 50 genes, no
 image), a selection of 15 % of the spots over two rounds (``--manual``: 1 % of the spots picked by hand,
-drawn as stars; round 0 sequenced),
+drawn as stars; round 1 sequenced),
 predictions for one gene and a cell type per spot. Reports, in seconds (median of
 ``--repeats``): each pure builder (``napari_scr2st.layers``), and with ``--viewer`` the first
 draw in a napari viewer (create the layers + one screenshot) and a recolour (in-place update of

@@ -92,7 +92,8 @@ def test_spot_features_carry_selection_celltype_and_predictions(section):
     assert f.loc[3, "state"] == "sequenced" and f.loc[5, "state"] == "selected"
     assert f.loc[7, "state"] == "excluded" and f.loc[0, "state"] == "not selected"
     assert f.loc[3, "picked_by"] == "policy" and f.loc[5, "picked_by"] == "manual" and f.loc[9, "picked_by"] == "random"
-    assert f.loc[9, "round"] == 1 and f.loc[0, "round"] == -1
+    # rounds on hover count from 1 (the second round is "2"); 0 = not selected
+    assert f.loc[3, "round"] == 1 and f.loc[9, "round"] == 2 and f.loc[0, "round"] == 0
     assert f.loc[4, "pred_ERBB2"] == 4.0 and "pred_NOPE" not in f
     assert (f["cell_type"] == "T-cells").all()
     _, kw, kind = spots_layer(section, selection=sel, cell_types=ct)
@@ -127,7 +128,8 @@ def test_selection_layer_distinguishes_rounds_and_manual(section):
     assert size[1] > size[0] > d  # rings larger than a spot, manual stars larger still
     assert list(kw["features"]["picked_by"]) == ["policy", "manual", "policy"]
     md = kw["metadata"]
-    assert set(md["legend"]) == {"round 0", "round 1"} and md["map"] == "selected"
+    assert md["legend"] == {"round 1": round_color(0), "round 2": round_color(1)} and md["map"] == "selected"
+    assert list(kw["features"]["round"]) == [1, 2, 2]  # shown on hover: counted from 1
     assert md["n_manual"] == 1 and md["n_selected"] == 3 and md["budget"] == 12
     assert md["index"].tolist() == [3, 5, 9]
     empty, kw0, _ = selection_layer(section, _selection(n, []))

@@ -136,11 +136,23 @@ def test_export_round_writes_table_and_state_together(sample, space, tmp_path, m
     s = AcquisitionSession(a, reference=sample.reference, space=space, simulate=False,
                            settings=SamplingSettings(sampler="grid", budget="10%", rounds=2))
     drive(s.iter_prepare(encoder="patch-stats"), use_tqdm=False)
+    seen = []
+    s.exported.connect(lambda: seen.append(s.last_export))
+    assert s.last_export is None
     table, out = s.export_round(tmp_path / "r0.csv", state_path=tmp_path / "run.npz")
     st = SelectionState.load(tmp_path / "run.npz")
     csv = read_selection_csv(out)
     assert len(csv) == len(table) == st.pending.sum() == 15
     assert set(csv["spot_id"].astype(str)) == set(st.spot_ids[st.pending])
+    # the first round is round 1 in the file, in the session's record and in the state's record
+    assert set(csv["round"]) == {1} and (st.round[st.pending] == 0).all()  # 0-based inside
+    rec = s.last_export
+    assert seen == [rec] and rec.path == out and rec.round == 1 and rec.n_spots == 15 and rec.which == "pending"
+    assert rec.message == f"exported round 1 to {out}" and rec.state_path == tmp_path / "run.npz"
+    assert st.meta["last_export"] == rec.to_dict()
+    again = AcquisitionSession(a.copy(), space=space, simulate=False)
+    again.load(tmp_path / "run.npz")
+    assert again.last_export == rec
     # a state that cannot be written leaves neither file changed
     before = (out.read_bytes(), (tmp_path / "run.npz").read_bytes())
 
@@ -149,8 +161,9 @@ def test_export_round_writes_table_and_state_together(sample, space, tmp_path, m
 
     monkeypatch.setattr(SelectionState, "save", boom)
     with pytest.raises(OSError, match="disk full"):
-        s.export_round(out, state_path=tmp_path / "run.npz")
+        s.export_round(tmp_path / "other.csv", state_path=tmp_path / "run.npz")
     assert (out.read_bytes(), (tmp_path / "run.npz").read_bytes()) == before
+    assert s.last_export == rec and len(seen) == 1 and s.committed.meta["last_export"] == rec.to_dict()
     assert sorted(p.name for p in tmp_path.iterdir()) == ["r0.csv", "run.npz"]
 
 
@@ -167,5 +180,49 @@ def test_export_round_to_a_spatialdata_store(sample, space, tmp_path):
     table, out = s.export_round(tmp_path / "run.zarr", state_path=tmp_path / "run.npz")
     sd = spatialdata.read_zarr(out)
     t = next(iter(sd.tables.values()))
-    assert t.n_obs == s.n and int((t.obs["round"] >= 0).sum()) == len(table) == 15
+    assert t.n_obs == s.n and int((t.obs["round"] >= 1).sum()) == len(table) == 15 and set(table["round"]) == {1}
     assert (tmp_path / "run.npz").is_file() and not [p for p in tmp_path.iterdir() if p.name.startswith(".")]
+
+
+def test_reference_and_gene_changes_are_signalled(sample, space):
+    """Every reference change (set, fitted, cleared, another column) fires reference_changed once;
+    the gene the maps and the inspector share fires gene_changed; nothing fires without a change."""
+    from napari_scr2st.config import SamplingSettings
+    from napari_scr2st.progress import drive
+    from napari_scr2st.session import AcquisitionSession
+
+    s = AcquisitionSession(sample.section.copy(), settings=SamplingSettings(sampler="grid"))
+    refs, genes = [], []
+    s.reference_changed.connect(lambda: refs.append((s.reference is not None, s.space is not None)))
+    s.gene_changed.connect(genes.append)
+    s.set_reference(sample.reference)
+    assert refs == [(True, False)]
+    # fitted in iter_prepare (a worker may run it): announced by finish_prepare, in the caller's thread
+    drive(s.iter_prepare(encoder="patch-stats"), use_tqdm=False)
+    assert s.space is not None and refs == [(True, False)]
+    s.finish_prepare()
+    assert refs == [(True, False), (True, True)]
+    col = s.space.meta.get("celltype_key")
+    assert s.set_celltype_key(col) is False and len(refs) == 3  # the column is now explicit: one event
+    assert s.set_celltype_key(col) is False and len(refs) == 3  # unchanged: none
+    s.set_reference(sample.reference)  # a new reference drops the fitted space and its policy
+    assert refs[-1] == (True, False) and len(refs) == 4 and s.policy is None
+    s.space = space
+    s.reference = None
+    assert refs[-2:] == [(True, True), (False, True)]
+    s.gene = "G1"
+    s.gene = "G1"
+    s.gene = "G2"
+    assert genes == ["G1", "G2"] and s.gene == "G2"
+
+
+def test_rounds_count_from_one_in_messages(session):
+    """The arrays are 0-based; the messages a person reads count rounds from 1."""
+    s = session
+    s.commit()
+    assert s.current_round == 1 and (s.committed.round[s.committed.pending] == 0).all()
+    assert s.preview.message == "round 1 was sent for sequencing: import its counts to continue"
+    s.reset_selection()
+    events = list(s.iter_run_simulated())
+    assert [e.message for e in events] == ["round 1", "round 2"]
+    assert "2 rounds committed" in repr(s.committed)

@@ -29,6 +29,8 @@ from .palette import (
     hex_to_rgba_array,
     picked_by_labels,
     round_color,
+    round_label,
+    user_rounds,
 )
 
 __all__ = [
@@ -184,9 +186,10 @@ def spot_features(
     genes=None,
 ) -> pd.DataFrame:
     """Per-spot table shown on hover: id, section, lattice position, total counts, cell type,
-    selection state, round, picked by, and predicted expression of ``genes``.
+    selection state, round (1 = the first round, 0 = not selected: :func:`~napari_scr2st.palette.user_rounds`),
+    picked by, and predicted expression of ``genes``.
 
-    ``selection`` is any object with per-spot arrays ``round`` (-1 = not selected), ``source``
+    ``selection`` is any object with per-spot arrays ``round`` (0-based, -1 = not selected), ``source``
     and ``measured`` aligned with ``adata`` rows (a ``sampling.SelectionState``); ``excluded``
     a boolean mask; ``cell_types`` an (n,) array of names ("" unknown); ``predicted`` a
     DataFrame (rows = spots, columns = genes), e.g. ``obsm["X_pred"]``. Without ``selection``,
@@ -216,7 +219,7 @@ def spot_features(
         if excluded is not None:
             state[np.asarray(excluded, dtype=bool) & (rnd < 0)] = "excluded"
         feats["state"] = state
-        feats["round"] = rnd.astype(int)
+        feats["round"] = user_rounds(rnd).astype(int)
         picked = picked_by_labels(selection.source)
         picked[rnd < 0] = ""
         feats["picked_by"] = picked
@@ -282,8 +285,8 @@ def selection_layer(adata, selection, *, library: str | None = None, name: str |
     Rings (:data:`SELECTION_RING_SIZE` spot diameters, transparent inside) and stars
     (:data:`MANUAL_STAR_SIZE`) are larger than a spot, so a map drawn above this layer leaves
     them visible around each spot. ``selection`` as in :func:`spot_features` (also ``rank``,
-    ``score`` and ``budget`` when present). ``metadata``: ``legend`` (``{"round r": hex}``),
-    ``symbols``, ``index`` (the spot row of each point), ``n_manual`` and ``budget``.
+    ``score`` and ``budget`` when present). ``metadata``: ``legend`` (``{"round r": hex}``, r
+    counted from 1), ``symbols``, ``index`` (the spot row of each point), ``n_manual`` and ``budget``.
     Vectorised: no per-spot Python loop.
     """
     lib = library or library_id(adata)
@@ -308,14 +311,14 @@ def selection_layer(adata, selection, *, library: str | None = None, name: str |
     feats = pd.DataFrame(
         {
             "spot_id": np.asarray(adata.obs_names, dtype=object)[idx],
-            "round": rnd[idx].astype(int),
+            "round": user_rounds(rnd[idx]).astype(int),
             "rank": rank[idx].astype(int),
             "picked_by": picked,
             "score": score,
             "state": np.where(measured, "sequenced", "selected").astype(object),
         }
     )
-    legend = {f"round {r}": round_color(r) for r in np.unique(rnd[idx]).tolist()}
+    legend = {round_label(r): round_color(r) for r in np.unique(rnd[idx]).tolist()}
     budget = getattr(selection, "budget", None)
     kwargs = {
         "name": name or layer_name(lib, "selected"),

@@ -22,6 +22,8 @@ __all__ = [
     "MANUAL",
     "POLICY",
     "round_color",
+    "round_label",
+    "user_rounds",
     "celltype_colors",
     "hex_to_rgba",
     "hex_to_rgba_array",
@@ -29,15 +31,15 @@ __all__ = [
     "picked_by_labels",
 ]
 
-#: acquisition rounds: round 0 gold, then sky blue, lime, orange, pink, violet, turquoise,
-#: yellow-green (saturated colours that read on H&E pink and on a dark canvas); cycles after 8
+#: acquisition rounds: the first round (round 1; index 0 of the arrays) gold, then sky blue, lime,
+#: orange, pink, violet, turquoise, yellow-green (saturated colours that read on H&E pink and on a dark canvas); cycles after 8
 ROUND_COLORS = ["#ffd700", "#00bfff", "#32cd32", "#ff8c00", "#ff1493", "#8a2be2", "#00ced1", "#adff2f"]
 
 #: manual picks: a large white star (outlined in the colour of its round)
 MANUAL_COLOR = "#ffffff"
 
 #: cell types and other categories: muted colours, every one >= MIN_DELTA_E from the round and
-#: manual colours (no yellow or ochre, no sky blue: round 0 and "Endothelial" once shared one
+#: manual colours (no yellow or ochre, no sky blue: round 1 and "Endothelial" once shared one
 #: yellow); the first nine (a breast atlas's major types) are the most distinct
 CELLTYPE_COLORS = [
     "#4b4b8f", "#ee99aa", "#556b2f", "#dda0dd", "#800000", "#708090", "#009e73", "#882255",
@@ -68,8 +70,22 @@ def hex_to_rgba_array(colors, alpha: float = 1.0) -> np.ndarray:
 
 
 def round_color(r: int) -> str:
-    """Hex colour of acquisition round ``r`` (cycles after 8 rounds)."""
+    """Hex colour of acquisition round ``r`` (the 0-based index of the arrays; cycles after 8 rounds)."""
     return ROUND_COLORS[int(r) % len(ROUND_COLORS)]
+
+
+def user_rounds(rounds) -> np.ndarray:
+    """Round numbers as a person reads them: the 0-based ``round`` arrays of a selection state
+    (-1 = not selected) -> 1, 2, ... (1 = the first round), 0 = not selected. Every table, layer
+    feature, legend and message shown to a person counts rounds this way; only the arrays inside
+    (:class:`~napari_scr2st.sampling.state.SelectionState`, its ``.npz``) are 0-based."""
+    r = np.asarray(rounds, dtype=np.int64)
+    return np.where(r >= 0, r + 1, 0)
+
+
+def round_label(r: int) -> str:
+    """``"round 1"`` for the 0-based round index 0 (see :func:`user_rounds`)."""
+    return f"round {int(r) + 1}"
 
 
 def celltype_colors(categories) -> dict[str, str]:

@@ -13,10 +13,17 @@ collection of sections joined with :func:`~napari_scr2st.data.model.concat_secti
   table and the state together.
 
 It is Qt-free and evented with psygnal: ``prepared``, ``selection_changed``,
-``predictions_changed`` and ``rois_changed`` fire after the change. Long steps are generators
-yielding :class:`~napari_scr2st.progress.Progress` (:meth:`iter_prepare`,
-:meth:`iter_run_simulated`, :meth:`iter_pretrain`, :meth:`iter_train`): the CLI drives them
-with tqdm, napari with a thread worker, tests synchronously.
+``predictions_changed``, ``rois_changed``, ``reference_changed`` (a reference or its space set,
+fitted or cleared, or another cell-type column), ``gene_changed`` (the gene the maps and the
+inspector show) and ``exported`` (:attr:`last_export` is new) fire after the change, in the
+thread that made it (what a worker computes in :meth:`iter_prepare` is announced by
+:meth:`finish_prepare`, in the main thread). Long steps are generators yielding
+:class:`~napari_scr2st.progress.Progress` (:meth:`iter_prepare`, :meth:`iter_run_simulated`,
+:meth:`iter_pretrain`, :meth:`iter_train`): the CLI drives them with tqdm, napari with a thread
+worker, tests synchronously.
+
+Rounds are 0-based inside (``SelectionState.round``, -1 = not selected) and counted from 1 in
+everything a person reads (tables, layers, messages: :func:`~napari_scr2st.palette.user_rounds`).
 
 A slider move is: ``update_settings(w_sp=...)`` -> :meth:`reselect` -> the sampler (for SCRL
 only the weight-conditioned head) -> :class:`Preview` -> ``selection_changed`` -> layers.
@@ -49,8 +56,8 @@ from .sampling.pool import Pool, SelectionRequest
 from .sampling.reward import RewardWeights
 from .sampling.state import SelectionState
 
-__all__ = ["POLICY_WEAK_SHORTFALL", "AcquisitionSession", "PolicyCheck", "Preview", "fit_reference_space", "has_counts",
-           "import_counts_into", "load_policy", "warm_up_training"]
+__all__ = ["POLICY_WEAK_SHORTFALL", "AcquisitionSession", "ExportRecord", "PolicyCheck", "Preview",
+           "fit_reference_space", "has_counts", "import_counts_into", "load_policy", "warm_up_training"]
 
 #: the policy is "weak" when its reward gain falls more than this fraction below greedy's
 POLICY_WEAK_SHORTFALL = 0.10
@@ -210,6 +217,55 @@ class PolicyCheck:
         return f"Policy check: {self.comparison()}."
 
 
+@dataclass(frozen=True)
+class ExportRecord:
+    """The last selection written for the lab (:meth:`AcquisitionSession.export_round`).
+
+    ``rounds``: the rounds its spots belong to, counted from 1 (as the file's ``round`` column);
+    ``round``: the latest of them; ``which``: ``pending``, ``all`` or ``sequenced``;
+    ``state_path``: the run's state written beside it (None: none).
+    """
+
+    path: Path
+    rounds: tuple[int, ...]
+    n_spots: int
+    which: str = "pending"
+    state_path: Path | None = None
+
+    @property
+    def round(self) -> int:
+        return max(self.rounds) if self.rounds else 0
+
+    @property
+    def round_text(self) -> str:
+        """``round 2`` or ``rounds 1-2`` (counted from 1)."""
+        r = sorted(self.rounds)
+        if len(r) <= 1:
+            return f"round {self.round}"
+        if r == list(range(r[0], r[-1] + 1)):
+            return f"rounds {r[0]}-{r[-1]}"
+        return "rounds " + ", ".join(map(str, r))
+
+    @property
+    def message(self) -> str:
+        """``exported round 1 to /path/x.csv``."""
+        return f"exported {self.round_text} to {self.path}"
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"path": str(self.path), "rounds": [int(r) for r in self.rounds], "n_spots": int(self.n_spots),
+                "which": self.which, "state_path": None if self.state_path is None else str(self.state_path)}
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> ExportRecord:
+        sp = d.get("state_path")
+        return cls(Path(str(d["path"])), tuple(int(r) for r in d.get("rounds", ())), int(d.get("n_spots", 0)),
+                   str(d.get("which", "pending")), None if sp is None else Path(str(sp)))
+
+
+#: the key of :attr:`AcquisitionSession.last_export` in the saved state's ``meta``
+LAST_EXPORT_KEY = "last_export"
+
+
 @dataclass
 class _Cache:
     sampler: Any = None
@@ -236,6 +292,12 @@ class AcquisitionSession:
     selection_changed = Signal()
     predictions_changed = Signal()
     rois_changed = Signal()
+    #: a reference or its fitted space was set, fitted or cleared, or another cell-type column chosen
+    reference_changed = Signal()
+    #: the gene shown by the maps and the inspector (:attr:`gene`); the new gene
+    gene_changed = Signal(str)
+    #: a selection was written for the lab (:attr:`last_export`)
+    exported = Signal()
 
     def __init__(self, adata, *, reference=None, space=None, settings: SamplingSettings | None = None,
                  training: TrainingSettings | None = None, library: str | None = None,
@@ -244,9 +306,13 @@ class AcquisitionSession:
         self.adata = adata
         secs = adata.obs[SECTION_KEY].astype(str).unique() if SECTION_KEY in adata.obs else ["section"]
         self.library = library or "+".join(map(str, secs))
-        self.reference = reference
-        self.space = space
-        self.celltype_key = celltype_key
+        self._reference = reference
+        self._space = space
+        self._celltype_key = celltype_key
+        self._space_fitted = False  # iter_prepare fitted a new space: finish_prepare announces it
+        self._gene: str | None = None
+        #: the last selection written for the lab (None: nothing exported yet); saved with the state
+        self.last_export: ExportRecord | None = None
         self.embedding_key = embedding_key
         self.gene_overlap = None  # GeneOverlap of the reference with the spots, once fitted
         self.sampling = settings if settings is not None else SamplingSettings()
@@ -265,7 +331,6 @@ class AcquisitionSession:
         self.predictor = None
         self.train_adata = None
         self.predictions = None  # DataFrame (spots x panel genes), log1p scale
-        self.gene: str | None = None
         self.preview: Preview | None = None
         self.include_mask: np.ndarray | None = None
         self.exclude_mask: np.ndarray | None = None
@@ -275,6 +340,81 @@ class AcquisitionSession:
         #: the last note about exclusions changing the pool (and the spots the budget buys);
         #: cleared when the budget setting changes
         self.pool_note = ""
+
+    # ------------------------------------------------------------------ evented attributes
+    @property
+    def reference(self):
+        """The single-cell reference AnnData (None: none); setting it emits ``reference_changed``."""
+        return self._reference
+
+    @reference.setter
+    def reference(self, value) -> None:
+        if value is not self._reference:
+            self._reference = value
+            self.reference_changed.emit()
+
+    @property
+    def space(self):
+        """The fitted :class:`~napari_scr2st.reference.ReferenceSpace` (None: not fitted); setting
+        it emits ``reference_changed``."""
+        return self._space
+
+    @space.setter
+    def space(self, value) -> None:
+        if value is not self._space:
+            self._space = value
+            self.reference_changed.emit()
+
+    @property
+    def celltype_key(self) -> str | None:
+        """The reference's cell-type column (None: the best candidate); a change emits ``reference_changed``."""
+        return self._celltype_key
+
+    @celltype_key.setter
+    def celltype_key(self, value: str | None) -> None:
+        if value != self._celltype_key:
+            self._celltype_key = value
+            self.reference_changed.emit()
+
+    @property
+    def gene(self) -> str | None:
+        """The gene the maps and the inspector show; a change emits ``gene_changed(gene)``."""
+        return self._gene
+
+    @gene.setter
+    def gene(self, value: str | None) -> None:
+        value = None if value is None else str(value)
+        if value != self._gene:
+            self._gene = value
+            if value is not None:
+                self.gene_changed.emit(value)
+
+    def set_reference(self, reference, *, celltype_key: str | None = None) -> None:
+        """Use a new single-cell reference: its cell-type column ``celltype_key`` (None: the best
+        candidate); a space fitted on the previous one and the policy built on it are dropped
+        (Prepare fits the new one). One ``reference_changed``."""
+        with self.reference_changed.blocked():
+            self.reference = reference
+            self.celltype_key = celltype_key
+            if self.space is not None:
+                self.space = None
+                self.policy = None
+        self.reference_changed.emit()
+
+    def set_celltype_key(self, key: str | None) -> bool:
+        """Use the reference's cell-type column ``key``; a space fitted on another column is
+        dropped (True when dropped: Prepare refits it). ``reference_changed`` when anything changed."""
+        dropped = False
+        before = self._celltype_key
+        with self.reference_changed.blocked():
+            self.celltype_key = key
+            if self.space is not None and self.space.meta.get("celltype_key") not in (None, key):
+                self.space = None
+                self.policy = None
+                dropped = True
+        if dropped or key != before:
+            self.reference_changed.emit()
+        return dropped
 
     # ------------------------------------------------------------------ basics
     @property
@@ -398,7 +538,9 @@ class AcquisitionSession:
             acq.lock(saved.manual)
         # all assignments at the end (a worker thread may run the part above)
         self.vision_model = vision_model
-        self.space, self.policy, self.policy_source = space, pol, source
+        # no signal from here (a worker thread may run this): finish_prepare announces a new space
+        self._space_fitted = self._space_fitted or space is not self._space
+        self._space, self.policy, self.policy_source = space, pol, source
         self.embedder, self.evaluator = embedder, evaluator
         self.acq = acq
         self._pending_state = None
@@ -409,6 +551,9 @@ class AcquisitionSession:
 
     def finish_prepare(self) -> None:
         """After :meth:`iter_prepare` (main thread): signals and the first proposal."""
+        if self._space_fitted:
+            self._space_fitted = False
+            self.reference_changed.emit()
         self.prepared.emit()
         self.reselect()
 
@@ -757,7 +902,7 @@ class AcquisitionSession:
             metrics = {"selected": float(self.committed.n_selected)}
             if acq.history:
                 metrics.update(acq.history[-1].terms.as_dict(self.weights))
-            yield Progress(step, total, f"round {r}", metrics=metrics)
+            yield Progress(step, total, f"round {r + 1}", metrics=metrics)  # counted from 1
         return self.committed
 
     def commit_for_export(self) -> SelectionState:
@@ -786,6 +931,7 @@ class AcquisitionSession:
         if self.acq is None:
             return
         self.acq.reset()
+        self.last_export = None  # its round is gone with the picks
         self.reselect()
 
     # ------------------------------------------------------------------ files
@@ -802,6 +948,9 @@ class AcquisitionSession:
         weights stay as set now.
         """
         st = SelectionState.load(path)
+        rec = st.meta.get(LAST_EXPORT_KEY)
+        if isinstance(rec, dict) and "path" in rec:
+            self.last_export = ExportRecord.from_dict(rec)
         saved = st.meta.get("settings", {})
         keep = {k: saved[k] for k in ("budget", "rounds", "seed", "per_section") if k in saved}
         if keep:
@@ -820,7 +969,9 @@ class AcquisitionSession:
         spot) or ``"sequenced"``. The format follows the extension of ``out`` (CSV, TSV, QuPath
         GeoJSON, h5ad, or ``.zarr``: the whole run as a SpatialData store; checked before anything
         changes). Both files are written to temporary
-        names first; if either write fails, neither file changes. Returns ``(table, out)``.
+        names first; if either write fails, neither file changes. Once both are written the export
+        is recorded in :attr:`last_export` (an :class:`ExportRecord`, also in the saved state's
+        ``meta``) and ``exported`` fires. Returns ``(table, out)``.
         """
         from .io.export import (
             SELECTION_SUFFIXES,
@@ -842,6 +993,10 @@ class AcquisitionSession:
             raise ValueError("no spots to export: propose and commit a round first")
         tmp_out = out.with_name(f".{out.stem}.part{out.suffix}")
         tmp_state = None
+        record = ExportRecord(out, tuple(sorted({int(r) for r in table["round"]})), int(len(table)), which,
+                              None if state_path is None else Path(state_path))
+        previous = acq.committed.meta.get(LAST_EXPORT_KEY)
+        ok = False
         try:
             if out.suffix.lower() == SPATIALDATA_SUFFIX:  # the whole run as a SpatialData store
                 from .io.export import write_run_spatialdata
@@ -854,19 +1009,29 @@ class AcquisitionSession:
                 state_path = Path(state_path)
                 tmp_state = state_path.with_name(f".{state_path.stem}.part.npz")
                 acq.committed.meta["settings"] = self.sampling.to_dict()
+                acq.committed.meta[LAST_EXPORT_KEY] = record.to_dict()  # the state knows where it went
                 acq.save(tmp_state)
             if out.is_dir() and out.suffix.lower() == SPATIALDATA_SUFFIX:
                 shutil.rmtree(out)  # a store is a folder: replaced as a whole
             os.replace(tmp_out, out)
             if tmp_state is not None:
                 os.replace(tmp_state, state_path)
+            ok = True
         finally:
+            if not ok:  # nothing written: the state's record stays what it was
+                if previous is None:
+                    acq.committed.meta.pop(LAST_EXPORT_KEY, None)
+                else:
+                    acq.committed.meta[LAST_EXPORT_KEY] = previous
             for t in (tmp_out, tmp_state):
                 if t is not None and t.is_dir():
                     shutil.rmtree(t, ignore_errors=True)
                 elif t is not None:
                     with contextlib.suppress(FileNotFoundError):
                         os.unlink(t)
+        acq.committed.meta[LAST_EXPORT_KEY] = record.to_dict()
+        self.last_export = record
+        self.exported.emit()
         return table, out
 
     # ------------------------------------------------------------------ cell types and values

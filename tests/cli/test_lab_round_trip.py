@@ -28,7 +28,8 @@ def test_her2st_slide_without_counts_select_then_import_real_counts(shared_data,
     sel = read_selection_csv(r0)
     n_lattice = int(out.err.split(" spots in ")[0].split()[-1])
     budget = round(0.1 * n_lattice)
-    assert n_lattice > 150 and len(sel) in (budget // 2, budget - budget // 2)  # round 0 of 2
+    assert n_lattice > 150 and len(sel) in (budget // 2, budget - budget // 2)  # round 1 of 2
+    assert set(sel["round"]) == {1} and "round 1 of 2 selected" in out.out
     assert sel["spot_id"].str.fullmatch(r"\d+x\d+").all() and set(sel["picked_by"]) == {"kcenter"}
     # the lab sequences the spots; only ids present in the counts file can come back
     counts = pd.read_csv(shared_data / "her2st" / "data" / "ST-cnts" / "C3.tsv.gz", sep="\t", index_col=0)
@@ -40,6 +41,9 @@ def test_her2st_slide_without_counts_select_then_import_real_counts(shared_data,
     out = capsys.readouterr()
     assert rc == 0, out.err
     assert f"imported counts of {len(back)} spots ({counts.shape[1]} genes)" in out.out
+    missing = len(sel) - len(back)
+    assert (f"round 1 of 2: {missing} spots still wait for their counts" if missing
+            else "round 1 of 2 sequenced; next: round 2 of 2") in out.out
     from napari_scr2st.sampling import SelectionState
 
     st = SelectionState.load(state)

@@ -64,7 +64,7 @@ def test_demo_runs_and_writes_the_overview(tmp_path, capsys):
 
     sel = pd.read_csv(tmp_path / "demo" / "selection.csv")
     assert 40 <= len(sel) <= 50  # 15% of ~300 spots
-    assert sel["spot_id"].is_unique and set(sel["round"]) == {0, 1, 2}
+    assert sel["spot_id"].is_unique and set(sel["round"]) == {1, 2, 3}  # counted from 1
     assert (sel["predicted_cell_type"].str.len() > 0).all()
     metrics = json.loads((tmp_path / "demo" / "metrics.json").read_text())
     assert metrics["n_train"] == len(sel) and metrics["n_test"] + metrics["n_train"] >= 280

@@ -55,7 +55,10 @@ def test_selection_table_columns_and_rows(section):
     assert df["array_row"].tolist() == section.obs["array_row"].to_numpy()[[30, 40, 50, 60]].tolist()
     assert len(selection_table(section, sel, which="all")) == 6
     assert selection_table(section, sel, which="sequenced")["picked_by"].tolist() == ["random", "manual"]
-    assert len(selection_table(section, sel, which="all", rounds=[0])) == 2
+    # rounds counted from 1 in the table (internal round 1 is the second round)
+    assert df["round"].tolist() == [2, 2, 2, 2]
+    assert selection_table(section, sel, which="all")["round"].tolist() == [1, 1, 2, 2, 2, 2]
+    assert len(selection_table(section, sel, which="all", rounds=[1])) == 2
     with pytest.raises(ValueError):
         selection_table(section, sel, which="some")
 
@@ -102,13 +105,13 @@ def test_geojson_is_qupath_point_annotations(section, tmp_path):
     assert p["objectType"] == "annotation" and p["name"] == df.loc[2, "spot_id"]
     assert p["classification"]["name"] == "policy"
     assert len(p["classification"]["color"]) == 3 and all(isinstance(c, int) for c in p["classification"]["color"])
-    assert gj["features"][3]["properties"]["classification"]["name"] == "round 1"
-    assert p["measurements"]["round"] == 1 and "score" in p["measurements"]
+    assert gj["features"][3]["properties"]["classification"]["name"] == "round 2"  # counted from 1
+    assert p["measurements"]["round"] == 2 and "score" in p["measurements"]
     assert "score" not in gj["features"][1]["properties"]["measurements"]  # manual: no score
     meta = p["metadata"]
     assert list(meta) == SELECTION_COLUMNS and all(isinstance(v, str) for v in meta.values())
     assert meta["spot_id"] == df.loc[2, "spot_id"] and meta["picked_by"] == "policy"
-    assert float(meta["pixel_x"]) == df.loc[2, "pixel_x"] and meta["round"] == "1"
+    assert float(meta["pixel_x"]) == df.loc[2, "pixel_x"] and meta["round"] == "2"
     assert gj["features"][1]["properties"]["metadata"]["score"] == ""
     path = write_selection_geojson(df, tmp_path / "sel.geojson")
     assert json.loads(path.read_text()) == gj
@@ -172,7 +175,7 @@ def test_predictions_h5ad(section, tmp_path):
     path = write_predictions_h5ad(s, tmp_path / "pred.h5ad", selection=sel, predicted_cell_type=["x"] * s.n_obs)
     back = ad.read_h5ad(path)
     assert list(back.obsm["X_pred"].columns) == ["A", "B"]
-    assert back.obs["scr2st_round"].tolist() == sel.round.tolist()
+    assert back.obs["scr2st_round"].tolist() == [r + 1 if r >= 0 else 0 for r in sel.round]  # from 1; 0 = not selected
     assert back.obs["scr2st_picked_by"].iloc[30] == "policy"
     assert back.obs["scr2st_sequenced"].sum() == 2
     assert "scr2st_round" not in s.obs  # input untouched

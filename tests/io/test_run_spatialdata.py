@@ -47,12 +47,13 @@ def test_run_of_a_legacy_section(tmp_path):
         s = sd.read_zarr(out)
     tab = s.tables["table"]
     obs = tab.obs.set_index(tab.obs["instance_id"].to_numpy())
-    for c in ("selected", "round", "picked_by", "rank", "measured", "score", "round_0", "round_1",
+    for c in ("selected", "round", "picked_by", "rank", "measured", "score", "round_1", "round_2",
               "pixel_x", "pixel_y", "x_um", "y_um", "cell_type"):  # fmt: skip
         assert c in obs.columns, c
     assert list(obs.loc[[0, 5, 9], "picked_by"]) == ["policy", "manual", "kcenter"]
-    assert obs["round_0"].sum() == 2 and obs["round_1"].sum() == 1 and "round_2" not in obs  # 2 rounds committed
-    assert obs["measured"].sum() == 2 and list(obs["round"][[0, 1, 9]]) == [0, -1, 1]
+    # rounds counted from 1 (as in the lab's table), 0 = not selected; 2 rounds committed
+    assert obs["round_1"].sum() == 2 and obs["round_2"].sum() == 1 and "round_0" not in obs and "round_3" not in obs
+    assert obs["measured"].sum() == 2 and list(obs["round"][[0, 1, 9]]) == [1, 0, 2]
     assert list(obs["cell_type"].astype(str)[:2]) == ["", "tumour"]
     assert dict(tab.uns["scr2st_run"]) == {"current_round": 2, "budget": 6, "n_rounds": 3, "n_selected": 3, "n_measured": 2}
     # circles at the full-resolution centres (legacy ST: the spot file's pixel_x, pixel_y)

@@ -147,7 +147,7 @@ def test_write_round_trip(tmp_path):
     assert tab.uns["spatialdata_attrs"]["region"] == "spots"
     assert list(tab.obs.loc[a.obs_names[[0, 3, 7]], "picked_by"]) == ["policy", "manual", "kcenter"]
     assert tab.obs["selected"].sum() == 3 and tab.obs["measured"].sum() == 2
-    assert list(tab.obs["round"][:4]) == [0, -1, -1, 0] and list(tab.obs["rank"][[0, 3, 7]]) == [0, 1, 2]
+    assert list(tab.obs["round"][:4]) == [1, 0, 0, 1]  # counted from 1, 0 = not selected and list(tab.obs["rank"][[0, 3, 7]]) == [0, 1, 2]
     assert np.array_equal(tab.X.toarray(), a.X.toarray())
     circles = s.shapes["spots"]
     xy = np.column_stack([circles.geometry.x, circles.geometry.y])

@@ -52,14 +52,14 @@ def test_end_to_end(make_napari_viewer, sync_workers, monkeypatch, tmp_path, hel
     csv = export.export_csv(tmp_path / "round2.csv")
     df = read_selection_csv(csv)
     assert len(df) == len(s.committed.pending.nonzero()[0]) > 0
-    assert (df["round"] == 1).all() and df["spot_id"].isin(s.adata.obs_names).all()
+    assert (df["round"] == 2).all() and df["spot_id"].isin(s.adata.obs_names).all()  # the second round
     # the lab sends counts back; importing them reveals the round
     rows = s.adata.obs_names.get_indexer(df["spot_id"])
     results = write_counts_csv(s.adata, rows, tmp_path / "lab_results.csv")
     export.import_results(results)
     assert s.committed.measured.sum() == first + len(df) and s.rounds_done
     sel = viewer.layers["SYN1 selected"]
-    assert (sel.features["state"] == "sequenced").all() and set(sel.features["round"]) == {0, 1}
+    assert (sel.features["state"] == "sequenced").all() and set(sel.features["round"]) == {1, 2}
 
     # what the user sees is not blank: the canvas and each dock
     for name in ("SYN1 cell types", expr.name):

@@ -35,7 +35,7 @@ def _close(a, b, tol=40.0) -> bool:
 
 @pytest.fixture
 def measured_map(make_napari_viewer, small_sample, sync_workers, helpers):
-    """A prepared section, one manual pick, round 0 sequenced, the maps dock on a measured gene."""
+    """A prepared section, one manual pick, round 1 sequenced, the maps dock on a measured gene."""
     from napari_scr2st._napari._maps_widget import MapsWidget
 
     viewer = make_napari_viewer(show=True)
@@ -74,12 +74,12 @@ def test_measured_map_names_order_title_and_legend(measured_map):
     assert "no data: not drawn" in title.text
     # the legend on the canvas: rounds, manual vs policy, with the manual count vs the budget
     legend = [o.text for k, o in overlays.items() if k.startswith(V.LEGEND_PREFIX) and o.visible]
-    assert any("round 0" in t for t in legend)
+    assert any("round 1" in t for t in legend) and not any("round 0" in t for t in legend)  # counted from 1
     budget = sel.metadata["budget"]
     assert budget and any(f"manual picks: 1 of a budget of {budget}" in t for t in legend), legend
     assert any("sampler/policy" in t for t in legend)
     colors = {o.text: o.color for k, o in overlays.items() if k.startswith(V.LEGEND_PREFIX) and o.visible}
-    r0 = next(t for t in colors if "round 0" in t)
+    r0 = next(t for t in colors if "round 1" in t)
     np.testing.assert_allclose(np.asarray(colors[r0])[:3], hex_to_rgba(round_color(0))[:3], atol=1e-6)
     assert "1 manual" in m.legend.text()
     # the cell-type map hides the expression map, its colour bar and title; its legend shows
@@ -159,11 +159,13 @@ def test_hover_shows_spot_features_on_the_selection_layer(measured_map):
     for col in ("round", "picked_by", "rank", "total_counts", "state", "cell_type"):
         assert col in sel.features, col
     assert sel.features.loc[row, "picked_by"] == "manual"
+    assert sel.features.loc[row, "round"] == 1 and spots.features.loc[manual, "round"] == 1  # the first round
     np.testing.assert_allclose(sel.features.loc[row, "total_counts"], spots.features.loc[manual, "total_counts"])
     viewer.layers.selection.active = sel
     status = sel.get_status(tuple(sel.data[row]), world=True)
     text = status["coordinates"] if isinstance(status, dict) else str(status)
     assert "total_counts" in text and "manual" in text, text
+    assert "round: 1" in text and "round: 0" not in text, text
 
 
 def test_the_expression_layer_made_before_training_is_hidden_and_empty(make_napari_viewer, small_sample, sync_workers,

@@ -96,3 +96,43 @@ def test_threaded_training_keeps_the_viewer_responsive(make_napari_viewer, small
     assert w.session.predictor is not None, t.status.text()
     assert f"SYN1 · {w.session.gene} · predicted" in viewer.layers
     assert t.worker is None and t.train_btn.isEnabled()
+
+
+def test_status_texts_after_finish_and_cancel_are_final(sequenced, monkeypatch):
+    """What the dock says once a run is over: after a cancel, where it stopped and that nothing
+    changed (no progress line such as "epoch 3/50" left behind); after training, the result (no
+    "prediction - step 1/1"); the progress panel is gone both times and the buttons are ready."""
+    import re
+
+    viewer, w, _ = sequenced
+    s = w.session
+    t = _train_dock(viewer, w)
+    seen = []
+
+    def on_progress(ev, orig=t._on_progress):
+        orig(ev)
+        seen.append(ev.message)
+        if len(seen) == 3:
+            t.cancel()
+
+    monkeypatch.setattr(t, "_on_progress", on_progress)
+    t.epochs_spin.setValue(50)
+    layers_before = [ly.name for ly in viewer.layers]
+    t.start()
+    text = t.status.text()
+    assert re.fullmatch(r"Training cancelled at [^;]+; no model yet; the layers are unchanged\.", text), text
+    assert "loss" not in text and "/50 ·" not in text
+    assert [ly.name for ly in viewer.layers] == layers_before and s.predictor is None
+    assert not t.panel.widget.isVisible() and t.train_btn.isEnabled() and not t.cancel_btn.isEnabled()
+    # a selection change after the cancel: the idle text, not the cancelled run's progress
+    w.sequence_round()
+    assert t.status.text() == (f"{int(s.committed.measured.sum())} sequenced spots to train on. "
+                               "Embedding: patch-stats (as prepared).")
+    monkeypatch.setattr(t, "_on_progress", type(t)._on_progress.__get__(t))
+    t.epochs_spin.setValue(2)
+    t.start()
+    text = t.status.text()
+    assert s.predictor is not None, text
+    assert re.fullmatch(r"Trained in \d+\.\d s on cpu: 30 genes, 2 epochs, validation PCC -?\d\.\d{3} "
+                        r"\(held-out sequenced spots\)\.", text), text
+    assert "step" not in text and not t.panel.widget.isVisible() and not t.cancel_btn.isEnabled()

@@ -270,6 +270,32 @@ def test_import_status_names_the_next_round(make_napari_viewer, small_sample, sy
     assert "Round 2 of 3" in w.status.text()
 
 
+def test_partial_import_says_the_round_still_waits(make_napari_viewer, small_sample, sync_workers, helpers, tmp_path):
+    """A lab file with only some of the round's spots: the export dock, the sampling dock and the
+    workflow dock all say that round 1 still waits (none says the next round started)."""
+    from napari_scr2st._napari._export_widget import ExportWidget
+    from napari_scr2st._napari._workflow_widget import WorkflowWidget
+    from napari_scr2st.io.export import read_selection_csv, write_counts_csv
+
+    viewer = make_napari_viewer(show=True)
+    w, _ = helpers.prepared_sampling(viewer, small_sample, rounds=2)
+    s = w.session
+    e = ExportWidget(viewer)
+    viewer.window.add_dock_widget(e)
+    wf = WorkflowWidget(viewer)
+    viewer.window.add_dock_widget(wf)
+    df = read_selection_csv(e.export_csv(tmp_path / "r1.csv"))
+    rows = s.adata.obs_names.get_indexer(df["spot_id"])
+    e.import_results(write_counts_csv(s.adata, rows[:5], tmp_path / "part.csv"))
+    left = len(rows) - 5
+    assert e.status.text() == (f"5 sequenced spots imported from part.csv; round 1 of 2: {left} spots still wait "
+                               "for their counts (import them to continue).")
+    assert w.status.text().split("\n")[:2] == ["round 1 was sent for sequencing: import its counts to continue",
+                                                f"Round 1 of 2; budget {s.preview.total_budget} spots"]
+    assert wf.steps[4].done == f"exported round 1 to {tmp_path / 'r1.csv'}: {left} spots wait for the lab's counts"
+    assert wf.steps[5].done == "counts in for 5 spots"
+
+
 def test_section_opens_in_a_worker_with_a_progress_dock(make_napari_viewer, shared_data, qtbot, monkeypatch):
     import napari_scr2st.io as io
 

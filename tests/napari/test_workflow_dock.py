@@ -91,7 +91,18 @@ def test_steps_follow_the_session(viewer, tmp_path):
     assert n1 == chosen and int(s.committed.pending.sum()) == n1
     assert _states(wf) == [DONE] * 5 + [CURRENT, TODO]
     assert _done(wf, 4) == f"Round 1 of 2: {n1} spots sent for sequencing"
-    assert _done(wf, 5) == f"round 1 exported: {n1} spots wait for the lab's counts"
+    # step 5 names the file the session recorded (the label elides a long path; its tooltip has it all)
+    assert s.last_export.path == csv and s.last_export.round == 1
+    assert wf.steps[4].done == f"exported round 1 to {csv}: {n1} spots wait for the lab's counts"
+    assert _done(wf, 5).startswith("exported round 1 to ") and _done(wf, 5).endswith(
+        f": {n1} spots wait for the lab's counts")
+    assert wf.rows[4].done_label.toolTip() in ("", wf.steps[4].done)
+    assert export.status.text() == (f"Exported round 1 to {csv}: {n1} spots "
+                                    f"(run state: {csv.stem}.scr2st-state.npz)")
+    # the sampling dock counts the same round: round 1 is with the lab (not "Round 2 of 2")
+    lines = sampling.status.text().split("\n")
+    assert lines[0] == "round 1 was sent for sequencing: import its counts to continue"
+    assert lines[1].startswith("Round 1 of 2; budget ")
     assert "round 1's counts" in _next(wf, 6)
     assert wf.summary.text() == "Now: step 6 of 7, import the lab's counts"
 
@@ -102,8 +113,11 @@ def test_steps_follow_the_session(viewer, tmp_path):
     assert _states(wf) == [DONE, DONE, DONE, CURRENT, TODO, TODO, TODO]
     assert _done(wf, 4).startswith(f"Round 2 of 2: {len(s.preview.proposal)} spots chosen (0 manual); "
                                    f"{n1} sequenced in earlier rounds")
-    assert _done(wf, 5) == "1 of 2 rounds sent and sequenced"
+    assert wf.steps[4].done == f"1 of 2 rounds sent and sequenced; exported round 1 to {csv}"
     assert _done(wf, 6) == f"counts for {n1} spots"
+    assert export.status.text() == (f"{n1} sequenced spots imported from lab1.csv; round 1 of 2 sequenced; "
+                                    "next: round 2 of 2 (proposed in the sampling dock).")
+    assert sampling.status.text().startswith("Round 2 of 2: ")
     assert wf.rows[5].state_label.text().endswith(">to do (round 2)</span>")
     assert _done(wf, 7) == f"{n1} sequenced spots to train on"
 
@@ -113,7 +127,7 @@ def test_steps_follow_the_session(viewer, tmp_path):
     assert m > n1 and s.rounds_done
     assert _states(wf) == [DONE] * 6 + [CURRENT]
     assert _done(wf, 4) == f"all 2 rounds chosen: {s.committed.n_selected} spots"
-    assert _done(wf, 5) == "2 of 2 rounds sent and sequenced"
+    assert wf.steps[4].done == f"2 of 2 rounds sent and sequenced; exported round 1 to {csv}"
     assert _done(wf, 6) == f"counts for {m} spots (rounds 1-2)"
     assert wf.summary.text() == "Now: step 7 of 7, train and predict"
 
@@ -251,3 +265,32 @@ def test_readable_at_1600x1000(viewer):
     shown = wf.rows[0].done_label.text()
     assert "\u2026" in shown and long_name not in shown and long_name in wf.rows[0].done_label.toolTip()
     assert wf.rows[0].done_label.height() >= wf.rows[0].done_label.heightForWidth(wf.rows[0].done_label.width())
+
+
+def test_steps_follow_reference_signals_without_polling(make_napari_viewer, small_sample, sync_workers, helpers,
+                                                         tmp_path):
+    """A reference loaded, fitted or dropped changes the Reference step at once: the dock listens to
+    the session's reference_changed (no timer: no event loop runs between the change and the assert)."""
+    from qtpy.QtCore import QTimer
+
+    from napari_scr2st._napari._sampling_widget import SamplingWidget
+
+    viewer = make_napari_viewer(show=True)
+    spots = helpers.add_section(viewer, small_sample)
+    spots.metadata.pop("reference")  # a section opened without a reference
+    _, wf = viewer.window.add_plugin_dock_widget("napari-scr2st", WF)
+    assert not [t for t in wf.findChildren(QTimer) if t.isActive()]  # nothing polls
+    s = wf.session
+    assert s.reference is None and _done(wf, 2) == "no single-cell reference yet"
+    sampling = SamplingWidget(viewer)
+    viewer.window.add_dock_widget(sampling)
+    path = tmp_path / "breast_atlas.h5ad"
+    small_sample.reference.write_h5ad(path)
+    sampling.load_reference(path)  # what 'Single-cell reference…' does
+    assert s.reference is not None
+    assert _done(wf, 2).startswith("reference breast_atlas (") and _done(wf, 2).endswith(" cell types)")
+    assert _states(wf)[1] == CURRENT and "Prepare section" in _next(wf, 2)
+    s.space = helpers.space_for(small_sample)  # a fitted space (as Prepare sets it): the text follows
+    assert _done(wf, 2) == f"reference breast_atlas ({s.space.n_types} cell types)"
+    s.set_reference(None)  # cleared
+    assert _done(wf, 2) == "no single-cell reference yet"

@@ -57,7 +57,7 @@ def test_select_simulated_then_real_rounds(tmp_path, capsys):
     from napari_scr2st.io.export import SELECTION_COLUMNS
 
     assert len(df) == 30 and list(df.columns) == SELECTION_COLUMNS
-    assert sorted(df["round"].unique()) == [0, 1] and set(df["picked_by"]) == {"greedy"}
+    assert sorted(df["round"].unique()) == [1, 2] and set(df["picked_by"]) == {"greedy"}  # counted from 1
     assert "total=" in capsys.readouterr().out
     # locks and exclusions from the command line
     ids = df["spot_id"].tolist()
@@ -94,7 +94,9 @@ def test_import_counts_verb(tmp_path, capsys):
     s.write_h5ad(h5)
     _run(["select", str(h5), "--encoder", "patch-stats", "--quiet", "--sampler", "grid", "--budget", "12",
           "--rounds", "2", "--state", str(state), "--out", str(sel)])
-    assert "import-counts" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "import-counts" in out and "\nround 1 of 2 selected;" in out  # rounds counted from 1, as in the file
+    assert set(pd.read_csv(sel)["round"]) == {1}
     picked = pd.read_csv(sel)["spot_id"].astype(str).tolist()
     assert len(picked) == 6
     X = s[picked].X.toarray()
@@ -102,9 +104,11 @@ def test_import_counts_verb(tmp_path, capsys):
     counts.insert(0, "spot_id", picked)
     counts.to_csv(tmp_path / "c.csv", index=False)
     assert _run(["import-counts", str(tmp_path / "c.csv"), "--state", str(state)]) == 0
-    assert "6 of 6 selected spots are measured" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "6 of 6 selected spots are measured; round 1 of 2 sequenced; next: round 2 of 2" in out
     _run(["select", str(h5), "--encoder", "patch-stats", "--quiet", "--sampler", "grid", "--budget", "12",
           "--rounds", "2", "--state", str(state), "--out", str(sel)])
+    assert "\nround 2 of 2 selected;" in capsys.readouterr().out and set(pd.read_csv(sel)["round"]) == {2}
     from napari_scr2st.sampling import SelectionState
 
     st = SelectionState.load(state)

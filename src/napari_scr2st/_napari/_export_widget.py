@@ -111,8 +111,9 @@ class ExportWidget(SectionDock):
             self.set_status(f"Writing the {what} failed: {e}")
             return None
         self.last_path = Path(out)
-        self.set_status(f"{len(df)} spots written to {out} (run state: {state.name})")
-        W.notify_info(f"{what}: {len(df)} spots written to {Path(out).name}")
+        rec = s.last_export  # set by export_round: the same record the workflow dock names
+        self.set_status(f"{rec.message.capitalize()}: {len(df)} spots (run state: {state.name})")
+        W.notify_info(f"{what}: {rec.round_text}, {len(df)} spots written to {Path(out).name}")
         return Path(out)
 
     def export_h5ad(self, path) -> Path | None:
@@ -200,9 +201,13 @@ class ExportWidget(SectionDock):
 
 def import_status(n: int, name: str, s) -> str:
     """After an import: what was imported and what comes next, in the sampling dock's words
-    (``Round k of R``)."""
+    (``Round k of R``, counted from 1)."""
     total = int(s.sampling.rounds)
     done = min(int(s.current_round), total)
+    if s.waiting_for_counts:  # a partial file: the round is not in yet (the sampling dock says so too)
+        left = int(s.committed.pending.sum())
+        return (f"{n} sequenced spots imported from {name}; round {done} of {total}: {left} spots still wait "
+                "for their counts (import them to continue).")
     head = f"{n} sequenced spots imported from {name}; round {done} of {total} sequenced"
     if s.rounds_done:
         return f"{head}: all rounds done (raise the rounds in the sampling dock to pick more)."

@@ -39,7 +39,10 @@ def to_pixmap(rgb: np.ndarray) -> QPixmap:
 class InspectorWidget(SectionDock):
     """Select a spot: its patch, the ``k`` retrieved sequenced spots (thumbnails with similarity,
     section and cell type, kept or filtered by the majority filter) and the soft label vs the
-    regression vs the measured value of the chosen gene. ``k`` and ``m`` update live."""
+    regression vs the measured value of the chosen gene. ``k`` and ``m`` update live.
+
+    The gene is the session's (:attr:`~napari_scr2st.session.AcquisitionSession.gene`): choosing
+    one in the Maps dock shows it here, and choosing one here shows it there (``gene_changed``)."""
 
     def __init__(self, napari_viewer, parent=None) -> None:
         self._ready = False
@@ -103,7 +106,7 @@ class InspectorWidget(SectionDock):
         self._timer.timeout.connect(self.refresh)
         self.k_spin.valueChanged.connect(self._timer.start)
         self.m_spin.valueChanged.connect(self._timer.start)
-        self.gene_combo.currentIndexChanged.connect(self._timer.start)
+        self.gene_combo.currentIndexChanged.connect(self._gene_chosen)
         self.spot_edit.returnPressed.connect(self._from_edit)
         K.exclusive_click_mode(self.viewer, self.click_check, "inspect on click")
         self.add_viewer_mouse("_on_mouse")
@@ -114,6 +117,30 @@ class InspectorWidget(SectionDock):
     # ------------------------------------------------------------------ binding
     def _bind(self, session) -> None:
         self._link(session.predictions_changed, self._on_predictions)
+        self._link(session.gene_changed, self._on_gene)
+
+    def _gene_chosen(self, *_) -> None:
+        """The user chose a gene here: the session's gene (the Maps dock follows) and a refresh."""
+        s = self.session
+        gene = self.gene_combo.currentText()
+        if s is not None and gene:
+            s.gene = gene
+        self._timer.start()
+
+    def _on_gene(self, gene: str) -> None:
+        """The session's gene changed (e.g. in the Maps dock): show it when the model predicts it."""
+        if self.gene_combo.currentText() == gene:
+            return
+        i = self.gene_combo.findText(gene)
+        if i < 0:
+            if self.gene_combo.count():
+                self.set_status(f"{gene} is not among the model's {self.gene_combo.count()} genes; "
+                                f"the inspector shows {self.gene_combo.currentText()}.")
+            return
+        self.gene_combo.blockSignals(True)
+        self.gene_combo.setCurrentIndex(i)
+        self.gene_combo.blockSignals(False)
+        self._timer.start()
 
     def on_session_changed(self) -> None:
         if not getattr(self, "_ready", False):
@@ -127,10 +154,10 @@ class InspectorWidget(SectionDock):
         self.gene_combo.blockSignals(True)
         self.gene_combo.clear()
         self.gene_combo.addItems(genes)
-        if cur in genes:
-            self.gene_combo.setCurrentText(cur)
-        elif s is not None and s.gene in genes:
+        if s is not None and s.gene in genes:  # the session's gene first: the Maps dock shows it
             self.gene_combo.setCurrentText(s.gene)
+        elif cur in genes:
+            self.gene_combo.setCurrentText(cur)
         self.gene_combo.blockSignals(False)
         if s is not None and s.predictor is not None:
             self.k_spin.blockSignals(True)

@@ -26,7 +26,10 @@ def legend_html(entries: dict[str, str], symbols: dict[str, str] | None = None) 
 
 class MapsWidget(SectionDock):
     """Expression map of a chosen gene (colormap, contrast limits, colour bar; predicted or
-    measured values) and the cell-type map with its legend."""
+    measured values) and the cell-type map with its legend.
+
+    The gene is the session's (:attr:`~napari_scr2st.session.AcquisitionSession.gene`, shared
+    with the inspector through ``gene_changed``)."""
 
     def __init__(self, napari_viewer, parent=None) -> None:
         self._ready = False
@@ -81,6 +84,23 @@ class MapsWidget(SectionDock):
     def _bind(self, session) -> None:
         self._link(session.predictions_changed, self._fill_genes)
         self._link(session.selection_changed, self._legend)
+        self._link(session.gene_changed, self._on_gene)
+
+    def _on_gene(self, gene: str) -> None:
+        """The session's gene changed (e.g. in the inspector): choose it here and redraw the
+        expression map if it is shown."""
+        if self.gene_combo.currentText() == gene:
+            return
+        i = self.gene_combo.findText(gene)
+        if i < 0:
+            return
+        self.gene_combo.blockSignals(True)
+        self.gene_combo.setCurrentIndex(i)
+        self.gene_combo.blockSignals(False)
+        s = self.session
+        layer = V.map_layer(self.viewer, s.library, "expression") if s is not None else None
+        if layer is not None and layer.visible and len(layer.data):
+            self.show_expression(gene, auto=True)
 
     def on_session_changed(self) -> None:
         if not getattr(self, "_ready", False):
@@ -103,12 +123,13 @@ class MapsWidget(SectionDock):
     def _fill_genes(self) -> None:
         s = self.session
         genes = self._genes()
-        cur = self.gene_combo.currentText() or (s.gene if s is not None else "")
+        # the session's gene first (the inspector shows it too), else what the combo held
+        cur = s.gene if s is not None and s.gene in genes else self.gene_combo.currentText()
         self.gene_combo.blockSignals(True)
         self.gene_combo.clear()
         self.gene_combo.addItems(genes)
-        if cur in genes:
-            self.gene_combo.setCurrentText(cur)
+        if cur in genes:  # by index: an editable combo's setCurrentText only sets the edit text
+            self.gene_combo.setCurrentIndex(genes.index(cur))
         self.gene_combo.blockSignals(False)
         self.show_btn.setEnabled(bool(genes))
         self._legend()

@@ -258,11 +258,9 @@ class SamplingWidget(SectionDock):
         except Exception as e:  # noqa: BLE001
             self._failed("Reading the reference", e)
             return
-        s.reference = ref
-        s.celltype_key = None  # the new reference's best column, unless the user picks another
-        if s.space is not None:  # a new reference: the space is refitted by Prepare
-            s.space = None
-            s.policy = None
+        # the new reference's best column, unless the user picks another; a fitted space is
+        # dropped (Prepare refits it); the session says so with reference_changed
+        s.set_reference(ref)
         self._update_celltype_combo()
         self._update_reference_label()
         self.set_status(f"Reference {Path(str(path)).name}: {ref.n_obs} cells. Press 'Prepare section'.")
@@ -311,13 +309,7 @@ class SamplingWidget(SectionDock):
 
     def _use_celltype_key(self, key: str) -> bool:
         """Give the session ``key``; forget a space fitted on another column. True if forgotten."""
-        s = self.session
-        s.celltype_key = key
-        if s.space is not None and s.space.meta.get("celltype_key") not in (None, key):
-            s.space = None
-            s.policy = None
-            return True
-        return False
+        return self.session.set_celltype_key(key)
 
     def _update_reference_label(self) -> None:
         s = self.session
@@ -735,8 +727,9 @@ class SamplingWidget(SectionDock):
         p = s.preview
         rounds = s.sampling.rounds
         if s.rounds_done or s.waiting_for_counts:
+            # the last committed round (counted from 1): the one sent to the lab, or the last one
             rnd = min(s.current_round, rounds)
-            return [f"Round {rnd + (0 if s.rounds_done else 1)} of {rounds}; budget {p.total_budget} spots"]
+            return [f"Round {rnd} of {rounds}; budget {p.total_budget} spots"]
         n_manual, n_new = len(s.manual), len(p.proposal)
         who = _PICKED_BY.get(s.sampling.sampler, f"the {s.sampling.sampler} sampler")
         earlier = int((s.committed.selected & ~s.pool.excluded).sum())

@@ -3,7 +3,8 @@
 data -> reference -> budget and weights -> review and manual picks -> export -> import results
 -> train and predict. Every text is computed from the section's ONE
 :class:`~napari_scr2st.session.AcquisitionSession` (:func:`workflow_steps`; no copy of its
-counters), so it cannot contradict the other docks. Each step has buttons that open (or raise)
+counters), so it cannot contradict the other docks, and refreshed by the session's signals only
+(no polling: every change a step shows fires one). Each step has buttons that open (or raise)
 the dock doing it; they open one at a time below this dock, or tabified with it where both
 would not fit the window's height.
 """
@@ -13,7 +14,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from qtpy.QtCore import Qt, QTimer
+from qtpy.QtCore import Qt
 from qtpy.QtWidgets import (
     QDockWidget,
     QFileDialog,
@@ -43,7 +44,8 @@ OPEN = "open"  # the data step's button: a file dialog, not a dock
 DONE, CURRENT, TODO = "done", "current", "to do"
 BADGE = {DONE: "\u2714", CURRENT: "\u25b6", TODO: "\u25cb"}
 BADGE_COLOR = {DONE: "#32cd32", CURRENT: "#ffb000", TODO: "#8a8f98"}
-POLL_MS = 400  # state without a signal (a reference loaded, a model set) is picked up this fast
+#: the session signals the steps follow (every state a step shows changes with one of them)
+SIGNALS = ("prepared", "selection_changed", "predictions_changed", "rois_changed", "reference_changed", "exported")
 NAME_PX = 170  # section and file names longer than this are elided in the middle (tooltip: all of it)
 MIN_TRAIN = 8  # AcquisitionSession.training_snapshot's minimum
 MIN_SCROLL_PX = 110  # the step list scrolls: with Spot sampling below, the window stays <= 1000 px tall
@@ -186,8 +188,13 @@ def workflow_steps(s) -> list[Step]:
 
     sim = " (simulation: 'Sequence round (simulate)' in Spot sampling does export + import at once)" \
         if s.oracle is not None else ""
+    rec = s.last_export  # the file the session wrote last (export dock, File > Save, the CLI)
+    if rec is not None:
+        export.names = (str(rec.path),)
     if waiting:
-        export.done = f"round {r} exported: {_n(pending)} spots wait for the lab's counts"
+        export.done = (f"{rec.message}: {_n(pending)} spots wait for the lab's counts" if rec is not None
+                       and rec.round == r else f"round {r} sent for sequencing: {_n(pending)} spots wait for the "
+                       "lab's counts")
         imp.done = f"counts in for {_n(measured)} spots" if measured else "no counts imported yet"
         imp.next = (f"When the lab sends round {r}'s counts: Export and import > 'Sequencing results…' "
                     "(a spots x genes table with a spot_id column).")
@@ -195,6 +202,8 @@ def workflow_steps(s) -> list[Step]:
         sent = r if open_round else rounds
         export.done = (f"{sent} of {rounds} round{'s' if rounds != 1 else ''} sent and sequenced" if sent
                        else "nothing exported yet")
+        if rec is not None:
+            export.done += f"; {rec.message}"
         rounds_in = f" (rounds 1-{sent})" if sent > 1 else ""
         imp.done = f"counts for {_n(measured)} spots{rounds_in}" if measured else "no counts yet"
         if open_round:
@@ -336,17 +345,13 @@ class WorkflowWidget(SectionDock):
         self._layout.addWidget(self.status)
         self.status.setVisible(False)
         self.setMinimumWidth(MIN_WIDTH_PX)
-        self._poll = QTimer(self)
-        self._poll.setInterval(POLL_MS)
-        self._poll.timeout.connect(self._poll_refresh)
-        self._poll.start()
         self._ready = True
         self.on_session_changed()
 
     # ------------------------------------------------------------------ binding
     def _bind(self, session) -> None:
-        for sig in (session.prepared, session.selection_changed, session.predictions_changed, session.rois_changed):
-            self._link(sig, self.refresh)
+        for name in SIGNALS:
+            self._link(getattr(session, name), self.refresh)
 
     def on_session_changed(self) -> None:
         if getattr(self, "_ready", False):
@@ -356,10 +361,6 @@ class WorkflowWidget(SectionDock):
     def showEvent(self, event) -> None:  # noqa: N802 - Qt
         super().showEvent(event)
         self.refresh()
-
-    def _poll_refresh(self) -> None:
-        if self.isVisible():  # a hidden dock refreshes when shown
-            self.refresh()
 
     def refresh(self) -> None:
         """Recompute every step from the session (cheap: counters and flags only)."""

@@ -269,6 +269,7 @@ def run(args: argparse.Namespace) -> int:
     from ..data.synthetic import RARE_COMPARTMENT
     from ..features import iter_ensure_vision_embedding
     from ..io.export import selection_table, write_selection_csv
+    from ..palette import user_rounds
     from ..plotting import plot_overview
     from ..progress import drive
     from ..sampling.reward import RewardWeights
@@ -327,7 +328,7 @@ def run(args: argparse.Namespace) -> int:
     section.obs.loc[mask, "cell_type"] = np.asarray(lt.celltypes)[lt.codes]
     section.obs["cell_type"] = section.obs["cell_type"].astype("category")
     section.obs["selected"] = mask
-    section.obs["round"] = np.where(mask, res.state.round, -1)
+    section.obs["round"] = np.where(mask, user_rounds(res.state.round), 0)  # counted from 1, 0 = not selected
     table = selection_table(section, res.state, which="all", predicted_cell_type=section.obs["cell_type"])
     files.append(Path(write_selection_csv(table, out / "selection.csv")))
     print(f"    selection CSV for the sequencing lab: {files[-1]}; rare compartment spots picked: "

@@ -5,17 +5,17 @@ Examples::
     # the embedded SYNTHETIC sample: 15 % of the spots in 3 simulated rounds, greedy reward maximiser
     scr2st select --sampler greedy --budget 15% --rounds 3 --out selection.csv
 
-    # a real section (no counts yet): round 0 of an SCRL selection, state kept for the next rounds
+    # a real section (no counts yet): round 1 of an SCRL selection, state kept for the next rounds
     scr2st select section.h5ad --reference wu2021.h5ad --sampler scrl --policy policy.pt \\
-        --budget 15% --rounds 3 --weights 1,1,0.5 --state run.npz --out round0.csv
-    # ... sequence the spots of round0.csv, then import the counts and select the next round
-    scr2st import-counts --state run.npz round0_counts.csv
+        --budget 15% --rounds 3 --weights 1,1,0.5 --state run.npz --out round1.csv
+    # ... sequence the spots of round1.csv, then import the counts and select the next round
+    scr2st import-counts --state run.npz round1_counts.csv
     scr2st select section.h5ad --reference wu2021.h5ad --sampler scrl --policy policy.pt \\
-        --budget 15% --rounds 3 --state run.npz --out round1.csv
+        --budget 15% --rounds 3 --state run.npz --out round2.csv
 
     # an H&E slide before sequencing (no counts): the legacy ST lattice over the tissue; ids {x}x{y}
     scr2st select slide.jpg --platform legacy_st --um-per-px 0.69 --sampler kcenter --budget 10% \
-        --lock @must_have.txt --exclude previous_round.csv --state run.npz --out r0.geojson
+        --lock @must_have.txt --exclude previous_round.csv --state run.npz --out r1.geojson
 
     # pre-train the SCRL policy on fully measured sections, then benchmark the samplers
     scr2st train-policy /path/her2st --sections C2 C3 C4 C5 --reference wu2021.h5ad --out policy.pt
@@ -315,8 +315,9 @@ def run_select(args: argparse.Namespace) -> int:
                 f"r_sp={t.sp:.3f} r_unc={t.unc:.3f} total={t.total(w):.3f}")
     elif not simulate:
         sp = spatial_coverage(session.pool.spatial_index(), selected=st.selected.nonzero()[0])
-        head = (f"round {st.current_round - 1} is still waiting for its counts (written again)" if was_waiting
-                else f"round {st.current_round - 1} of {settings.rounds} selected")
+        # rounds count from 1 (as the table's round column): current_round rounds are committed
+        head = (f"round {st.current_round} of {settings.rounds} is still waiting for its counts (written again)"
+                if was_waiting else f"round {st.current_round} of {settings.rounds} selected")
         msg += (f"\n{head}; spatial coverage of the selection r_sp={sp:.3f}; sequence these spots, then run "
                 "'scr2st import-counts' and select again with the same --state"
                 + ("" if state_path is not None else " (add --state run.npz to keep this selection for the next round)"))
@@ -336,8 +337,23 @@ def run_import_counts(args: argparse.Namespace) -> int:
     _check_state(Path(args.state))
     idx, state = import_counts_into(args.state, args.counts, section=args.section, overwrite=args.overwrite)
     print(f"imported counts of {len(idx)} spots ({len(state.genes or [])} genes); "
-          f"{int(state.measured.sum())} of {state.n_selected} selected spots are measured -> {args.state}")
+          f"{int(state.measured.sum())} of {state.n_selected} selected spots are measured; "
+          f"{_round_status(state)} -> {args.state}")
     return 0
+
+
+def _round_status(state) -> str:
+    """Where the run stands after an import, rounds counted from 1 (as the selection table's
+    ``round`` column and the docks count them)."""
+    r, total = int(state.current_round), state.n_rounds
+    of = f" of {total}" if total else ""
+    pending = int(state.pending.sum())
+    if pending:
+        return f"round {r}{of}: {pending} spots still wait for their counts"
+    if total and r >= total:
+        return f"round {r}{of} sequenced: all rounds done"
+    nxt = f"; next: round {r + 1}{of} ('scr2st select' with the same --state)" if r else ""
+    return f"round {r}{of} sequenced{nxt}"
 
 
 def _parse_range(text: str) -> tuple[float, float]:

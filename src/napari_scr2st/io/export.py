@@ -14,8 +14,9 @@ existing file is left untouched when writing fails, and the file gets the usual
   coordinates refer to, e.g. Space Ranger's ``pxl_col_in_fullres``/``pxl_row_in_fullres``,
   whatever frame the section is displayed in; see
   :func:`~napari_scr2st.data.model.fullres_coordinates`), ``x_um``, ``y_um`` (the same in
-  micrometres; empty where the scale is unknown), ``round`` (acquisition round, 0 = initial
-  picks), ``rank`` (selection order over the whole acquisition, 0-based), ``picked_by``
+  micrometres; empty where the scale is unknown), ``round`` (acquisition round counted from 1:
+  1 = the first round, as the docks, the canvas legend and the CLI say), ``rank`` (selection
+  order over the whole acquisition, 0-based), ``picked_by``
   (``policy`` = the SCRL policy, ``manual`` = picked by hand, else the sampler's name:
   ``random``, ``grid``, ``kcenter``...), ``score`` (the sampler's score; empty for manual
   picks) and ``predicted_cell_type`` (from the current model's predicted expression, or the
@@ -58,7 +59,7 @@ import pandas as pd
 
 from ..atomic import atomic_path
 from ..data.model import SECTION_KEY, fullres_coordinates
-from ..palette import PALETTE, picked_by_label, picked_by_labels
+from ..palette import PALETTE, picked_by_label, picked_by_labels, user_rounds
 from .spatialdata import SPATIALDATA_SUFFIX, write_run_spatialdata
 
 __all__ = [
@@ -126,10 +127,12 @@ def selection_table(
     Coordinates are in the original full-resolution frame
     (:func:`~napari_scr2st.data.model.fullres_coordinates`), not the display frame.
 
-    ``selection``: per-spot arrays ``round`` (-1 = not selected), ``source``, ``measured``,
+    ``selection``: per-spot arrays ``round`` (0-based, -1 = not selected), ``source``, ``measured``,
     ``rank``, ``score`` aligned with ``adata`` rows (a ``sampling.SelectionState``).
     ``which``: ``"pending"`` (selected, not yet sequenced: what the lab must sequence next),
-    ``"all"`` (every selected spot) or ``"sequenced"``. ``rounds`` keeps only those rounds.
+    ``"all"`` (every selected spot) or ``"sequenced"``. The table's ``round`` column counts
+    from 1 (:func:`~napari_scr2st.palette.user_rounds`); ``rounds`` keeps only those rounds,
+    numbered the same way (``rounds=[1]``: the first round).
     """
     rnd = np.asarray(selection.round, dtype=np.int64)
     n = adata.n_obs
@@ -144,7 +147,7 @@ def selection_table(
     elif which != "all":
         raise ValueError(f"which must be 'pending', 'all' or 'sequenced', got {which!r}")
     if rounds is not None:
-        keep &= np.isin(rnd, np.asarray(list(rounds), dtype=np.int64))
+        keep &= np.isin(user_rounds(rnd), np.asarray(list(rounds), dtype=np.int64))
     rank = np.asarray(getattr(selection, "rank", np.arange(n)), dtype=np.int64)
     idx = np.flatnonzero(keep)
     idx = idx[np.argsort(rank[idx], kind="stable")]
@@ -174,7 +177,7 @@ def selection_table(
             "pixel_y": xy[idx, 1],
             "x_um": xy_um[idx, 0],
             "y_um": xy_um[idx, 1],
-            "round": rnd[idx],
+            "round": user_rounds(rnd[idx]),
             "rank": rank[idx],
             "picked_by": picked_by_labels(np.asarray(selection.source, dtype=object)[idx]),
             "score": score[idx],
@@ -362,7 +365,8 @@ def write_predictions_h5ad(
 ) -> Path:
     """Write the section with its predictions (and selection columns) as ``.h5ad``, atomically.
 
-    ``adata`` is not modified: a shallow copy gets ``obs["scr2st_round"]`` (-1 = not selected),
+    ``adata`` is not modified: a shallow copy gets ``obs["scr2st_round"]`` (the round counted
+    from 1 as in the selection table; 0 = not selected),
     ``obs["scr2st_picked_by"]``, ``obs["scr2st_sequenced"]`` and ``obs["scr2st_cell_type"]``.
     """
     from .h5ad import write_h5ad_section
@@ -373,7 +377,7 @@ def write_predictions_h5ad(
     out = adata.copy()
     if selection is not None:
         rnd = np.asarray(selection.round, dtype=np.int64)
-        out.obs["scr2st_round"] = rnd
+        out.obs["scr2st_round"] = user_rounds(rnd)
         out.obs["scr2st_picked_by"] = pd.Categorical(
             [picked_by_label(s) if r >= 0 else "" for s, r in zip(selection.source, rnd, strict=True)]
         )

@@ -371,7 +371,7 @@ def _single(obs: pd.DataFrame, col: str) -> str | None:
 
 
 def _selection_obs(selection, n: int) -> pd.DataFrame:
-    from ..palette import picked_by_labels
+    from ..palette import picked_by_labels, user_rounds
 
     rnd = np.asarray(selection.round, dtype=np.int64)
     if rnd.shape != (n,):
@@ -380,7 +380,7 @@ def _selection_obs(selection, n: int) -> pd.DataFrame:
     picked[rnd < 0] = ""
     out = {
         "selected": rnd >= 0,
-        "round": rnd,
+        "round": user_rounds(rnd),
         "picked_by": pd.Categorical(picked),
         "rank": np.asarray(selection.rank, dtype=np.int64),
         "measured": np.asarray(selection.measured, dtype=bool),
@@ -454,11 +454,12 @@ def write_spatialdata(
       index 0..n-1;
     - ``tables["table"]``: the counts, annotating ``spots`` (``region_key="region"``,
       ``instance_key="instance_id"``), ``obs`` with section, patient, array_row, array_col and,
-      with ``selection`` (per-spot arrays ``round`` (-1 not selected), ``source``, ``rank``,
-      ``measured``, optionally ``score``, aligned with ``adata`` rows: a
-      ``sampling.SelectionState``), ``selected``, ``round``, ``picked_by``, ``rank``,
-      ``measured`` (and ``score``); ``uns["scr2st_frame"]``: ``frame_scale`` (global pixels
-      per original full-res pixel) and ``microns_per_pixel`` when known;
+      with ``selection`` (per-spot arrays ``round`` (0-based, -1 not selected), ``source``,
+      ``rank``, ``measured``, optionally ``score``, aligned with ``adata`` rows: a
+      ``sampling.SelectionState``), ``selected``, ``round`` (counted from 1 as in the lab's
+      table; 0 = not selected), ``picked_by``, ``rank``, ``measured`` (and ``score``);
+      ``uns["scr2st_frame"]``: ``frame_scale`` (global pixels per original full-res pixel) and
+      ``microns_per_pixel`` when known;
     - ``tables["predictions"]``: ``predictions`` (spots x genes DataFrame; default
       ``obsm["X_pred"]``) as ``X``, annotating the same circles.
 
@@ -594,17 +595,17 @@ def write_run_spatialdata(
     ``obsm["spatial"]`` in ``"global"`` = the section's full-resolution pixels, ``"table"``,
     ``"predictions"``), and ``tables["table"]`` gets, per spot:
 
-    - the selection columns ``selected``, ``round`` (-1 = not selected), ``picked_by``,
-      ``rank``, ``measured``, ``score``;
-    - ``round_0`` ... ``round_{R}``: selected in that round (one boolean column per round, up
-      to the later of the last round with a pick and the last committed round,
-      ``current_round - 1``);
+    - the selection columns ``selected``, ``round`` (counted from 1, as in the lab's table;
+      0 = not selected), ``picked_by``, ``rank``, ``measured``, ``score``;
+    - ``round_1`` ... ``round_{R}``: selected in that round (one boolean column per round,
+      counted from 1, up to the later of the last round with a pick and the last committed
+      round, ``current_round``);
     - ``pixel_x``, ``pixel_y``, ``x_um``, ``y_um``: the centre in the ORIGINAL full-resolution
       frame (:func:`~napari_scr2st.data.model.fullres_coordinates`; NaN um where the scale is
       unknown), the coordinates the lab's table uses;
     - ``cell_type``: ``cell_types`` (one label per spot, "" = unknown) when given;
 
-    and ``uns["scr2st_run"]`` = ``current_round``, ``budget`` and ``n_rounds`` (-1 = not set),
+    and ``uns["scr2st_run"]`` = ``current_round`` (the number of committed rounds), ``budget`` and ``n_rounds`` (-1 = not set),
     ``n_selected``, ``n_measured``.
 
     ``state`` is a :class:`~napari_scr2st.sampling.state.SelectionState` of this section (its
@@ -621,7 +622,7 @@ def write_run_spatialdata(
     last = max(int(rnd.max()) if n else -1, current - 1)
     px, um = fullres_coordinates(adata)
     extra = pd.DataFrame(
-        {f"round_{r}": rnd == r for r in range(last + 1)}
+        {f"round_{r + 1}": rnd == r for r in range(last + 1)}
         | {"pixel_x": px[:, 0], "pixel_y": px[:, 1], "x_um": um[:, 0], "y_um": um[:, 1]}
     )
     if cell_types is not None:

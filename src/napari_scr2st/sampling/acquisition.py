@@ -264,7 +264,9 @@ class Acquisition:
         t0 = time.perf_counter()
         if self.rounds_done or self.waiting_for_counts:
             if self.waiting_for_counts:
-                msg = (f"round {self.current_round - 1} was sent for sequencing: import its counts"
+                # rounds count from 1 for a person: current_round rounds are committed, the last
+                # of them (round current_round) waits for its counts
+                msg = (f"round {self.current_round} was sent for sequencing: import its counts"
                        + (" (all rounds are selected)" if self.rounds_done else " to continue"))
             else:
                 msg = "all rounds done"

@@ -68,7 +68,7 @@ def iter_acquisition(
     acq = Acquisition(pool, request, state=state, oracle=oracle, evaluator=evaluator)
     first = acq.current_round
     if acq.rounds_done:
-        raise ValueError(f"all {request.rounds} rounds of this selection are done (state is at round {first})")
+        raise ValueError(f"all {request.rounds} rounds of this selection are done ({first} rounds committed)")
     result = AcquisitionResult(state=acq.committed, weights=getattr(evaluator, "weights", RewardWeights()))
     rounds = acq.n_rounds - first if oracle is not None else 1
     for t in range(rounds):
@@ -86,7 +86,7 @@ def iter_acquisition(
             terms = acq.history[-1].terms if done else evaluator.terms(acq.committed)
             result.history.append(terms)
             metrics.update(terms.as_dict(evaluator.weights))
-        yield Progress(step=t + 1, total=rounds, message=f"round {first + t}", metrics=metrics)
+        yield Progress(step=t + 1, total=rounds, message=f"round {first + t + 1}", metrics=metrics)
     return result
 
 

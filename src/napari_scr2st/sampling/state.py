@@ -349,7 +349,7 @@ class SelectionState:
 
     def __repr__(self) -> str:
         return (f"SelectionState({self.n} spots, {self.n_selected} selected, {int(self.measured.sum())} measured, "
-                f"round {self.current_round})")
+                f"{self.current_round} rounds committed)")
 
 
 def _json_default(o):
