@@ -387,11 +387,7 @@ def load_layers_in_background(viewer, title: str, gen_factory, *, placeholder: s
             except Exception:  # noqa: BLE001 - the user may have closed the window
                 pass
 
-    def _gen():  # the layers are built in the worker too; the GUI thread only adds them
-        layers = yield from gen_factory()
-        return build_layers(layers or [])
-
-    return start_worker(_gen, desc=title, on_done=_done, on_aborted=_aborted, on_error=_error,
+    return start_worker(gen_factory, desc=title, on_done=_done, on_aborted=_aborted, on_error=_error,
                         on_finished=_finished, panel=panel)
 
 
