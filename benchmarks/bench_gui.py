@@ -82,10 +82,14 @@ class Heartbeat:
         self.windows[name] = (t0, t1)
 
     def max_stall(self, t0: float, t1: float) -> tuple[float, int]:
-        """Largest stall of the ticks ending in [t0, t1 + one interval] (a stall that starts in
-        the window ends at the next tick), and the number of ticks."""
+        """Largest stall of the ticks ending in [t0, t1 + one interval] and of the first tick
+        after the window (a stall that starts in the window ends at the next tick; a window
+        the UI thread was blocked for throughout has no tick of its own), and the number of
+        ticks in the window."""
         sel = [g for t, g in self.ticks if t0 < t <= t1 + self.interval + 1]
-        return (max(sel) if sel else float("nan")), len(sel)
+        after = next((g for t, g in self.ticks if t > t1 + self.interval + 1), None)
+        both = sel + ([after] if after is not None else [])
+        return (max(both) if both else float("nan")), len(sel)
 
     def report(self) -> dict[str, dict[str, float]]:
         out = {}
@@ -125,8 +129,50 @@ class DrawWatch:
         return next((d for d in self.draws if d > t), None)
 
 
+class Profiler:
+    """cProfile of the UI (main) thread per named step (``--profile DIR``): what the event loop
+    spends its time on during a step, written as ``DIR/<step>.pstats`` and a top-N text."""
+
+    def __init__(self, out: str | None, top: int = 25) -> None:
+        self.out = Path(out) if out else None
+        self.top = top
+        self.profiles: dict = {}
+
+    def start(self, name: str) -> None:
+        if self.out is None:
+            return
+        import cProfile
+
+        self.profiles.setdefault(name, cProfile.Profile()).enable()
+
+    def stop(self, name: str) -> None:
+        if self.out is not None and name in self.profiles:
+            self.profiles[name].disable()
+
+    def write(self) -> None:
+        if self.out is None:
+            return
+        import io
+        import pstats
+
+        self.out.mkdir(parents=True, exist_ok=True)
+        for name, prof in self.profiles.items():
+            prof.dump_stats(str(self.out / f"{name}.pstats"))
+            buf = io.StringIO()
+            st = pstats.Stats(prof, stream=buf).sort_stats("cumulative")
+            st.print_stats(self.top)
+            buf.write("\n--- by own time ---\n")
+            st.sort_stats("tottime").print_stats(self.top)
+            (self.out / f"{name}.txt").write_text(buf.getvalue())
+        print(f"UI-thread profiles written to {self.out}")
+
+
+PROF = Profiler(None)
+
+
 def step(hb, draw, name, start, done, *, timeout_s=900.0, drawn=True):
     """Run ``start()``, wait for ``done()`` and (``drawn``) the next canvas draw; record the window."""
+    PROF.start(name)
     t0 = hb.now()
     start()
     ok = wait_until(done, timeout_s)
@@ -135,6 +181,7 @@ def step(hb, draw, name, start, done, *, timeout_s=900.0, drawn=True):
         wait_until(lambda: draw.first_after(t_done) is not None, 5.0)
     t1 = draw.first_after(t_done) if drawn else None
     hb.window(name, t0, t1 or hb.now())
+    PROF.stop(name)
     if not ok:
         print(f"  {name}: did not finish in {timeout_s:.0f} s")
     return ok
@@ -183,12 +230,28 @@ def bench_prepare(viewer, hb, draw, episodes: int, sampler: str):
     step(hb, draw, "prepare", w.prepare, lambda: s.is_prepared and s.preview is not None and w.worker is None)
     if episodes:
         step(hb, draw, "pretrain", lambda: w.pretrain(episodes), lambda: w.worker is None, drawn=False)
+    PROF.start("sequence_click")
     t0 = hb.now()
     w.sequence_round()  # round 1 sequenced: the second round has predictions (the costly case)
-    wait_until(lambda: draw.first_after(hb.now() - 1) is not None, 2.0)
+    wait_until(lambda: s.preview is not None and s.preview.state.measured.sum() > 0
+               and draw.first_after(hb.now() - 1) is not None, 30.0)
     hb.window("sequence_click", t0, hb.now())
+    PROF.stop("sequence_click")
     print(f"setup: {s.n} spots, {int(s.committed.measured.sum())} sequenced, policy {s.policy_source}")
     return w, s
+
+
+def _settle(w, s, timeout_s: float = 60.0) -> None:
+    """Wait until no re-selection or policy-check worker runs (so that a move is not measured
+    against the previous move's work, and nothing runs when the viewer closes)."""
+    try:
+        from napari_scr2st._napari._reselect import Reselector
+    except ImportError:  # the code before re-selection moved to a worker
+        r = None
+    else:
+        r = Reselector.of(s)
+    wait_until(lambda: (r is None or not (r.busy or r.pending))
+               and getattr(w, "_check_worker", None) is None and not w._check_timer.isActive(), timeout_s)
 
 
 def bench_slider(w, s, hb, draw, repeats: int, seed: int = 0):
@@ -198,12 +261,14 @@ def bench_slider(w, s, hb, draw, repeats: int, seed: int = 0):
     rng = np.random.default_rng(seed)
     stamps: list[float] = []
 
-    def stamp():  # connected after the layer sync: runs once the layers are updated
+    def stamp():  # called FIRST when a new selection is shown (before the layers are updated)
         stamps.append(hb.now())
 
-    s.selection_changed.connect(stamp)
+    s.selection_changed.connect(stamp, priority=100)
     slider = w.sliders["w_sp"]
     e2e, layer_ms, handler = [], [], []
+    PROF.start("slider")
+    t_start = hb.now()
     try:
         for i in range(repeats + 2):
             v = float(rng.uniform(0.1, 5.0))
@@ -217,7 +282,7 @@ def bench_slider(w, s, hb, draw, repeats: int, seed: int = 0):
             if t_layer is None:
                 continue
             wait_until(lambda t=t_layer: draw.first_after(t) is not None, 5.0)
-            t_draw = draw.first_after(t_layer)
+            t_draw = draw.first_after(t_layer)  # the first paint after the selection was shown
             if os.environ.get("BENCH_VERBOSE"):
                 print(f"  move {i}: layer {t_layer - t0:.0f} ms, drawn {(t_draw or float('nan')) - t0:.0f} ms",
                       flush=True)
@@ -226,7 +291,10 @@ def bench_slider(w, s, hb, draw, repeats: int, seed: int = 0):
                 layer_ms.append(t_layer - t0)
                 handler.append(s.preview.seconds * 1000)
             wait_until(lambda: False, 0.3)  # the hover table (250 ms after the last change) settles
+            _settle(w, s)
     finally:
+        hb.window("slider", t_start, hb.now())  # the longest UI stall over all the moves
+        PROF.stop("slider")
         s.selection_changed.disconnect(stamp)
     res = {
         "spots": s.n, "proposal": int(len(s.preview.proposal)), "moves": len(e2e),
@@ -237,7 +305,7 @@ def bench_slider(w, s, hb, draw, repeats: int, seed: int = 0):
     }
     print(f"slider, {s.n} spots, {res['proposal']} picks, {len(e2e)} moves: END TO END (setValue -> canvas drawn, "
           f"incl. 40 ms debounce) median {res['end_to_end_ms_median']:.0f} ms, p95 {res['end_to_end_ms_p95']:.0f} ms, "
-          f"max {res['end_to_end_ms_max']:.0f} ms; to the layer update {res['to_layer_ms_median']:.0f} ms; "
+          f"max {res['end_to_end_ms_max']:.0f} ms; to the new selection shown {res['to_layer_ms_median']:.0f} ms; "
           f"core re-selection {res['core_reselect_ms_median']:.0f} ms (target <= {SLIDER_TARGET_MS:.0f} ms)")
     return res
 
@@ -254,7 +322,8 @@ def bench_training(viewer, s, hb, draw, epochs: int, device: str):
     marks: dict[str, float] = {}
 
     def on_progress(ev, orig=t._on_progress):
-        key = "epoch" if "epoch" in ev.message else "predict"
+        msg = ev.message
+        key = "epoch" if "epoch" in msg else ("predict" if "prediction" in msg or "MC-dropout" in msg else "setup")
         marks.setdefault(f"first_{key}", hb.now())
         marks[f"last_{key}"] = hb.now()
         orig(ev)
@@ -267,11 +336,13 @@ def bench_training(viewer, s, hb, draw, epochs: int, device: str):
         return done_orig(*a, **k)
 
     t._on_done = on_done
+    PROF.start("train")
     t0 = hb.now()
     t.start()
     t1 = hb.now()
     hb.window("train_click", t0, t1)
     ok = wait_until(lambda: t.worker is None, 1800)
+    PROF.stop("train")
     t_end = hb.now()
     wait_until(lambda: draw.first_after(t_end) is not None, 5.0)
     t_drawn = draw.first_after(t_end) or hb.now()
@@ -292,10 +363,14 @@ def bench_export(viewer, hb, draw, tmp: Path):
     viewer.window.add_dock_widget(e, name="Export and import")
     out = tmp / "bench_predictions.h5ad"
     step(hb, draw, "export", lambda: e.export_h5ad(out), lambda: getattr(e, "worker", None) is None and out.exists(), drawn=False)
+    PROF.start("export_csv_click")
     t0 = hb.now()
-    e.export_csv(tmp / "bench_next.csv")
+    csv = tmp / "bench_next.csv"
+    e.export_csv(csv)
     wait_until(lambda: False, 0.2)
+    wait_until(lambda: getattr(e, "worker", None) is None and csv.exists(), 120)  # written in a worker now
     hb.window("export_csv_click", t0, hb.now())
+    PROF.stop("export_csv_click")
     print(f"export: {e.status.text()}")
 
 
@@ -310,7 +385,11 @@ def main(argv=None) -> int:
                     "dock's default greedy maximiser re-runs its full search per move)")
     ap.add_argument("--only", choices=["slider"], default=None, help="only the slider (no open/train/export)")
     ap.add_argument("--json", default=None, help="also write the numbers to this JSON file")
+    ap.add_argument("--profile", default=None, metavar="DIR",
+                    help="cProfile the UI thread per step into DIR (<step>.pstats and .txt; slows it down)")
     args = ap.parse_args(argv)
+    global PROF
+    PROF = Profiler(args.profile)
     os.environ["SCR2ST_SYNC_WORKERS"] = "0"  # as for a user: thread workers
     import tempfile
 
@@ -337,6 +416,7 @@ def main(argv=None) -> int:
         with tempfile.TemporaryDirectory() as tmp:
             bench_export(viewer, hb, draw, Path(tmp))
     hb.stop()
+    PROF.write()
     out["stalls"] = hb.report()
     out["stall_target_ms"] = STALL_TARGET_MS
     print("longest UI stall per step (10 ms heartbeat on the UI thread):")

@@ -23,9 +23,10 @@ next ``draw`` event (the event loop is run until vispy's SceneCanvas fires ``dra
 - recolour: the spots layer's face colour set to a feature (total counts, then a gene);
 - prepare: the sampling dock's Prepare with the patch-stats encoder and the reference (vision
   embedding, reference space, pool; then the first proposal and its layers drawn);
-- weight change end-to-end: a reward-weight slider moved -> 40 ms debounce -> re-selection ->
-  selection layer -> pixels drawn, for each sampler of ``--samplers`` (a sampler switch is
-  measured first: the new sampler's first proposal drawn).
+- weight change end-to-end: the spatial-weight slider set -> 40 ms debounce -> re-selection
+  (in a worker, as for a user) -> the new selection shown -> the canvas's next draw, with the
+  longest UI-thread stall meanwhile (a 10 ms heartbeat), for each sampler of ``--samplers`` (a
+  sampler switch is measured first: the new sampler's first proposal drawn).
 
 Prints the numbers and writes ``benchmarks/results/bench_hd_scale.json``. Memory: the peak RSS
 of the process is reported (``ru_maxrss``).
@@ -250,41 +251,81 @@ def run_viewer(folder: Path, args) -> dict:
     print(f"prepare (patch-stats + reference + pool): {res['prepare']['prepare_worker_s']:.1f} s; first proposal "
           f"({s.sampling.sampler}, {len(s.preview.proposal)} picks) + layers {res['prepare']['first_selection_s']:.1f} s; "
           f"drawn after {t_draw:.1f} s", flush=True)
-    os.environ["SCR2ST_SYNC_WORKERS"] = "0"
-    # weight change end-to-end per sampler
+    os.environ["SCR2ST_SYNC_WORKERS"] = "0"  # as for a user: re-selections in a worker
+    # weight change end-to-end per sampler: slider.setValue -> 40 ms debounce -> re-selection (a
+    # worker) -> the new selection shown (``selection_changed``) -> the canvas's next draw; and the
+    # longest UI-thread stall meanwhile (a 10 ms heartbeat, as bench_gui.py)
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    from bench_gui import Heartbeat
+
+    from napari_scr2st._napari._reselect import Reselector
+
+    hb = Heartbeat()
+    draws: list[float] = []
+    viewer.window._qt_viewer.canvas._scene_canvas.events.draw.connect(lambda *_: draws.append(hb.now()))
+    shown: list[float] = []
+    s.selection_changed.connect(lambda: shown.append(hb.now()), priority=100)  # before the layers update
+    r = Reselector.of(s)
+
+    def settle_workers() -> None:
+        t = time.perf_counter()
+        while (r is not None and (r.busy or r.pending) or w._check_worker is not None or w._check_timer.isActive()) \
+                and time.perf_counter() - t < args.timeout:
+            _settle(0.01)
+
+    def until_shown(n0: int, t0: float) -> tuple[float, float]:
+        """(ms to the new selection shown, ms to the first draw after it) from ``t0`` (hb ms)."""
+        while len(shown) <= n0 and (hb.now() - t0) / 1000 < args.timeout:
+            _settle(0.002)
+        t_shown = shown[-1] if len(shown) > n0 else float("nan")
+        while not any(d > t_shown for d in draws) and (hb.now() - t_shown) / 1000 < 30:
+            _settle(0.002)
+        t_draw = next((d for d in draws if d > t_shown), float("nan"))
+        return t_shown - t0, t_draw - t0
+
+    hb.start()
     rng = np.random.default_rng(0)
     res["weight_change"] = {}
     for name in args.samplers.split(","):
         entry = {}
-        i = w.sampler_combo.findData(name) if hasattr(w.sampler_combo, "findData") else -1
-        old = s.preview
-        t0 = time.perf_counter()
-        if i >= 0:
+        settle_workers()
+        i = w.sampler_combo.findData(name)
+        n0, t0 = len(shown), hb.now()
+        if i >= 0 and w.sampler_combo.currentIndex() != i:
             w.sampler_combo.setCurrentIndex(i)
-        if s.sampling.sampler != name:
+        else:
             s.update_settings(sampler=name)
             w.reselect()
-        while s.preview is old and time.perf_counter() - t0 < args.timeout:
-            _settle(0.005)
-        entry["switch_to_drawn_s"] = frames.wait(frames.n, t0)  # a draw after the new selection
+        _, t_drawn = until_shown(n0, t0)
+        entry["switch_to_drawn_s"] = t_drawn / 1000
         entry["switch_core_s"] = float(s.preview.seconds)
-        times, cores = [], []
+        entry["switch_stall_ms_max"] = hb.max_stall(t0, t0 + t_drawn)[0]
+        times, to_shown, cores, stalls = [], [], [], []
+        slider = w.sliders["w_sp"]
         for _ in range(args.weight_repeats):
-            vals = rng.uniform(0.1, 5.0, size=3)
-            old = s.preview
-            t0 = time.perf_counter()
-            w.set_weights(*vals)
-            while s.preview is old and time.perf_counter() - t0 < args.timeout:
-                _settle(0.002)
-            times.append(frames.wait(frames.n, t0) * 1000)  # a draw after the new selection
+            settle_workers()
+            v = float(rng.uniform(0.1, 5.0))
+            while abs(v - slider.value()) < 0.1:
+                v = float(rng.uniform(0.1, 5.0))
+            n0, t0 = len(shown), hb.now()
+            slider.setValue(v)
+            t_shown, t_drawn = until_shown(n0, t0)
+            times.append(t_drawn)
+            to_shown.append(t_shown)
             cores.append(float(s.preview.seconds) * 1000)
-            _settle(0.4)  # the hover table follows 250 ms after the last change
+            stalls.append(hb.max_stall(t0, t0 + t_drawn)[0])
+            _settle(0.4)  # the hover table follows
         entry.update({"weight_to_drawn_ms": times, "weight_to_drawn_ms_median": statistics.median(times),
-                      "core_reselect_ms": cores, "picks": int(len(s.preview.proposal))})
+                      "weight_to_shown_ms": to_shown, "core_reselect_ms": cores, "ui_stall_ms_max": stalls,
+                      "picks": int(len(s.preview.proposal))})
         res["weight_change"][name] = entry
-        print(f"{name}: switch -> drawn {entry['switch_to_drawn_s']:.2f} s (core {entry['switch_core_s']:.2f} s); "
-              f"weight change -> drawn median {entry['weight_to_drawn_ms_median']:.0f} ms "
-              f"(core {statistics.median(cores):.0f} ms), {entry['picks']} picks", flush=True)
+        print(f"{name}: switch -> drawn {entry['switch_to_drawn_s']:.2f} s (core {entry['switch_core_s']:.2f} s, "
+              f"longest UI stall {entry['switch_stall_ms_max']:.0f} ms); weight slider -> new selection drawn: "
+              f"median {entry['weight_to_drawn_ms_median']:.0f} ms (shown after {statistics.median(to_shown):.0f} ms, "
+              f"core {statistics.median(cores):.0f} ms, longest UI stall {max(stalls):.0f} ms), "
+              f"{entry['picks']} picks", flush=True)
+    hb.stop()
+    settle_workers()
     res["rss_gb_peak"] = _rss_gb()
     viewer.close()
     return res

@@ -42,6 +42,7 @@ __all__ = [
     "image_pyramid",
     "spot_yx",
     "spot_features",
+    "spot_static_features",
     "selection_layer",
     "expression_layer",
     "celltype_layer",
@@ -184,10 +185,15 @@ def spot_features(
     cell_types=None,
     predicted: pd.DataFrame | None = None,
     genes=None,
+    static: pd.DataFrame | None = None,
 ) -> pd.DataFrame:
     """Per-spot table shown on hover: id, section, lattice position, total counts, cell type,
     selection state, round (1 = the first round, 0 = not selected: :func:`~napari_scr2st.palette.user_rounds`),
     picked by, and predicted expression of ``genes``.
+
+    ``static``: the columns that never change for a section (:func:`spot_static_features`),
+    computed once and reused (a shallow copy: at 300,000 spots this saves the total-counts sum
+    and the id columns per re-selection).
 
     ``selection`` is any object with per-spot arrays ``round`` (0-based, -1 = not selected), ``source``
     and ``measured`` aligned with ``adata`` rows (a ``sampling.SelectionState``); ``excluded``
@@ -196,18 +202,8 @@ def spot_features(
     ``obs`` columns ``selected``/``round``/``picked_by`` are used when present.
     """
     obs = adata.obs
-    n = adata.n_obs
-    X = adata.X
-    total = np.asarray(X.sum(axis=1)).ravel() if X is not None else np.zeros(n)
-    feats = pd.DataFrame(
-        {
-            "spot_id": np.asarray(adata.obs_names, dtype=object),
-            "section": obs[SECTION_KEY].astype(str).to_numpy() if SECTION_KEY in obs else "",
-            "array_row": obs["array_row"].to_numpy() if "array_row" in obs else 0,
-            "array_col": obs["array_col"].to_numpy() if "array_col" in obs else 0,
-            "total_counts": total.astype(float),
-        }
-    )
+    feats = (static if static is not None and len(static) == adata.n_obs else spot_static_features(adata)).copy(
+        deep=False)
     if cell_types is not None:
         feats["cell_type"] = np.asarray(cell_types, dtype=object).astype(str)
     elif "cell_type" in obs:
@@ -232,6 +228,24 @@ def spot_features(
             if g in predicted.columns:
                 feats[f"pred_{g}"] = np.asarray(predicted[g], dtype=float)
     return feats
+
+
+def spot_static_features(adata) -> pd.DataFrame:
+    """The columns of :func:`spot_features` that never change: id, section, lattice position
+    and total counts."""
+    obs = adata.obs
+    n = adata.n_obs
+    X = adata.X
+    total = np.asarray(X.sum(axis=1)).ravel() if X is not None else np.zeros(n)
+    return pd.DataFrame(
+        {
+            "spot_id": np.asarray(adata.obs_names, dtype=object),
+            "section": obs[SECTION_KEY].astype(str).to_numpy() if SECTION_KEY in obs else "",
+            "array_row": obs["array_row"].to_numpy() if "array_row" in obs else 0,
+            "array_col": obs["array_col"].to_numpy() if "array_col" in obs else 0,
+            "total_counts": total.astype(float),
+        }
+    )
 
 
 def spots_layer(

@@ -107,6 +107,9 @@ class Preview:
     terms_measured: tuple[float, ...] = (0.0, 0.0, 0.0, 0.0)
     terms_expected: tuple[float, ...] = (0.0, 0.0, 0.0, 0.0)
     has_prediction: bool = False
+    #: False while the expected terms are still being computed (a GUI shows the selection first,
+    #: :meth:`AcquisitionSession.show_terms` fills them and emits ``terms_changed``)
+    terms_ready: bool = True
 
     @property
     def state(self) -> SelectionState:
@@ -266,18 +269,27 @@ class ExportRecord:
 LAST_EXPORT_KEY = "last_export"
 
 
-@dataclass
 class _Cache:
-    sampler: Any = None
-    sampler_key: Any = None
-    proposal: Proposal | None = None
-    proposal_key: Any = None
-    predicted: Any = None
-    predicted_key: Any = None
-    cell_types: Any = None
-    cell_types_key: Any = None
-    policy_check: PolicyCheck | None = None
-    policy_check_key: Any = None
+    """Per-key caches of the session: each entry is ONE ``(key, value)`` tuple, so a reader in
+    another thread (a re-selection worker) never pairs a key with another key's value."""
+
+    _NONE = (object(), None)
+
+    def __init__(self) -> None:
+        self._d: dict[str, tuple[Any, Any]] = {}
+
+    def get(self, name: str, key: Any, default: Any = None) -> Any:
+        k, v = self._d.get(name, self._NONE)
+        return v if k == key else default
+
+    def has(self, name: str, key: Any) -> bool:
+        return self._d.get(name, self._NONE)[0] == key
+
+    def put(self, name: str, key: Any, value: Any) -> None:
+        self._d[name] = (key, value)
+
+    def drop(self, name: str) -> None:
+        self._d.pop(name, None)
 
 
 class AcquisitionSession:
@@ -290,6 +302,11 @@ class AcquisitionSession:
 
     prepared = Signal()
     selection_changed = Signal()
+    #: the reward terms of the shown preview were computed after it was shown (GUI two-step path)
+    terms_changed = Signal()
+    #: a re-selection run by :attr:`reselect_runner` failed (the message; e.g. a budget larger
+    #: than the pool): a GUI shows it where the synchronous path would raise
+    selection_failed = Signal(str)
     predictions_changed = Signal()
     rois_changed = Signal()
     #: a reference or its fitted space was set, fitted or cleared, or another cell-type column chosen
@@ -337,6 +354,13 @@ class AcquisitionSession:
         self._excluded_ids = np.zeros(adata.n_obs, dtype=bool)  # exclusions by id (API/CLI)
         self._pending_state: SelectionState | None = None
         self._cache = _Cache()
+        #: bumped by every change of the sampling settings or the policy (with ``acq.version``
+        #: it says whether a proposal computed in a worker is still the one to show)
+        self._generation = 0
+        #: ``None``: :meth:`reselect` computes and shows the proposal at once. A GUI sets a
+        #: callable taking no argument that computes :meth:`compute_preview` in a worker and
+        #: shows it on the main thread with :meth:`show_preview` (newest request wins).
+        self.reselect_runner: Any = None
         #: the last note about exclusions changing the pool (and the spots the budget buys);
         #: cleared when the budget setting changes
         self.pool_note = ""
@@ -545,6 +569,7 @@ class AcquisitionSession:
         self.acq = acq
         self._pending_state = None
         self._cache = _Cache()
+        self._generation += 1  # a new acquisition counts its versions from 0 again
         if self.sampling.sampler in REFERENCE_SAMPLERS and space is None:
             self.sampling = replace(self.sampling, sampler=FALLBACK_SAMPLER)
         yield Progress(1, 1, "ready")
@@ -574,7 +599,8 @@ class AcquisitionSession:
         if self.space is not None:
             policy.check_space(self.space)
         self.policy, self.policy_source = policy, source
-        self._cache.sampler_key = None
+        self._cache.drop("sampler")
+        self._generation += 1
         self.reselect()
 
     def iter_pretrain(self, episodes: int, *, token: CancelToken | None = None,
@@ -704,6 +730,8 @@ class AcquisitionSession:
         new = replace(self.sampling, **changes)
         if (new.budget, new.per_section) != (self.sampling.budget, self.sampling.per_section):
             self.pool_note = ""  # its "was N spots" was about another budget
+        if new != self.sampling:
+            self._generation += 1
         self.sampling = new
         if self.evaluator is not None:
             self.evaluator.weights = self.weights
@@ -719,7 +747,8 @@ class AcquisitionSession:
         if s.sampler in REFERENCE_SAMPLERS and self.space is None:
             raise RuntimeError(f"the {s.sampler} sampler needs a single-cell reference")
         key = (s.sampler, s.seed, id(self.policy), id(self.space))
-        if self._cache.sampler_key != key:
+        smp = self._cache.get("sampler", key)
+        if smp is None:
             if s.sampler == "scrl" and self.policy is None:
                 self.policy = _new_policy(self.space, seed=s.seed)
                 self.policy_source = "untrained (pre-train or load one)"
@@ -727,39 +756,114 @@ class AcquisitionSession:
             smp = make_sampler(s.sampler, seed=s.seed, space=self.space, weights=self.weights, policy=self.policy)
             if self.embedder is not None and hasattr(smp, "embedder"):
                 smp.embedder = self.embedder
-            self._cache.sampler, self._cache.sampler_key = smp, key
-        smp = self._cache.sampler
+            self._cache.put("sampler", key, smp)
         if hasattr(smp, "weights"):
             smp.weights = self.weights
         return smp
 
+    def selection_key(self) -> tuple | None:
+        """What the proposal depends on: the acquisition's version (selection, picks, pool,
+        budget and rounds), sampler, seed, policy and (for the reward samplers) the weights;
+        None before :meth:`iter_prepare`."""
+        acq, s = self.acq, self.sampling
+        if acq is None:
+            return None
+        return (acq.version, s.sampler, s.seed, id(self.policy), getattr(self.policy, "_version", 0),
+                s.reward_weights if s.sampler in REFERENCE_SAMPLERS else None)
+
+    def selection_token(self) -> tuple | None:
+        """:meth:`selection_key` and a counter of every settings or policy change: a proposal
+        computed while this token held is the one to show only while it still holds."""
+        key = self.selection_key()
+        return None if key is None else (key, self._generation)
+
     def propose(self) -> Proposal:
-        """The current round's proposal for the current settings (changes nothing)."""
+        """The current round's proposal for the current settings (changes nothing but caches;
+        may run in a worker thread: a proposal is cached only when nothing changed meanwhile)."""
         acq = self._require()
-        s = self.sampling
-        key = (acq.version, s.sampler, s.seed, id(self.policy), getattr(self.policy, "_version", 0),
-               s.reward_weights if s.sampler in REFERENCE_SAMPLERS else None)
-        if self._cache.proposal_key == key and self._cache.proposal is not None:
-            return self._cache.proposal
+        token = self.selection_token()
+        key = token[0]
+        prop = self._cache.get("proposal", key)
+        if prop is not None:
+            return prop
         prop = acq.propose(self.make_sampler())
-        self._cache.proposal, self._cache.proposal_key = prop, key
+        if self.selection_token() == token:  # a change meanwhile (main thread): not cached
+            self._cache.put("proposal", key, prop)
         return prop
 
+    def compute_preview(self, *, terms: bool = True) -> tuple[tuple | None, Preview | None]:
+        """``(token, preview)``: the proposal for the current settings and its reward terms,
+        WITHOUT showing it (nothing but caches changes). Safe in a worker thread while the main
+        thread only reads the session; show the result there with :meth:`show_preview`, which
+        drops it when the settings or the selection changed since (``token``).
+
+        ``terms=False``: only the terms of the sequenced set (cached per selection); the
+        expected terms follow with :meth:`compute_terms` and :meth:`show_terms` (the selection
+        can be drawn before its reward terms, which cost more than the proposal)."""
+        token = self.selection_token()
+        if token is None:
+            return None, None
+        prev = Preview(self.propose())
+        if terms:
+            self._fill_terms(prev)
+        else:
+            prev.terms_measured = self._measured_terms()
+            prev.terms_ready = False
+        return token, prev
+
+    def compute_terms(self, preview: Preview) -> tuple[tuple[float, ...], bool]:
+        """``(expected terms, has_prediction)`` of ``preview`` (worker-safe, changes nothing)."""
+        return self._terms_of(np.flatnonzero(preview.state.selected))
+
+    def show_terms(self, preview: Preview, token, terms: tuple[tuple[float, ...], bool]) -> bool:
+        """Give the shown ``preview`` its expected terms (main thread) and emit ``terms_changed``;
+        False when ``preview`` is not shown any more or ``token`` is stale."""
+        if preview is not self.preview or not self.is_current(token):
+            return False
+        preview.terms_expected, preview.has_prediction = terms
+        preview.terms_ready = True
+        self.terms_changed.emit()
+        return True
+
+    def is_current(self, token) -> bool:
+        """True while ``token`` (of :meth:`compute_preview`) is the current state's."""
+        return token is not None and token == self.selection_token()
+
+    def show_preview(self, preview: Preview | None, token) -> bool:
+        """Show ``preview`` (main thread): set :attr:`preview` and emit ``selection_changed``;
+        False (nothing changes) when it is stale, i.e. ``token`` is not current any more."""
+        if preview is None or not self.is_current(token):
+            return False
+        self.preview = preview
+        self.selection_changed.emit()
+        return True
+
     def reselect(self) -> Preview | None:
-        """Recompute the preview for the current settings and emit ``selection_changed``."""
+        """Recompute the preview for the current settings and emit ``selection_changed``.
+
+        With a :attr:`reselect_runner` (a GUI), the runner is asked to do it (in a worker) and
+        the preview shown NOW is returned (the new one follows with ``selection_changed``)."""
         if self.acq is None:
             return None
-        prop = self.propose()
-        prev = Preview(prop)
-        self._fill_terms(prev)
-        self.preview = prev
-        self.selection_changed.emit()
+        if self.reselect_runner is not None:
+            self.reselect_runner()
+            return self.preview
+        token, prev = self.compute_preview()
+        self.show_preview(prev, token)
         return prev
 
     def _fill_terms(self, prev: Preview) -> None:
         """Reward terms of the sequenced set and the EXPECTED terms with the proposal."""
-        prev.terms_measured = self._terms_of(np.flatnonzero(self.committed.measured), expected=False)[0]
+        prev.terms_measured = self._measured_terms()
         prev.terms_expected, prev.has_prediction = self._terms_of(np.flatnonzero(prev.state.selected))
+
+    def _measured_terms(self) -> tuple[float, float, float, float]:
+        key = (self.acq.version, int(self.committed.measured.sum()))
+        measured = self._cache.get("terms_measured", key)
+        if measured is None:  # the sequenced set changes only with the acquisition's version
+            measured = self._terms_of(np.flatnonzero(self.committed.measured), expected=False)[0]
+            self._cache.put("terms_measured", key, measured)
+        return measured
 
     def expected_terms(self, state: SelectionState) -> tuple[float, float, float, float]:
         """The reward terms ``(r_sc, r_type, r_sp, r_unc)`` expected for the spots ``state`` selects:
@@ -803,9 +907,9 @@ class AcquisitionSession:
 
     def cached_policy_check(self) -> PolicyCheck | None:
         """The :meth:`check_policy` result for the current state and weights, if computed."""
-        if self.acq is None or self.policy is None or self._cache.policy_check_key != self._policy_check_key():
+        if self.acq is None or self.policy is None:
             return None
-        return self._cache.policy_check
+        return self._cache.get("policy_check", self._policy_check_key())
 
     def check_policy(self) -> PolicyCheck | None:
         """Compare the SCRL policy's proposal with the greedy reward maximiser's (see
@@ -817,15 +921,16 @@ class AcquisitionSession:
         if self.acq is None or self.space is None or self.policy is None:
             return None
         key = self._policy_check_key()
-        if self._cache.policy_check_key == key:
-            return self._cache.policy_check
+        if self._cache.has("policy_check", key):
+            return self._cache.get("policy_check", key)
         t0 = time.perf_counter()
         from .sampling.registry import make_sampler
 
         acq, s, w = self.acq, self.sampling, self.weights
-        cur = self._cache.proposal
-        current_key = (acq.version, "scrl", s.seed, id(self.policy), getattr(self.policy, "_version", 0), s.weights)
-        if self._cache.proposal_key == current_key and cur is not None:
+        current_key = (acq.version, "scrl", s.seed, id(self.policy), getattr(self.policy, "_version", 0),
+                       s.reward_weights)
+        cur = self._cache.get("proposal", current_key)
+        if cur is not None:
             prop = cur  # the preview already is the policy's proposal
         else:
             prop = acq.propose(make_sampler("scrl", seed=s.seed, space=self.space, weights=w, policy=self.policy,
@@ -839,7 +944,7 @@ class AcquisitionSession:
                             policy_terms=pt, greedy_terms=gt, policy_gain=float(wa @ np.asarray(pt)) - r0,
                             greedy_gain=float(wa @ np.asarray(gt)) - r0, n_new=len(greedy.picks), predicted=predicted,
                             seconds=time.perf_counter() - t0)
-        self._cache.policy_check, self._cache.policy_check_key = check, key
+        self._cache.put("policy_check", key, check)
         return check
 
     def iter_check_policy(self) -> Generator[Progress, None, PolicyCheck | None]:
@@ -851,8 +956,8 @@ class AcquisitionSession:
         """Predicted reference-space cluster/type of every spot from the sequenced spots
         (ridge on vision + location; None until 5 spots are sequenced). Cached per version."""
         key = (self.acq.version, int(self.committed.measured.sum()))
-        if self._cache.predicted_key == key:
-            return self._cache.predicted
+        if self._cache.has("predicted", key):
+            return self._cache.get("predicted", key)
         out = None
         if self.space is not None and self.committed.measured.sum() >= 5:
             from .sampling.surrogate import SpacePredictor
@@ -862,7 +967,7 @@ class AcquisitionSession:
             if zp is not None:
                 lt = self.space.transfer_labels(zp)
                 out = (self.space.nearest_cluster(zp), lt.codes, np.asarray(lt.labels, dtype=object), m)
-        self._cache.predicted, self._cache.predicted_key = out, key
+        self._cache.put("predicted", key, out)
         return out
 
     # ------------------------------------------------------------------ sequencing
@@ -1042,8 +1147,9 @@ class AcquisitionSession:
         if self.space is None or self.acq is None:
             return out
         key = (self.acq.version, int(self.committed.measured.sum()))
-        if self._cache.cell_types_key == key:
-            return self._cache.cell_types.copy()
+        cached = self._cache.get("cell_types", key)
+        if cached is not None:
+            return cached.copy()
         pred = self._predicted()
         if pred is not None:
             out[:] = pred[2]
@@ -1052,7 +1158,7 @@ class AcquisitionSession:
             m = self.embedder(self.committed)
         if len(m):
             out[m.index] = np.asarray(self.space.celltypes, dtype=object)[m.codes]
-        self._cache.cell_types, self._cache.cell_types_key = out, key
+        self._cache.put("cell_types", key, out)
         return out.copy()
 
     def celltype_categories(self) -> list[str]:

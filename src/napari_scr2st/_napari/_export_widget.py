@@ -100,21 +100,53 @@ class ExportWidget(SectionDock):
         return self._write(path, "QuPath GeoJSON")
 
     def _write(self, path, what: str) -> Path | None:
-        """The selection (format by extension) and the run's state beside it, as one step."""
+        """The selection (format by extension) and the run's state beside it, as one step.
+
+        The round is fixed for the lab here (main thread: it changes the selection); the
+        table and both files are written in a worker. Returns the written path once done (at
+        once with synchronous workers, else None and the status says when it is written)."""
         s = self.require_session()
         path = Path(path)
         state = state_path_for(path)
+        which = self.which
         try:
-            df, out = s.export_round(path, state_path=state, which=self.which)
+            suffixes = (*X.SELECTION_SUFFIXES, X.SPATIALDATA_SUFFIX)
+            if path.suffix.lower() not in suffixes:  # checked before anything changes
+                raise ValueError(f"cannot write a selection to {path}: unknown extension {path.suffix!r}; "
+                                 f"use one of {', '.join(suffixes)}")
+            if which == "pending":
+                s.commit_for_export()  # no-op when a round already waits for its counts
         except Exception as e:  # noqa: BLE001
-            W.notify_error(f"Writing the {what} failed: {e}")
-            self.set_status(f"Writing the {what} failed: {e}")
+            self._write_failed(what, e)
             return None
-        self.last_path = Path(out)
-        rec = s.last_export  # set by export_round: the same record the workflow dock names
-        self.set_status(f"{rec.message.capitalize()}: {len(df)} spots (run state: {state.name})")
-        W.notify_info(f"{what}: {rec.round_text}, {len(df)} spots written to {Path(out).name}")
-        return Path(out)
+        done: dict = {}
+
+        def _gen():
+            yield Progress(0, 1, f"writing {path.name}")
+            df, out = s.export_round(path, state_path=state, which=which)
+            yield Progress(1, 1, "written")
+            return df, out
+
+        def _done(res) -> None:
+            df, out = res
+            self.last_path = done["path"] = Path(out)
+            rec = s.last_export  # set by export_round: the same record the workflow dock names
+            self.set_status(f"{rec.message.capitalize()}: {len(df)} spots (run state: {state.name})")
+            W.notify_info(f"{what}: {rec.round_text}, {len(df)} spots written to {Path(out).name}")
+
+        self._busy = True
+        self._update_buttons()
+        self.worker = W.start_worker(_gen, desc=f"SCR2-ST: writing the {what}", on_done=_done,
+                                     on_error=lambda e: self._write_failed(what, e),
+                                     on_aborted=lambda: self.set_status(f"Writing the {what} cancelled."),
+                                     on_finished=self._finished, panel=self.panel)
+        if not self._busy:  # synchronous workers: already done
+            self.worker = None
+        return done.get("path")
+
+    def _write_failed(self, what: str, e: BaseException) -> None:
+        W.notify_error(f"Writing the {what} failed: {e}")
+        self.set_status(f"Writing the {what} failed: {e}")
 
     def export_h5ad(self, path) -> Path | None:
         """Write the predictions in a worker (the selection and cell types are taken now, in

@@ -231,6 +231,8 @@ class SamplingWidget(SectionDock):
     # ------------------------------------------------------------------ binding
     def _bind(self, session) -> None:
         self._link(session.selection_changed, self._on_selection)
+        self._link(session.selection_failed, self._on_selection_failed)
+        self._link(session.terms_changed, self._on_terms)
         self._link(session.prepared, self._on_prepared)
 
     def on_session_changed(self) -> None:
@@ -403,8 +405,12 @@ class SamplingWidget(SectionDock):
         policy_path = self.defaults.policy_path or None
         device = self.train_defaults.device
         self.set_status("preparing…")
+        def _prepare():
+            yield from s.iter_prepare(encoder=encoder, policy=policy_path, device=device)
+            V.prebuild_roi_layers(s)  # the GUI thread only adds them
+
         self.worker = W.start_worker(
-            lambda: s.iter_prepare(encoder=encoder, policy=policy_path, device=device),
+            _prepare,
             desc="SCR2-ST: preparing section",
             on_done=lambda _: self._prepared_done(s),
             on_error=lambda e: self._failed("Preparing the section", e),
@@ -436,10 +442,13 @@ class SamplingWidget(SectionDock):
             return
         s.update_settings(**self._collect())
         try:
-            s.reselect()
+            s.reselect()  # in napari: in a worker, the newest request wins (see _reselect.py)
         except Exception as e:  # noqa: BLE001 - e.g. a budget larger than the pool
-            W.notify_error(f"Selection failed: {e}")
-            self.set_status(f"Selection failed: {e}")
+            self._on_selection_failed(str(e))
+
+    def _on_selection_failed(self, msg: str) -> None:
+        W.notify_error(f"Selection failed: {msg}")
+        self.set_status(f"Selection failed: {msg}")
 
     def sequence_round(self) -> None:
         s = self.session
@@ -721,6 +730,12 @@ class SamplingWidget(SectionDock):
         self._update_buttons()
         self._schedule_check()
 
+    def _on_terms(self) -> None:
+        """The expected reward terms of the shown proposal arrived (computed after it was drawn)."""
+        s = self.session
+        if s is not None and s.preview is not None:
+            self._draw_chart(s.preview)
+
     def budget_lines(self) -> list[str]:
         """``Round 1 of 2: 48 spots = 5 manual + 43 by the policy`` and where the budget goes."""
         s = self.session
@@ -745,7 +760,8 @@ class SamplingWidget(SectionDock):
 
     def _draw_chart(self, p) -> None:
         """Bars of the reward terms; built once, then only their heights and the values written
-        over the expected bars change (live path)."""
+        over the expected bars change (live path): the bars and values are animated artists
+        blitted over a cached background (no layout, axes or text redraw per move)."""
         ax = self.chart.ax
         bars = getattr(self, "_bars", None)
         if bars is None:
@@ -760,15 +776,39 @@ class SamplingWidget(SectionDock):
             ax.set_ylabel("reward term")
             ax.legend(fontsize=6, loc="upper left", frameon=False)
             labels = [ax.text(xi + 0.2, 0, "", ha="center", va="bottom", fontsize=6, color=c["fg"]) for xi in x]
-            self.chart.restyle()
+            for a in (*b1, *b2, *labels):
+                a.set_animated(True)
+            self.chart.restyle(draw=False)
             bars = self._bars = (list(b1), list(b2), labels)
+            self._chart_bg = None
+            self.chart.mpl_connect("draw_event", self._on_chart_draw)
         for rect, v in zip(bars[0], p.terms_measured, strict=True):
             rect.set_height(float(v))
-        for rect, v, label in zip(bars[1], p.terms_expected, bars[2], strict=True):
-            rect.set_height(float(v))
-            label.set_y(float(v))
-            label.set_text(f"{float(v):.2f}")
-        self.chart.draw_idle()
+        if p.terms_ready:  # else the expected bars keep their values until the terms arrive
+            for rect, v, label in zip(bars[1], p.terms_expected, bars[2], strict=True):
+                rect.set_height(float(v))
+                label.set_y(float(v))
+                label.set_text(f"{float(v):.2f}")
+        bg = getattr(self, "_chart_bg", None)
+        canvas = self.chart
+        if bg is None or not canvas.isVisible() or bg[1] != canvas.figure.bbox.bounds:
+            canvas.draw_idle()  # the first (or a resized) draw: full, then cached by _on_chart_draw
+            return
+        canvas.restore_region(bg[0])
+        self._draw_bars()
+        canvas.update()  # a deferred paint of the buffer (``blit`` would repaint the window now)
+
+    def _draw_bars(self) -> None:
+        ax = self.chart.ax
+        for a in (*self._bars[0], *self._bars[1], *self._bars[2]):
+            ax.draw_artist(a)
+
+    def _on_chart_draw(self, _event=None) -> None:
+        """After every full draw (first show, resize, theme): cache the background without the
+        bars, then paint the bars on it."""
+        canvas = self.chart
+        self._chart_bg = (canvas.copy_from_bbox(canvas.figure.bbox), canvas.figure.bbox.bounds)
+        self._draw_bars()
 
     def chart_values(self) -> dict[str, tuple[float, float, float]]:
         """What the chart shows now: ``{"sequenced": (...), "expected": (...)}`` (bar heights)."""

@@ -114,7 +114,8 @@ class SectionChooser(QWidget):
                 got = self.openers[sid]()
                 sections = got if isinstance(got, dict) else {sid: got}
                 yield Progress(2 * i + 1, n, f"building the layers of {sid}")
-                ready.append(([lt for a in sections.values() for lt in section_layers(a)], sid))
+                tuples = [lt for a in sections.values() for lt in section_layers(a)]
+                ready.append((W.build_layers(tuples), sid))  # built here, only added in the GUI thread
                 yield Progress(2 * i + 2, n, f"{sid} read")
 
         opened: list[str] = []

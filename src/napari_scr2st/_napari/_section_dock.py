@@ -31,6 +31,13 @@ class LayerSync:
         session.selection_changed.connect(self.on_selection)
         session.predictions_changed.connect(self.on_predictions)
         session.prepared.connect(self.on_prepared)
+        # re-selections run in a worker, which also builds the layers' arrays (the main thread
+        # only assigns them to the existing layers)
+        from ._reselect import Reselector
+
+        r = Reselector.install(session)
+        r.builders.setdefault("hover", lambda s, prev, _built: V.hover_features(s, prev.state))
+        r.builders.setdefault("selection", self._build_selection)
         # the hover table of all spots follows a little later: it is not needed at slider speed
         from qtpy.QtCore import QTimer
 
@@ -42,6 +49,19 @@ class LayerSync:
     @property
     def viewer(self):
         return self._viewer()
+
+    def _build_selection(self, s, prev, built):
+        """(In the re-selection worker) the selection layer's arrays with the hover columns of
+        its spots; the napari layer too while the viewer has none (the first selection)."""
+        out = V.selection_layer_data(s, prev.state, hover=built.get("hover"))
+        v = self.viewer
+        if out is not None and v is not None and V.map_layer(v, s.library, "selected") is None \
+                and out[1]["name"] not in v.layers:
+            from ._workers import build_layers
+
+            (layer,) = build_layers([(out[0], dict(out[1]), out[2])])
+            out = (*out, layer)
+        return out
 
     @classmethod
     def get(cls, viewer, session: AcquisitionSession, spots_layer) -> LayerSync:
@@ -68,8 +88,16 @@ class LayerSync:
     def on_selection(self) -> None:
         if not self._alive():
             return
-        V.update_selection_layer(self.viewer, self.session)
-        if W.sync_workers():  # tests: everything at once
+        from ._reselect import Reselector
+
+        s = self.session
+        r = Reselector.of(s)
+        built = r.built_for(s.preview, "selection") if r is not None else None
+        hover = r.built_for(s.preview, "hover") if r is not None else None
+        V.update_selection_layer(self.viewer, s, built)
+        if hover is not None:  # built in the worker: assigning it is cheap
+            V.update_spots_features(s, self._spots(), self.viewer, feats=hover)
+        elif W.sync_workers():  # tests: everything at once
             self.update_hover()
         else:
             self._hover_timer.start()

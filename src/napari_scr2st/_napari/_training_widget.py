@@ -12,6 +12,7 @@ from ..config import DEFAULT_ENCODER, ENCODERS
 from ..device import pick_device
 from ..progress import CancelToken, Progress
 from . import _dock_kit as K
+from . import _viewer_layers as V
 from . import _workers as W
 from ._section_dock import SectionDock
 
@@ -157,7 +158,7 @@ class TrainingWidget(SectionDock):
         """Start training (in a worker); returns immediately."""
         try:
             s = self.require_session()
-            adata, mask = s.training_snapshot()
+            n_seq = _check_trainable(s)
         except Exception as e:  # noqa: BLE001
             W.notify_error(f"Cannot train: {e}")
             self.set_status(f"Cannot train: {e}")
@@ -177,14 +178,26 @@ class TrainingWidget(SectionDock):
         # nothing in the viewer changes until training and prediction finish (cancel keeps it all)
         self._t0 = time.perf_counter()
         self._last_progress, self._loss, self._final = None, None, False
-        self.set_status(f"training on {int(mask.sum())} sequenced spots…")
+        self.set_status(f"training on {n_seq} sequenced spots…")
         self.train_btn.setEnabled(False)
         self.cancel_btn.setEnabled(True)
+        snap: dict = {}
+
+        def _train():  # the snapshot (counts of the sequenced spots, cell types) in the worker too
+            yield Progress(0, 0, f"taking the {n_seq} sequenced spots")
+            adata, mask = s.training_snapshot()
+            snap["adata"] = adata
+            res = yield from s.iter_train(adata, mask, token=token, threads=_gui_training_threads())
+            if res is not None and res[1] is not None and not token.cancelled:
+                yield Progress(0, 0, "building the expression map")
+                V.prebuild_expression_layer(s, res[1])  # the GUI thread only adds it
+            return res
+
         self.worker = W.start_worker(
-            lambda: s.iter_train(adata, mask, token=token, threads=_gui_training_threads()),
+            _train,
             desc="SCR2-ST: training SCR2Net",
             on_progress=lambda ev: self._on_progress(ev),
-            on_done=lambda res: self._on_done(s, adata, res),
+            on_done=lambda res: self._on_done(s, snap.get("adata"), res),
             on_error=self._on_error,
             on_finished=self._on_finished,
             on_aborted=self._on_aborted,
@@ -286,7 +299,7 @@ class TrainingWidget(SectionDock):
         canvas.restore_region(self._background)
         canvas.ax.draw_artist(loss_line)
         ax2.draw_artist(val_line)
-        canvas.blit(canvas.figure.bbox)
+        canvas.update()  # a deferred paint of the buffer (``blit`` repaints the whole window at once)
 
     def draw_curve(self) -> None:
         """Loss per step (relative to the first step) and validation PCC per epoch, against
@@ -362,6 +375,17 @@ class TrainingWidget(SectionDock):
         self.worker = None
         self.cancel_btn.setEnabled(False)
         self.train_btn.setEnabled(self.session is not None and self.session.is_prepared)
+
+
+def _check_trainable(s) -> int:
+    """The number of sequenced spots, or the error :meth:`AcquisitionSession.training_snapshot`
+    would raise (checked at the click; the snapshot itself is taken in the worker)."""
+    if not s.is_prepared:
+        raise RuntimeError("prepare the section and sequence some spots first")
+    n = int(s.committed.measured.sum())
+    if n < 8:
+        raise RuntimeError(f"need at least 8 sequenced spots to train, have {n}")
+    return n
 
 
 def _gui_training_threads() -> int:

@@ -35,12 +35,14 @@ def map_layer(viewer, section: str, kind: str):
     return None
 
 
-def apply_layer(viewer, data, kwargs: dict, kind: str):
+def apply_layer(viewer, data, kwargs: dict, kind: str, built=None):
     """Create the layer named ``kwargs['name']`` or update it in place (fixed-name layers; a map
     layer of the same section and ``metadata["map"]`` is renamed and updated). Adding a layer
     keeps the active layer (so the spots layer stays active and its hover table shows); map
     layers are kept in their order (:func:`order_map_layers`) and the canvas legend follows
-    (:func:`sync_canvas_legend`)."""
+    (:func:`sync_canvas_legend`). ``built``: the same layer already made as a napari layer (in a
+    worker, :func:`~._workers.build_layers`), added instead of building it here when the
+    viewer has no such layer yet."""
     name = kwargs["name"]
     kwargs = dict(kwargs)
     meta = kwargs.get("metadata", {})
@@ -59,8 +61,10 @@ def apply_layer(viewer, data, kwargs: dict, kind: str):
             return layer
         viewer.layers.remove(layer)
     active = viewer.layers.selection.active
-    add = getattr(viewer, f"add_{kind}")
-    layer = add(data, **kwargs)
+    if built is not None:
+        layer = viewer.add_layer(built)
+    else:
+        layer = getattr(viewer, f"add_{kind}")(data, **kwargs)
     if colorbar and hasattr(layer, "face_colorbar"):
         layer.face_colorbar.visible = True
         layer.face_colorbar.position = COLORBAR_POSITION
@@ -262,13 +266,27 @@ def _update_in_place(layer, data, kw: dict, kind: str) -> None:
     layer.refresh()
 
 
+def prebuild_roi_layers(session: AcquisitionSession) -> None:
+    """In the Prepare worker: the empty include/exclude ROI layers as napari layers, so that
+    :func:`ensure_roi_layers` only adds them in the GUI thread."""
+    from ._workers import build_layers
+
+    tuples = [L.roi_layer(kind, library=session.library) for kind in ("include", "exclude")]
+    layers = build_layers(tuples)
+    session.__dict__.setdefault(PREBUILT_KEY, {})["roi"] = dict(zip(("include", "exclude"), layers, strict=True))
+
+
 def ensure_roi_layers(viewer, session: AcquisitionSession):
     out = {}
+    pre = session.__dict__.get(PREBUILT_KEY, {}).pop("roi", {})
     for kind in ("include", "exclude"):
         name = L.layer_name(session.library, kind)
         if name not in viewer.layers:
-            data, kw, _ = L.roi_layer(kind, library=session.library)
-            viewer.add_shapes(data, **kw)
+            if kind in pre and pre[kind].name == name:
+                viewer.add_layer(pre[kind])
+            else:
+                data, kw, _ = L.roi_layer(kind, library=session.library)
+                viewer.add_shapes(data, **kw)
         out[kind] = viewer.layers[name]
     return out
 
@@ -288,33 +306,94 @@ def roi_masks(viewer, session: AcquisitionSession) -> tuple[np.ndarray | None, n
     return res[0], res[1]
 
 
-def update_selection_layer(viewer, session: AcquisitionSession):
-    st = session.selection_for_layers()
+def selection_layer_data(session: AcquisitionSession, state=None, hover: pd.DataFrame | None = None):
+    """The selection layer's ``(data, kwargs, kind)`` for ``state`` (default: the one shown);
+    with ``hover`` (:func:`hover_features`), its per-spot rows are joined to the layer's own
+    columns, so the hover shows a spot's features on either layer. Qt-free and vectorised: a
+    re-selection worker builds it, the main thread only assigns it (:func:`apply_layer`)."""
+    st = session.selection_for_layers() if state is None else state
     if st is None:
         return None
     data, kw, kind = L.selection_layer(session.adata, st, library=session.library)
-    return apply_layer(viewer, data, kw, kind)
+    if hover is not None and len(hover) == session.n:
+        own = kw["features"]
+        rows = hover.iloc[np.asarray(kw["metadata"]["index"])].reset_index(drop=True)
+        extra = rows.drop(columns=[c for c in rows.columns if c in own.columns])
+        kw["features"] = pd.concat([own.reset_index(drop=True), extra], axis=1)
+    return data, kw, kind
 
 
-def update_spots_features(session: AcquisitionSession, spots_layer, viewer=None) -> None:
-    """Refresh the hover table of the spots layer (state, round, picked by, cell type, gene) and,
-    with ``viewer``, the same rows on the selection layer (its own columns kept), so that the
-    hover shows a spot's features whichever of the two layers is active."""
-    st = session.selection_for_layers()
+def update_selection_layer(viewer, session: AcquisitionSession, built=None):
+    """Show the selection: ``built`` (:func:`selection_layer_data`, made in a worker, with a
+    napari layer as a 4th item when the viewer had none yet) or built now; an existing layer
+    is updated in place (the same layer object)."""
+    if built is None:
+        built = selection_layer_data(session)
+    if built is None:
+        return None
+    data, kw, kind = built[:3]
+    layer = built[3] if len(built) > 3 else None
+    return apply_layer(viewer, data, kw, kind, built=layer)
+
+
+def hover_features(session: AcquisitionSession, state=None) -> pd.DataFrame:
+    """The hover table of every spot (state, round, picked by, cell type, gene) for ``state``
+    (default: the selection shown). Qt-free: a worker builds it."""
+    st = session.selection_for_layers() if state is None else state
     genes = [session.gene] if session.gene else None
-    feats = L.spot_features(
+    static = session.__dict__.get(STATIC_KEY)
+    if static is None or len(static) != session.n:  # ids, sections, lattice, total counts: once
+        static = session.__dict__[STATIC_KEY] = L.spot_static_features(session.adata)
+    return L.spot_features(
         session.adata, selection=st, excluded=session.excluded if session.pool is not None else None,
         cell_types=session.cell_types() if session.space is not None and st is not None else None,
-        predicted=session.predictions, genes=genes,
+        predicted=session.predictions, genes=genes, static=static,
     )
-    spots_layer.features = feats
+
+
+STATIC_KEY = "_scr2st_static_features"
+
+
+def _same_buffer(a: np.ndarray, b: np.ndarray) -> bool:
+    """The same memory, shape and strides (so equal without comparing the values)."""
+    return (a.dtype == b.dtype and a.shape == b.shape and a.strides == b.strides
+            and a.__array_interface__["data"][0] == b.__array_interface__["data"][0])
+
+
+def assign_features(layer, feats: pd.DataFrame) -> None:
+    """Give ``layer`` the table ``feats``: when it has the same rows and columns, only the columns
+    that changed are written in place (no table validation, no colour-manager refresh, no
+    event: the hover reads the table when the mouse moves); else the full setter."""
+    cur = layer.features
+    if len(cur) == len(feats) and list(cur.columns) == list(feats.columns):
+        for c in feats.columns:
+            new = feats[c].to_numpy()
+            old = cur[c].to_numpy()
+            if old.dtype != new.dtype:
+                break
+            if not _same_buffer(old, new) and not np.array_equal(old, new):
+                cur[c] = new
+        else:
+            return
+    layer.features = feats
+
+
+def update_spots_features(session: AcquisitionSession, spots_layer, viewer=None, feats=None) -> None:
+    """Refresh the hover table of the spots layer (state, round, picked by, cell type, gene) and,
+    with ``viewer``, the same rows on the selection layer (its own columns kept), so that the
+    hover shows a spot's features whichever of the two layers is active. ``feats``: the table
+    already built (:func:`hover_features`, in a worker)."""
+    if feats is None:
+        feats = hover_features(session)
+    assign_features(spots_layer, feats)
     sel = map_layer(viewer, session.library, "selected") if viewer is not None else None
     if sel is not None and "index" in sel.metadata and len(sel.metadata["index"]) == len(sel.data):
         own = sel.features
         rows = feats.iloc[np.asarray(sel.metadata["index"])].reset_index(drop=True)
         extra = rows.drop(columns=[c for c in rows.columns if c in own.columns])
-        with sel.events.blocker_all():
-            sel.features = pd.concat([own.reset_index(drop=True), extra], axis=1)
+        if extra.shape[1]:
+            with sel.events.blocker_all():
+                sel.features = pd.concat([own.reset_index(drop=True), extra], axis=1)
 
 
 def show_only_map(viewer, section: str, kind: str) -> None:
@@ -340,15 +419,47 @@ def update_expression_layer(viewer, session: AcquisitionSession, gene: str, *, s
                             colormap: str = "magma", contrast_limits=None):
     """Show the expression map of ``gene`` (``source`` predicted or measured): one layer per
     section, renamed to say section, gene and source; shown, and the colour bar with it."""
-    if source == "measured":
-        values = session.measured_values(gene)
+    built = None
+    pre = session.__dict__.get(PREBUILT_KEY, {}).pop("expression", None)
+    if (pre is not None and source == "predicted" and pre[0] == (gene, colormap, contrast_limits)
+            and session.predictions is not None and gene in session.predictions.columns
+            and np.array_equal(pre[1], np.asarray(session.predictions[gene], dtype=np.float32), equal_nan=True)):
+        data, kw, kind, built = pre[2]  # made in the training worker, for these very values
     else:
-        values = L.expression_values(session.adata, gene, predicted=session.predictions)
-    data, kw, kind = L.expression_layer(session.adata, gene, values, source=source, library=session.library,
-                                        colormap=colormap, contrast_limits=contrast_limits)
-    kw["visible"] = True
+        if source == "measured":
+            values = session.measured_values(gene)
+        else:
+            values = L.expression_values(session.adata, gene, predicted=session.predictions)
+        data, kw, kind = L.expression_layer(session.adata, gene, values, source=source, library=session.library,
+                                            colormap=colormap, contrast_limits=contrast_limits)
+        kw["visible"] = True
     show_only_map(viewer, session.library, "expression")
-    return apply_layer(viewer, data, kw, kind)
+    if built is not None and (kw["name"] in viewer.layers or map_layer(viewer, session.library, "expression")):
+        built = None  # a map to update in place: the prebuilt layer is not needed
+    return apply_layer(viewer, data, kw, kind, built=built)
+
+
+#: where :func:`prebuild_expression_layer` leaves its layer for :func:`update_expression_layer`
+PREBUILT_KEY = "_scr2st_prebuilt_maps"
+
+
+def prebuild_expression_layer(session: AcquisitionSession, predictions, *, colormap: str = "magma") -> None:
+    """In the training worker, before the predictions are handed to the session: the expression
+    map the viewer will show first (the gene :meth:`~AcquisitionSession.set_model` picks),
+    built as a napari layer there, so the GUI thread only adds it. Used only when the map does
+    not exist yet and the session's predictions are ``predictions`` by then."""
+    from ..session import default_gene
+    from ._workers import build_layers
+
+    if predictions is None or not len(predictions.columns):
+        return
+    gene = session.gene if session.gene in predictions.columns else default_gene(predictions)
+    values = L.expression_values(session.adata, gene, predicted=predictions)
+    data, kw, kind = L.expression_layer(session.adata, gene, values, library=session.library, colormap=colormap)
+    kw["visible"] = True
+    (layer,) = build_layers([(data, dict(kw), kind)])
+    session.__dict__.setdefault(PREBUILT_KEY, {})["expression"] = ((gene, colormap, None), values,
+                                                                   (data, kw, kind, layer))
 
 
 def prepare_expression_layer(viewer, session: AcquisitionSession):

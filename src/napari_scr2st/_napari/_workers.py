@@ -275,7 +275,9 @@ def start_worker(
             # would emit neither errored nor finished and leave the dock busy for good
             raise CoreError(str(e)) from e
 
-    worker = thread_worker(_run, start_thread=False)()
+    # errors are reported once, by ``_error`` (else napari would also re-raise them in the
+    # main thread: a second notification, and an exception in the Qt event loop)
+    worker = thread_worker(_run, start_thread=False, ignore_errors=True)()
     state["handle"] = worker
     worker.yielded.connect(_progress)
 
@@ -313,9 +315,37 @@ class CoreError(Exception):
     the worker reports it through ``errored`` and ``finished`` like any other error."""
 
 
+def warm_units() -> None:
+    """Initialise pint's application registry (napari's layer transforms use its units; the
+    first layer of a session otherwise builds it in the GUI thread: seconds on a busy machine)."""
+    import pint
+
+    pint.get_application_registry().pixel  # noqa: B018 - the lazy registry is built on first use
+
+
+def build_layers(layers) -> list:
+    """napari layers from layer-data tuples ``(data, kwargs, kind)``, built in the calling thread.
+
+    Called in a worker: each layer's arrays, colours, features table and contrast limits are
+    computed there, so that the GUI thread only adds the finished layers. Items that are
+    already layers pass through."""
+    from napari.layers import Layer
+
+    warm_units()
+    return [item if isinstance(item, Layer) else Layer.create(item[0], item[1], item[2]) for item in layers]
+
+
 def add_layer_tuples(viewer, layers) -> list:
-    """Add napari layer-data tuples ``(data, kwargs, kind)`` to ``viewer``; returns the layers."""
-    return [getattr(viewer, f"add_{kind}")(data, **kw) for data, kw, kind in layers]
+    """Add napari layer-data tuples ``(data, kwargs, kind)`` or layers built by
+    :func:`build_layers` to ``viewer``; returns the layers."""
+    out = []
+    for item in layers:
+        if isinstance(item, tuple):
+            data, kw, kind = item
+            out.append(getattr(viewer, f"add_{kind}")(data, **kw))
+        else:
+            out.append(viewer.add_layer(item))
+    return out
 
 
 def load_layers_in_background(viewer, title: str, gen_factory, *, placeholder: str | None = None,
