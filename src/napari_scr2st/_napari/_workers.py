@@ -91,10 +91,6 @@ class WorkerPanel:
             return False
         return True
 
-    @property
-    def running(self) -> bool:
-        return self._cancel is not None
-
     def begin(self, desc: str, cancel: Callable[[], Any] | None) -> None:
         self.desc, self._cancel = desc, cancel
         if not self._alive():
