@@ -57,6 +57,7 @@ def test_steps_follow_the_session(viewer, tmp_path):
     sampling = viewer.window.dock_widgets["Spot sampling (napari-scr2st)"]
     assert isinstance(sampling, SamplingWidget) and sampling.session is s
     sampling.encoder_combo.setCurrentText("patch-stats")
+    sampling.sampler_combo.setCurrentIndex(sampling.sampler_combo.findData("greedy"))  # not the default (grid)
     sampling.budget_unit.setCurrentText("%")
     sampling.budget_spin.setValue(30)
     sampling.rounds_spin.setValue(2)
