@@ -81,20 +81,24 @@ def _mean_return(policy, env, weights_list, budget=30, rounds=3):
 WEIGHTS = [(1, 1, 1), (0, 0, 1), (1, 0, 0), (0, 1, 0)]
 
 
+#: with four reward terms 40 episodes left the spatial-only corner barely trained, and with the
+#: torch 2.14 / scikit-learn 1.9 stack 60 missed the spatial margin below by 0.001
+EPISODES = 80
+
+
 @pytest.fixture(scope="module")
 def trained(env):
     pol = SCRLPolicy.for_space(env.space, seed=0)
     pol.fit_vision([env.pool.vision])
     before = _mean_return(pol, env, WEIGHTS)
-    # 60 episodes: with four reward terms, 40 left the spatial-only corner barely trained
-    hist = train_policy(pol, [env], episodes=60, group_size=4, rounds=3, budget_range=(0.1, 0.1), lr=1e-2, seed=0)
+    hist = train_policy(pol, [env], episodes=EPISODES, group_size=4, rounds=3, budget_range=(0.1, 0.1), lr=1e-2, seed=0)
     return pol, before, hist
 
 
 def test_training_raises_mean_reward(trained, env):
     pol, before, hist = trained
     after = _mean_return(pol, env, WEIGHTS)
-    assert len(hist) == 60 and all(np.isfinite([h["loss"] for h in hist]))
+    assert len(hist) == EPISODES and all(np.isfinite([h["loss"] for h in hist]))
     assert after > before + 0.05, (before, after)
 
 
