@@ -3,6 +3,9 @@
 ``shared_data``: the real data folder ``../shared/data`` beside the repository root (see
 ``shared/data/README.md``). Tests that need it skip, with a clear message, only when the
 folder is absent (CI always has it).
+
+``sample`` / ``space``: the 300-spot synthetic sample (seed 0) and its fitted reference space,
+once per test module (the session tests share them; a module may define its own).
 """
 
 from __future__ import annotations
@@ -37,3 +40,17 @@ def _isolated_embedding_cache(tmp_path_factory):
         os.environ.pop("SCR2ST_CACHE_DIR", None)
     else:
         os.environ["SCR2ST_CACHE_DIR"] = old
+
+
+@pytest.fixture(scope="module")
+def sample():
+    from napari_scr2st.data import make_sample
+
+    return make_sample(n_spots=300, seed=0)
+
+
+@pytest.fixture(scope="module")
+def space(sample):
+    from napari_scr2st.session import fit_reference_space
+
+    return fit_reference_space(sample.reference, list(map(str, sample.section.var_names)))

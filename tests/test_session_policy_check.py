@@ -7,20 +7,6 @@ import numpy as np
 import pytest
 
 
-@pytest.fixture(scope="module")
-def sample():
-    from napari_scr2st.data import make_sample
-
-    return make_sample(n_spots=300, seed=0)
-
-
-@pytest.fixture(scope="module")
-def space(sample):
-    from napari_scr2st.session import fit_reference_space
-
-    return fit_reference_space(sample.reference, list(map(str, sample.section.var_names)))
-
-
 def _session(sample, space, **settings):
     from napari_scr2st.config import SamplingSettings
     from napari_scr2st.progress import drive
