@@ -59,18 +59,25 @@ def test_training_errors_become_notifications(make_napari_viewer, small_sample, 
     assert w.session.predictor is None and t.train_btn.isEnabled()
 
 
-def test_cancel_stops_the_worker(sequenced, monkeypatch):
-    viewer, w, _ = sequenced
-    t = _train_dock(viewer, w)
+def _cancel_after(t, monkeypatch, n: int) -> list:
+    """Make the training dock ``t`` press Cancel after its ``n``-th progress event; returns the
+    list the events are appended to."""
     seen = []
 
     def on_progress(ev, orig=t._on_progress):
         orig(ev)
-        seen.append(ev.step)
-        if len(seen) == 2:
+        seen.append(ev)
+        if len(seen) == n:
             t.cancel()
 
     monkeypatch.setattr(t, "_on_progress", on_progress)
+    return seen
+
+
+def test_cancel_stops_the_worker(sequenced, monkeypatch):
+    viewer, w, _ = sequenced
+    t = _train_dock(viewer, w)
+    seen = _cancel_after(t, monkeypatch, 2)
     t.epochs_spin.setValue(50)
     t.start()
     assert w.session.predictor is None
@@ -107,15 +114,7 @@ def test_status_texts_after_finish_and_cancel_are_final(sequenced, monkeypatch):
     viewer, w, _ = sequenced
     s = w.session
     t = _train_dock(viewer, w)
-    seen = []
-
-    def on_progress(ev, orig=t._on_progress):
-        orig(ev)
-        seen.append(ev.message)
-        if len(seen) == 3:
-            t.cancel()
-
-    monkeypatch.setattr(t, "_on_progress", on_progress)
+    _cancel_after(t, monkeypatch, 3)
     t.epochs_spin.setValue(50)
     layers_before = [ly.name for ly in viewer.layers]
     t.start()
