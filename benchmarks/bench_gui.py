@@ -70,9 +70,11 @@ class Heartbeat:
         t = self.now()
         self.ticks.append((t, max(0.0, t - self._last - self.interval)))
         self._last = t
+        self.last_pc = time.perf_counter()
 
     def start(self) -> None:
         self._last = self.now()
+        self.last_pc = time.perf_counter()
         self.timer.start()
 
     def stop(self) -> None:
@@ -97,6 +99,80 @@ class Heartbeat:
             m, n = self.max_stall(a, b)
             out[name] = {"wall_s": (b - a) / 1000, "stall_ms_max": m, "ticks": n}
         return out
+
+
+class StallTracer:
+    """``--trace-stalls``: a sampling thread that, while the heartbeat is late by more than
+    ``after_ms``, records the Python stack of every thread every ``every_ms`` (the UI thread's
+    stack says what blocks it; if a worker holds the GIL in a long C call, the sample taken when
+    it lets go shows that worker's line). Printed per step: the longest stalls and their most
+    frequent UI-thread and worker frames."""
+
+    def __init__(self, hb: Heartbeat, after_ms: float = 60.0, every_ms: float = 10.0, depth: int = 8) -> None:
+        import threading
+
+        self.hb, self.after, self.every, self.depth = hb, after_ms / 1000, every_ms / 1000, depth
+        self.main = threading.main_thread().ident
+        self.samples: list[tuple[float, float, str, list[str]]] = []  # (stall start pc, t, main, others)
+        self._stop = threading.Event()
+        self.thread = threading.Thread(target=self._run, name="stall-tracer", daemon=True)
+        self.t0_pc = time.perf_counter()
+        self.t0_hb = hb.now()
+
+    def start(self) -> None:
+        self.thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    def _fmt(self, frame) -> str:
+        import traceback
+
+        st = traceback.extract_stack(frame)
+        keep = [f for f in st if "site-packages/numpy" not in f.filename or f is st[-1]]
+        return " < ".join(f"{Path(f.filename).parent.name}/{Path(f.filename).name}:{f.lineno} {f.name}"
+                          for f in reversed(keep[-self.depth:]))
+
+    def _run(self) -> None:
+        import threading
+
+        names = {}
+        while not self._stop.wait(self.every):
+            last = self.hb.last_pc
+            now = time.perf_counter()
+            if now - last < self.after:
+                continue
+            frames = sys._current_frames()
+            for t in threading.enumerate():
+                names[t.ident] = t.name
+            main = self._fmt(frames[self.main]) if self.main in frames else "?"
+            others = [f"[{names.get(i, i)}] {self._fmt(f)}" for i, f in frames.items()
+                      if i not in (self.main, threading.get_ident())]
+            self.samples.append((last, now, main, others))
+
+    def report(self, windows: dict[str, tuple[float, float]], top: int = 3) -> str:
+        from collections import Counter, defaultdict
+
+        by_stall = defaultdict(list)
+        for last, now, main, others in self.samples:
+            by_stall[last].append((now, main, others))
+        lines = []
+        for name, (a, b) in windows.items():
+            a_pc = self.t0_pc + (a - self.t0_hb) / 1000
+            b_pc = self.t0_pc + (b - self.t0_hb) / 1000
+            stalls = [(max(n for n, _, _ in v) - k, k, v) for k, v in by_stall.items() if a_pc - 0.5 <= k <= b_pc]
+            stalls.sort(key=lambda x: -x[0])
+            if not stalls:
+                continue
+            lines.append(f"== {name}: {len(stalls)} traced stalls")
+            for dur, _k, v in stalls[:top]:
+                lines.append(f"  stall >= {dur * 1000 + self.after * 1000:.0f} ms, {len(v)} samples")
+                for fr, c in Counter(m for _, m, _ in v).most_common(3):
+                    lines.append(f"    UI x{c}: {fr}")
+                for fr, c in Counter(o for _, _, os_ in v for o in os_ if "stall-tracer" not in o
+                                     and "threading.py" not in o.split(" < ")[0]).most_common(2):
+                    lines.append(f"    worker x{c}: {fr}")
+        return "\n".join(lines)
 
 
 def wait_until(cond, timeout_s: float = 600.0) -> bool:
@@ -385,6 +461,8 @@ def main(argv=None) -> int:
                     "dock's default greedy maximiser re-runs its full search per move)")
     ap.add_argument("--only", choices=["slider"], default=None, help="only the slider (no open/train/export)")
     ap.add_argument("--json", default=None, help="also write the numbers to this JSON file")
+    ap.add_argument("--trace-stalls", action="store_true",
+                    help="sample every thread's stack while the UI thread stalls, and print what blocks it")
     ap.add_argument("--profile", default=None, metavar="DIR",
                     help="cProfile the UI thread per step into DIR (<step>.pstats and .txt; slows it down)")
     args = ap.parse_args(argv)
@@ -403,6 +481,9 @@ def main(argv=None) -> int:
     draw = DrawWatch(viewer, hb)
     wait_until(lambda: False, 1.0)
     hb.start()
+    tracer = StallTracer(hb) if args.trace_stalls else None
+    if tracer is not None:
+        tracer.start()
     her2st = SHARED / "her2st" if args.only is None else None
     bench_open(viewer, hb, draw, args.spots, her2st)
     viewer.reset_view()
@@ -417,6 +498,9 @@ def main(argv=None) -> int:
             bench_export(viewer, hb, draw, Path(tmp))
     hb.stop()
     PROF.write()
+    if tracer is not None:
+        tracer.stop()
+        print(tracer.report(hb.windows))
     out["stalls"] = hb.report()
     out["stall_target_ms"] = STALL_TARGET_MS
     print("longest UI stall per step (10 ms heartbeat on the UI thread):")

@@ -69,6 +69,30 @@ def test_rounds_reveal_and_import(session, tmp_path):
     assert len(s.history) == 2 and s.history[1]["n"] > s.history[0]["n"]
 
 
+def test_a_staged_round_changes_nothing_until_applied(session):
+    """The sequencing a GUI computes in a worker (stage) leaves the session as it was; applying
+    it gives what a direct sequence_simulated gives; a pick in between makes it stale."""
+    s = session
+    before = (s.acq.version, s.committed.measured.copy(), len(s.history), s.oracle.n_revealed)
+    staged = s.stage_sequence_simulated()
+    assert (s.acq.version, len(s.history), s.oracle.n_revealed) == (before[0], before[2], before[3])
+    np.testing.assert_array_equal(s.committed.measured, before[1])
+    assert not s.committed.measured.any() and staged.state.measured[staged.revealed].all()
+    np.testing.assert_array_equal(np.sort(staged.revealed), np.sort(s.propose().picks))
+    # a manual pick after staging: the staged round is refused, the state is untouched
+    free = int(np.flatnonzero(~s.propose().state.selected)[0])
+    s.toggle_manual(free)
+    with pytest.raises(RuntimeError, match="selection changed while the round was being sequenced"):
+        s.apply_sequenced(staged)
+    assert not s.committed.measured.any() and s.current_round == 0
+    s.toggle_manual(free)
+    staged = s.stage_sequence_simulated()
+    idx = s.apply_sequenced(staged)
+    assert s.current_round == 1 and s.committed.measured[idx].all() and s.committed.measured.sum() == len(idx)
+    assert len(s.history) == 1 and s.oracle.n_revealed == len(idx) and s.manual == []
+    assert s.history[0]["n"] == len(idx)
+
+
 def test_no_reference_falls_back_to_vision_samplers(sample):
     from napari_scr2st.config import SamplingSettings
     from napari_scr2st.progress import drive

@@ -51,7 +51,7 @@ from .config import (
 )
 from .data.model import SECTION_KEY, VISION_KEY
 from .progress import CancelToken, Progress
-from .sampling.acquisition import Acquisition, Proposal, plan_rounds
+from .sampling.acquisition import Acquisition, Proposal, StagedRound, plan_rounds
 from .sampling.pool import Pool, SelectionRequest
 from .sampling.reward import RewardWeights
 from .sampling.state import SelectionState
@@ -980,16 +980,28 @@ class AcquisitionSession:
 
     def sequence_simulated(self) -> np.ndarray:
         """Commit the current proposal and reveal it from the section's own counts (simulation)."""
+        return self.apply_sequenced(self.stage_sequence_simulated())
+
+    def stage_sequence_simulated(self) -> StagedRound:
+        """:meth:`sequence_simulated` computed on copies, changing nothing (the proposal, the
+        revealed counts and the round's reward record; safe in a worker thread while the main
+        thread only reads). Take it with :meth:`apply_sequenced` on the main thread."""
         acq = self._require()
         if acq.oracle is None:
             raise RuntimeError("this section has no counts to simulate sequencing; export the selection instead")
+        prop = None
         if not acq.waiting_for_counts:
             if acq.rounds_done:
                 raise RuntimeError("all rounds are done: raise the number of rounds to pick more")
-            acq.commit(self.propose())
-        if not acq.waiting_for_counts:
-            raise RuntimeError("nothing to sequence in this round")
-        idx = acq.reveal()
+            prop = self.propose()
+            if not prop.state.pending.any():
+                raise RuntimeError("nothing to sequence in this round")
+        return acq.stage_sequence(prop)
+
+    def apply_sequenced(self, staged: StagedRound) -> np.ndarray:
+        """Take a :meth:`stage_sequence_simulated` result (main thread; refused with a clear
+        error when the selection changed since) and re-select; returns the revealed indices."""
+        idx = self._require().apply_staged(staged)
         self.reselect()
         return idx
 

@@ -144,3 +144,63 @@ def test_the_chart_is_blitted_with_the_new_terms(dock, qtbot):
     # left of the axes: the y axis's labels, untouched by the bars
     x0 = int(w.chart.ax.get_window_extent().x0)
     assert x0 > 5 and not changed[:, : x0 - 2].any()
+
+
+def test_the_sequence_click_runs_in_a_worker(dock, qtbot, monkeypatch):
+    """Sequencing a round (simulated) stages the proposal and the revealed counts in a worker:
+    the click returns with nothing changed; the round is taken on the main thread when the
+    worker is done, and the canvas then shows the sequenced spots."""
+    viewer, w, _ = dock
+    s = w.session
+    threads = []
+    real = s.stage_sequence_simulated
+
+    def stage():
+        threads.append(threading.current_thread() is threading.main_thread())
+        return real()
+
+    monkeypatch.setattr(s, "stage_sequence_simulated", stage)
+    _threaded(monkeypatch)
+    picks = np.flatnonzero(s.preview.state.selected)
+    w.sequence_round()
+    assert w._busy() and not w.sequence_btn.isEnabled()
+    assert s.current_round == 0 and not s.committed.measured.any()  # nothing changed at the click
+    qtbot.waitUntil(lambda: w.worker is None, timeout=60000)
+    assert threads == [False]
+    assert s.current_round == 1 and set(np.flatnonzero(s.committed.measured)) == set(picks)
+    assert w.sequence_btn.isEnabled()
+    from napari_scr2st._napari._reselect import Reselector
+
+    r = Reselector.of(s)
+    qtbot.waitUntil(lambda: not r.busy and not r.pending, timeout=60000)
+    sel = viewer.layers["SYN1 selected"]
+    state = sel.features["state"].to_numpy()
+    assert (state == "sequenced").sum() == len(picks)
+
+
+def test_a_pick_while_sequencing_refuses_the_stale_round(dock, qtbot, monkeypatch):
+    viewer, w, _ = dock
+    s = w.session
+    _threaded(monkeypatch)
+    staged, gate = threading.Event(), threading.Event()
+    real = s.stage_sequence_simulated
+
+    def slow_stage():
+        out = real()
+        staged.set()
+        gate.wait(30)
+        return out
+
+    monkeypatch.setattr(s, "stage_sequence_simulated", slow_stage)
+    from napari_scr2st._napari import _workers as W
+
+    errors = []
+    monkeypatch.setattr(W, "notify_error", errors.append)
+    w.sequence_round()
+    assert staged.wait(30)
+    i = int(np.flatnonzero(~s.preview.state.selected)[0])
+    s.toggle_manual(i)  # the picks change after the worker staged the round, before it is taken
+    gate.set()
+    qtbot.waitUntil(lambda: w.worker is None, timeout=60000)
+    assert s.current_round == 0 and not s.committed.measured.any() and i in s.manual
+    assert len(errors) == 1 and "selection changed while the round was being sequenced" in errors[0]

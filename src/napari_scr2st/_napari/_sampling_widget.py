@@ -23,6 +23,7 @@ from superqt import QLabeledDoubleSlider
 
 from .. import layers as L
 from ..config import DEFAULT_ENCODER, ENCODERS, SAMPLER_LABELS, SAMPLERS
+from ..progress import Progress
 from . import _dock_kit as K
 from . import _viewer_layers as V
 from . import _workers as W
@@ -324,10 +325,14 @@ class SamplingWidget(SectionDock):
         else:
             self.reference_label.setText("none: only histology samplers")
 
+    def _busy(self) -> bool:
+        """A prepare, pre-train or sequencing worker runs (a synchronous one is over at once)."""
+        return W.active(self.worker)
+
     def _update_buttons(self) -> None:
         self._update_reference_label()
         s = self.session
-        busy = self.worker is not None and getattr(self.worker, "is_running", False)
+        busy = self._busy()
         ready = s is not None and s.is_prepared
         self.prepare_btn.setEnabled(s is not None and not busy)
         self.reference_btn.setEnabled(s is not None and not busy)
@@ -451,12 +456,35 @@ class SamplingWidget(SectionDock):
         self.set_status(f"Selection failed: {msg}")
 
     def sequence_round(self) -> None:
+        """Send this round's picks for (simulated) sequencing: the proposal, the revealed counts
+        and the round's reward are computed in a worker; the main thread only takes the result
+        (refused, with a message, if the picks changed meanwhile)."""
         s = self.session
-        if s is None:
+        if s is None or self._busy():
             return
+        self.set_status("sequencing this round (simulated from the section's counts)…")
+
+        def _sequence():
+            yield Progress(0, 1, "revealing the counts of this round's spots")
+            staged = s.stage_sequence_simulated()
+            yield Progress(1, 1, f"{len(staged.revealed)} spots revealed")
+            return staged
+
+        self.worker = W.start_worker(
+            _sequence,
+            desc="SCR2-ST: sequencing (simulated)",
+            on_done=lambda staged: self._sequenced(s, staged),
+            on_error=lambda e: self._failed("Sequencing (simulated)", e),
+            on_aborted=lambda: self.set_status("Sequencing cancelled; the selection is unchanged."),
+            on_finished=self._finished,
+            panel=self.panel, status=self.set_status,
+        )
+        self._update_buttons()
+
+    def _sequenced(self, s, staged) -> None:
         try:
-            idx = s.sequence_simulated()
-        except Exception as e:  # noqa: BLE001
+            idx = s.apply_sequenced(staged)
+        except Exception as e:  # noqa: BLE001 - e.g. picks changed while the worker ran
             self._failed("Sequencing (simulated)", e)
             return
         W.notify_info(f"{len(idx)} spots sequenced (simulated from this section's counts)")

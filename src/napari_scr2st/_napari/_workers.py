@@ -44,6 +44,13 @@ class _SyncHandle:
         pass
 
 
+def active(handle) -> bool:
+    """True while a :func:`start_worker` handle's work is still to come or running (a thread
+    worker is queued before ``is_running`` turns true; a synchronous one is over at once). The
+    docks set their handle to None when the worker has finished."""
+    return handle is not None and not isinstance(handle, _SyncHandle)
+
+
 STATUS_EVERY_S = 0.2  # dock status texts follow progress events at most 5 times per second
 
 

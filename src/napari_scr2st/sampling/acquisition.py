@@ -35,7 +35,7 @@ from .pool import Pool, SelectionRequest, resolve_budget, round_schedule, split_
 from .reward import RewardTerms
 from .state import SelectionState, import_counts
 
-__all__ = ["Acquisition", "Proposal", "RoundReward", "plan_rounds", "select_round"]
+__all__ = ["Acquisition", "Proposal", "RoundReward", "StagedRound", "plan_rounds", "select_round"]
 
 _ROUND_SALT = 7919  # the per-round random stream is default_rng([seed, round, _ROUND_SALT])
 
@@ -135,6 +135,17 @@ class RoundReward:
     round: int
     n_measured: int
     terms: RewardTerms
+
+
+@dataclass
+class StagedRound:
+    """A simulated sequencing computed on copies (:meth:`Acquisition.stage_sequence`), taken by
+    :meth:`Acquisition.apply_staged` only while the acquisition is at ``version``."""
+
+    version: int
+    state: SelectionState  #: the committed state once the round is revealed
+    history: list[RoundReward]  #: the reward record(s) the round adds
+    revealed: np.ndarray  #: pool indices whose counts were revealed
 
 
 @dataclass
@@ -301,15 +312,41 @@ class Acquisition:
 
     def reveal(self) -> np.ndarray:
         """Simulated sequencing: the oracle reveals every pending spot; returns their indices."""
+        return self.apply_staged(self.stage_sequence(None))
+
+    def stage_sequence(self, proposal: Proposal | None) -> StagedRound:
+        """Commit ``proposal`` (None: the round that already waits for its counts) and reveal
+        its spots from the oracle, on COPIES: nothing of this acquisition changes, so it may run
+        in a worker thread while the main thread only reads. :meth:`apply_staged` takes it."""
         if self.oracle is None:
             raise RuntimeError("no counts to simulate sequencing with: import the lab's counts instead")
-        idx = np.flatnonzero(self.committed.pending)
+        version = self.version
+        if proposal is None:
+            st = self.committed.copy()
+        else:
+            if proposal.version != version:
+                raise RuntimeError("the proposal is out of date (the selection changed since): propose again")
+            if self.waiting_for_counts or self.rounds_done:
+                raise RuntimeError(proposal.message or "nothing new to send for sequencing")
+            st = proposal.state.copy()
+            st.current_round = self.current_round + 1
+        idx = np.flatnonzero(st.pending)
         if idx.size == 0:
             raise RuntimeError("nothing was sent for sequencing in this round")
-        st = self.committed.copy()
-        self.oracle.reveal(st, idx)
-        self._complete(st)
-        return idx
+        self.oracle.fill(st, idx)
+        return StagedRound(version, st, self._round_reward(st), idx)
+
+    def apply_staged(self, staged: StagedRound) -> np.ndarray:
+        """Take a :meth:`stage_sequence` result (main thread); refused when the selection changed
+        since it was staged. Returns the revealed pool indices."""
+        if staged.version != self.version:
+            raise RuntimeError("the selection changed while the round was being sequenced: sequence it again")
+        self.committed = staged.state
+        self.history.extend(staged.history)
+        self.manual = []
+        self.oracle.n_revealed += len(staged.revealed)
+        self._bump()
+        return staged.revealed
 
     def import_counts(self, path: str | Path, *, section: str | None = None, overwrite: bool = False,
                       genes: Sequence[str] | None = None) -> np.ndarray:
@@ -322,12 +359,16 @@ class Acquisition:
 
     def _complete(self, st: SelectionState) -> None:
         """Take ``st`` as committed; once nothing is pending, record the reward of the measured set."""
-        if not st.pending.any() and self.evaluator is not None and st.measured.any():
-            self.history.append(RoundReward(int(st.current_round) - 1, int(st.measured.sum()),
-                                            self.evaluator.terms(st)))
+        self.history.extend(self._round_reward(st))
         self.committed = st
         self.manual = []
         self._bump()
+
+    def _round_reward(self, st: SelectionState) -> list[RoundReward]:
+        """The reward record of ``st`` once nothing is pending (else none)."""
+        if not st.pending.any() and self.evaluator is not None and st.measured.any():
+            return [RoundReward(int(st.current_round) - 1, int(st.measured.sum()), self.evaluator.terms(st))]
+        return []
 
     def reset(self) -> None:
         """Forget every pick and every revealed count."""

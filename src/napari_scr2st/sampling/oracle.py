@@ -43,7 +43,12 @@ class SimulatedOracle:
 
     def reveal(self, state: SelectionState, idx: Sequence[int]) -> None:
         idx = np.asarray(idx, dtype=np.int64)
+        self.fill(state, idx)
+        self.n_revealed += len(idx)
+
+    def fill(self, state: SelectionState, idx: Sequence[int]) -> None:
+        """:meth:`reveal` without counting it (a staged round counts when it is applied)."""
+        idx = np.asarray(idx, dtype=np.int64)
         if idx.size == 0:
             return
         state.add_counts(idx, self._counts[idx], self._genes, obsm={k: v[idx] for k, v in self._obsm.items()})
-        self.n_revealed += len(idx)
