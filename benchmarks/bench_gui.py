@@ -83,28 +83,29 @@ class Heartbeat:
     def window(self, name: str, t0: float, t1: float) -> None:
         self.windows[name] = (t0, t1)
 
+    def gaps(self, t0: float, t1: float) -> list[tuple[float, float, float]]:
+        """``(start, end, stall)`` of the tick gaps that START in the window [t0, t1] (the tick
+        before the stall at or after t0): a stall that began before the step is not the step's;
+        one that begins in it counts in full, even where it runs past the window's end."""
+        out, prev = [], None
+        for t, g in self.ticks:
+            if prev is not None and t0 - 1 <= prev <= t1:
+                out.append((prev, t, g))
+            if prev is not None and prev > t1:
+                break
+            prev = t
+        return out
+
     def max_stall(self, t0: float, t1: float) -> tuple[float, int]:
-        """Largest stall of the ticks ending in [t0, t1 + one interval] and of the first tick
-        after the window (a stall that starts in the window ends at the next tick; a window
-        the UI thread was blocked for throughout has no tick of its own), and the number of
-        ticks in the window."""
-        sel = [g for t, g in self.ticks if t0 < t <= t1 + self.interval + 1]
-        after = next((g for t, g in self.ticks if t > t1 + self.interval + 1), None)
-        both = sel + ([after] if after is not None else [])
-        return (max(both) if both else float("nan")), len(sel)
+        """Largest stall that starts in the window and the number of ticks in it."""
+        gs = self.gaps(t0, t1)
+        return (max(g for _, _, g in gs) if gs else float("nan")), sum(1 for t, _ in self.ticks if t0 < t <= t1)
 
     def max_stall_without_paints(self, t0: float, t1: float, paints: list[tuple[float, float]]) -> tuple[float, float]:
         """The longest stall of the window once the canvas paints inside it are taken out (what
         the plugin and napari's Python did, apart from rasterising the canvas), and the paint
         time of the longest stall itself."""
-        gaps = []
-        prev = None
-        for t, g in self.ticks:
-            if prev is not None and g > 0 and t0 < t and prev < t1 + self.interval + 1:
-                gaps.append((prev, t, g))
-            prev = t
-            if t > t1 + self.interval + 1:
-                break
+        gaps = self.gaps(t0, t1)
         if not gaps:
             return float("nan"), float("nan")
 
@@ -330,8 +331,13 @@ def bench_open(viewer, hb, draw, n_spots: int, her2st: Path | None) -> None:
 def bench_prepare(viewer, hb, draw, episodes: int, sampler: str):
     from napari_scr2st._napari._sampling_widget import SamplingWidget
 
-    w = SamplingWidget(viewer)
-    viewer.window.add_dock_widget(w, name="Spot sampling")
+    def add():
+        nonlocal w
+        w = SamplingWidget(viewer)
+        viewer.window.add_dock_widget(w, name="Spot sampling")
+
+    w = None
+    step(hb, draw, "open_sampling_dock", add, lambda: True)
     w.encoder_combo.setCurrentText("patch-stats")
     w.budget_unit.setCurrentText("%")
     w.budget_spin.setValue(30)
@@ -424,8 +430,14 @@ def bench_slider(w, s, hb, draw, repeats: int, seed: int = 0):
 def bench_training(viewer, s, hb, draw, epochs: int, device: str):
     from napari_scr2st._napari._training_widget import TrainingWidget
 
-    t = TrainingWidget(viewer)
-    viewer.window.add_dock_widget(t, name="Train SCR2Net")
+    t = None
+
+    def add():
+        nonlocal t
+        t = TrainingWidget(viewer)
+        viewer.window.add_dock_widget(t, name="Train SCR2Net")
+
+    step(hb, draw, "open_training_dock", add, lambda: True)
     wait_until(lambda: not getattr(t._warm, "is_running", False), 120)  # the dock's background imports
     wait_until(lambda: False, 0.5)
     t.epochs_spin.setValue(epochs)
@@ -470,8 +482,14 @@ def bench_training(viewer, s, hb, draw, epochs: int, device: str):
 def bench_export(viewer, hb, draw, tmp: Path):
     from napari_scr2st._napari._export_widget import ExportWidget
 
-    e = ExportWidget(viewer)
-    viewer.window.add_dock_widget(e, name="Export and import")
+    e = None
+
+    def add():
+        nonlocal e
+        e = ExportWidget(viewer)
+        viewer.window.add_dock_widget(e, name="Export and import")
+
+    step(hb, draw, "open_export_dock", add, lambda: True)
     out = tmp / "bench_predictions.h5ad"
     step(hb, draw, "export", lambda: e.export_h5ad(out), lambda: getattr(e, "worker", None) is None and out.exists(), drawn=False)
     PROF.start("export_csv_click")
