@@ -84,13 +84,15 @@ class Heartbeat:
         self.windows[name] = (t0, t1)
 
     def gaps(self, t0: float, t1: float) -> list[tuple[float, float, float]]:
-        """``(start, end, stall)`` of the tick gaps that START in the window [t0, t1] (the tick
-        before the stall at or after t0): a stall that began before the step is not the step's;
-        one that begins in it counts in full, even where it runs past the window's end."""
+        """``(start, end, stall)`` of the tick gaps that start in the window [t0, t1]: one that
+        begins in it counts in full, even where it runs past the window's end; of the gap the
+        step began in, only the part after t0 (what came before is not the step's)."""
         out, prev = [], None
         for t, g in self.ticks:
-            if prev is not None and t0 - 1 <= prev <= t1:
+            if prev is not None and t0 <= prev <= t1:
                 out.append((prev, t, g))
+            elif prev is not None and prev < t0 < t:  # the step began inside this gap: its part
+                out.append((t0, t, max(0.0, t - t0 - self.interval)))
             if prev is not None and prev > t1:
                 break
             prev = t
@@ -575,6 +577,7 @@ def main(argv=None) -> int:
         print(f"  {name:18s} {r['stall_ms_max']:7.0f} ms over {r['wall_s']:7.2f} s ({r['ticks']} ticks){flag}; "
               f"without paints {r['stall_ms_max_without_paints']:6.0f} ms; paint max {r['paint_ms_max']:5.0f} ms "
               f"({r['paints']} paints)")
+    out["raw"] = {"ticks": hb.ticks, "paints": draw.paints, "windows": hb.windows}  # to recompute the report
     if args.json:
         Path(args.json).parent.mkdir(parents=True, exist_ok=True)
         Path(args.json).write_text(json.dumps(out, indent=1))

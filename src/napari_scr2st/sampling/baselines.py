@@ -350,8 +350,7 @@ class GreedyRewardSampler(Sampler):
                     if len(index.members[i]) > self.sparse_above and da.max() < 0.25 * norms[i]:
                         red = _local_reduction(trees[i], pool.coords[ci], da)
                     else:
-                        D = np.sqrt(_sqdist(pool.coords[a], pool.coords[ci]))
-                        red = np.maximum(da[:, None] - D, 0.0).mean(axis=0)
+                        red = _dense_reduction(pool.coords[a], pool.coords[ci], da)
                     gain[sec_id[cand] == i] += w[2] * secw[i] * red / norms[i]
             if unc is not None:
                 gain += w[3] * unc.gains()[upos[cand]]
@@ -390,6 +389,23 @@ def _local_reduction(tree, cxy: np.ndarray, dmin: np.ndarray) -> np.ndarray:
     pairs = tree.sparse_distance_matrix(cKDTree(cxy), float(dmin.max()), output_type="ndarray")
     contrib = np.maximum(dmin[pairs["i"]] - pairs["v"], 0.0)
     return np.bincount(pairs["j"], weights=contrib, minlength=len(cxy)) / len(dmin)
+
+
+def _dense_reduction(axy: np.ndarray, cxy: np.ndarray, dmin: np.ndarray, *, rows: int = 256) -> np.ndarray:
+    """``mean_a max(dmin[a] - |a - c|, 0)`` per candidate ``c`` over all anchors ``a`` (rows of
+    ``axy``): scipy's ``cdist`` on blocks of ``rows`` anchors, then in place (no temporaries of
+    the full matrix's size; the greedy sampler's per-pick cost on large sections)."""
+    from scipy.spatial.distance import cdist
+
+    axy = np.asarray(axy, dtype=np.float64)
+    cxy = np.asarray(cxy, dtype=np.float64)
+    out = np.zeros(len(cxy))
+    for s in range(0, len(axy), rows):
+        D = cdist(axy[s:s + rows], cxy)
+        np.subtract(dmin[s:s + rows, None], D, out=D)
+        np.maximum(D, 0.0, out=D)
+        out += D.sum(axis=0)
+    return out / max(len(axy), 1)
 
 
 def _sqdist(A: np.ndarray, B: np.ndarray) -> np.ndarray:
