@@ -373,3 +373,25 @@ def test_cancelled_chooser_opens_nothing_more(make_napari_viewer, small_sample, 
     assert texts[0] == "SCR2-ST: opening her2st: reading A1 · 0/4 (0%) · estimating time left"
     assert w.status.text() == "Cancelled: opened A1; not opened: B1."
     assert not w.panel.widget.isVisible() and w.open_btn.isEnabled()
+
+
+def test_warm_docks_loads_the_chart_code_once_in_a_worker(monkeypatch):
+    import sys
+
+    from napari_scr2st._napari import _workers as W
+
+    calls = []
+    monkeypatch.setattr(W, "start_worker", lambda gen, **kw: calls.append((gen, kw)))
+    monkeypatch.setattr(W, "_DOCKS_WARMED", False)
+    monkeypatch.setenv("SCR2ST_SYNC_WORKERS", "1")
+    W.warm_docks()
+    assert calls == []  # synchronous workers (tests): nothing in the background
+    monkeypatch.setenv("SCR2ST_SYNC_WORKERS", "0")
+    monkeypatch.delitem(sys.modules, "matplotlib.backends.backend_qtagg", raising=False)
+    W.warm_docks()
+    W.warm_docks()  # once per process
+    assert len(calls) == 1 and calls[0][1]["quiet"] is True
+    monkeypatch.setattr(W, "_DOCKS_WARMED", False)
+    monkeypatch.setitem(sys.modules, "matplotlib.backends.backend_qtagg", object())  # already loaded
+    W.warm_docks()
+    assert len(calls) == 1

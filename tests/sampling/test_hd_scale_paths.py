@@ -7,7 +7,7 @@ from scipy.spatial import cKDTree
 from scipy.spatial.distance import cdist
 
 from napari_scr2st.sampling import GreedyRewardSampler, KCenterSampler, Pool, SelectionState
-from napari_scr2st.sampling.baselines import _local_reduction
+from napari_scr2st.sampling.baselines import _dense_reduction, _local_reduction
 
 
 def test_local_reduction_is_the_dense_mean_of_positive_reductions():
@@ -19,6 +19,17 @@ def test_local_reduction_is_the_dense_mean_of_positive_reductions():
     got = _local_reduction(cKDTree(anchors), cand, dmin)
     np.testing.assert_allclose(got, dense, rtol=1e-12, atol=1e-15)
     assert got[:7].min() > 0  # a candidate on an anchor reduces that anchor's whole distance
+
+
+def test_dense_reduction_in_blocks_is_the_mean_of_positive_reductions():
+    rng = np.random.default_rng(1)
+    anchors = rng.uniform(0, 100, (700, 2))  # not a multiple of the block size
+    cand = np.vstack([anchors[:5], rng.uniform(0, 100, (90, 2))])
+    dmin = rng.uniform(0, 30, 700)
+    dense = np.maximum(dmin[:, None] - cdist(anchors, cand), 0.0).mean(axis=0)
+    for rows in (1, 64, 256, 1000):
+        np.testing.assert_allclose(_dense_reduction(anchors, cand, dmin, rows=rows), dense, rtol=1e-12, atol=1e-15)
+    assert _dense_reduction(anchors, cand, dmin)[:5].min() >= dmin[:5].min() / 700
 
 
 def _pool_state(small):

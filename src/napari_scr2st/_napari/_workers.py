@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import sys
 from collections.abc import Callable, Generator
 from typing import Any
 
@@ -326,6 +327,29 @@ def warm_units() -> None:
     pint.get_application_registry().pixel  # noqa: B018 - the lazy registry is built on first use
 
 
+_DOCKS_WARMED = False
+
+
+def warm_docks() -> None:
+    """Import matplotlib's Qt canvas (the docks' charts) in a worker, once per process, so that
+    the first dock that draws a chart opens without ~1 s of imports on the GUI thread. Nothing
+    with synchronous workers (tests) or once it is imported; a failure is silent (the dock
+    imports it itself then)."""
+    global _DOCKS_WARMED
+    if _DOCKS_WARMED or sync_workers() or "matplotlib.backends.backend_qtagg" in sys.modules:
+        return
+    _DOCKS_WARMED = True
+
+    def _gen():
+        import matplotlib.backends.backend_qtagg  # noqa: F401
+        import matplotlib.figure  # noqa: F401
+
+        return None
+        yield
+
+    start_worker(_gen, desc="SCR2-ST: loading the chart code", quiet=True, on_error=lambda e: None)  # noqa: ARG005
+
+
 def build_layers(layers) -> list:
     """napari layers from layer-data tuples ``(data, kwargs, kind)``, built in the calling thread.
 
@@ -373,6 +397,7 @@ def load_layers_in_background(viewer, title: str, gen_factory, *, placeholder: s
         added = add_layer_tuples(viewer, layers or [])
         if on_added is not None:
             on_added(added)
+        warm_docks()  # the data is shown: the docks' chart code loads while the user looks at it
 
     def _aborted() -> None:
         _drop_placeholder()

@@ -317,6 +317,7 @@ class WorkflowWidget(SectionDock):
     def __init__(self, napari_viewer, parent=None) -> None:
         self._ready = False
         super().__init__(napari_viewer, parent)
+        W.warm_docks()  # the docks opened from here draw charts: load their code in a worker now
         K.compact_combo(self.layer_combo)
         self.summary = K.wrapping_label()
         self.summary.setObjectName("scr2st_workflow_summary")
