@@ -83,51 +83,50 @@ class Heartbeat:
     def window(self, name: str, t0: float, t1: float) -> None:
         self.windows[name] = (t0, t1)
 
-    def gaps(self, t0: float, t1: float) -> list[tuple[float, float, float]]:
+    def gaps(self, t0: float, t1: float, until: float = float("inf")) -> list[tuple[float, float, float]]:
         """``(start, end, stall)`` of the tick gaps that start in the window [t0, t1]: one that
-        begins in it counts in full, even where it runs past the window's end; of the gap the
-        step began in, only the part after t0 (what came before is not the step's)."""
+        begins in it counts past the window's end, up to ``until`` (the next step's start: what
+        follows is that step's); of the gap the step began in, only the part after t0."""
         out, prev = [], None
         for t, g in self.ticks:
-            if prev is not None and t0 <= prev <= t1:
-                out.append((prev, t, g))
-            elif prev is not None and prev < t0 < t:  # the step began inside this gap: its part
-                out.append((t0, t, max(0.0, t - t0 - self.interval)))
+            if prev is not None and (t0 <= prev <= t1 or prev < t0 < t):
+                a, b = max(prev, t0), min(t, until)
+                if b > a:
+                    out.append((a, b, max(0.0, b - a - self.interval) if (a, b) != (prev, t) else g))
             if prev is not None and prev > t1:
                 break
             prev = t
         return out
 
-    def max_stall(self, t0: float, t1: float) -> tuple[float, int]:
-        """Largest stall that starts in the window and the number of ticks in it."""
-        gs = self.gaps(t0, t1)
-        return (max(g for _, _, g in gs) if gs else float("nan")), sum(1 for t, _ in self.ticks if t0 < t <= t1)
-
-    def max_stall_without_paints(self, t0: float, t1: float, paints: list[tuple[float, float]]) -> tuple[float, float]:
-        """The longest stall of the window once the canvas paints inside it are taken out (what
-        the plugin and napari's Python did, apart from rasterising the canvas), and the paint
-        time of the longest stall itself."""
-        gaps = self.gaps(t0, t1)
-        if not gaps:
-            return float("nan"), float("nan")
-
-        def paint_in(a, b):
-            return sum(max(0.0, min(e, b) - max(s, a)) for s, e in paints if e > a and s < b)
-
-        longest = max(gaps, key=lambda x: x[2])
-        return max(max(0.0, g - paint_in(a, b)) for a, b, g in gaps), paint_in(longest[0], longest[1])
-
     def report(self, paints: list[tuple[float, float]] | None = None) -> dict[str, dict[str, float]]:
-        out = {}
-        for name, (a, b) in self.windows.items():
-            m, n = self.max_stall(a, b)
-            out[name] = {"wall_s": (b - a) / 1000, "stall_ms_max": m, "ticks": n}
-            if paints is not None:
-                ex, pl = self.max_stall_without_paints(a, b, paints)
-                inside = [e - s for s, e in paints if a <= s <= b]
-                out[name].update(stall_ms_max_without_paints=ex, paint_ms_in_longest_stall=pl,
-                                 paints=len(inside), paint_ms_max=max(inside) if inside else float("nan"))
-        return out
+        """Per step: the longest stall, the same with the canvas's paints taken out, the paint
+        time of the longest stall, the number of paints and the longest single paint."""
+        return stall_report(self.ticks, self.windows, paints, self.interval)
+
+
+def stall_report(ticks, windows, paints=None, interval: float = 10.0) -> dict[str, dict[str, float]]:
+    """:meth:`Heartbeat.report` from raw data (``--report JSON`` recomputes a saved run)."""
+    hb = Heartbeat.__new__(Heartbeat)
+    hb.ticks, hb.interval = [tuple(x) for x in ticks], interval
+    order = sorted(windows.items(), key=lambda kv: kv[1][0])
+    starts = [w[0] for _, w in order]
+    out = {}
+    for k, (name, (a, b)) in enumerate(order):
+        until = starts[k + 1] if k + 1 < len(order) else float("inf")
+        gs = hb.gaps(a, b, until)
+        out[name] = {"wall_s": (b - a) / 1000, "stall_ms_max": max((g for _, _, g in gs), default=float("nan")),
+                     "ticks": sum(1 for t, _ in hb.ticks if a < t <= b)}
+        if paints is not None:
+            def paint_in(x, y):
+                return sum(max(0.0, min(e, y) - max(s_, x)) for s_, e in paints if e > x and s_ < y)
+
+            inside = [e - s_ for s_, e in paints if a <= s_ <= b]
+            longest = max(gs, key=lambda x: x[2]) if gs else None
+            out[name].update(
+                stall_ms_max_without_paints=max((max(0.0, g - paint_in(x, y)) for x, y, g in gs), default=float("nan")),
+                paint_ms_in_longest_stall=paint_in(longest[0], longest[1]) if longest else float("nan"),
+                paints=len(inside), paint_ms_max=max(inside) if inside else float("nan"))
+    return out
 
 
 class StallTracer:
@@ -505,6 +504,33 @@ def bench_export(viewer, hb, draw, tmp: Path):
     print(f"export: {e.status.text()}")
 
 
+def print_stalls(stalls: dict, before: dict | None = None) -> None:
+    """The per-step table (``before``: a second run's, printed side by side)."""
+    print("longest UI stall per step (10 ms heartbeat on the UI thread); 'without paints': the same "
+          "with the canvas's own paints (software OpenGL here) taken out; 'paint max': the longest single paint:")
+    for name, r in stalls.items():
+        flag = "" if not (r["stall_ms_max"] > STALL_TARGET_MS) else f"  > {STALL_TARGET_MS:.0f} ms"
+        was = ""
+        if before is not None and name in before:
+            b = before[name]
+            was = f"   [before: {b['stall_ms_max']:6.0f} ms, without paints {b['stall_ms_max_without_paints']:6.0f} ms]"
+        print(f"  {name:18s} {r['stall_ms_max']:7.0f} ms over {r['wall_s']:7.2f} s ({r['ticks']} ticks){flag}; "
+              f"without paints {r['stall_ms_max_without_paints']:6.0f} ms; paint max {r['paint_ms_max']:5.0f} ms "
+              f"({r['paints']} paints){was}")
+
+
+def report_saved(paths: list[str]) -> int:
+    """``--report AFTER.json [BEFORE.json]``: the table recomputed from saved raw data."""
+    runs = [json.loads(Path(p).read_text()) for p in paths]
+    stalls = [stall_report(r["raw"]["ticks"], r["raw"]["windows"], r["raw"]["paints"]) for r in runs]
+    for p, r in zip(paths, runs, strict=True):
+        print(f"{p}: load average {r['machine']['load_avg_1min']:.2f}; slider end to end median "
+              f"{r['slider']['end_to_end_ms_median']:.0f} ms; idle repaint median "
+              f"{statistics.median(r['idle_repaint_ms']):.0f} ms")
+    print_stalls(stalls[0], stalls[1] if len(stalls) > 1 else None)
+    return 0
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--spots", type=int, default=5000)
@@ -520,7 +546,11 @@ def main(argv=None) -> int:
                     help="sample every thread's stack while the UI thread stalls, and print what blocks it")
     ap.add_argument("--profile", default=None, metavar="DIR",
                     help="cProfile the UI thread per step into DIR (<step>.pstats and .txt; slows it down)")
+    ap.add_argument("--report", nargs="+", metavar="JSON", default=None,
+                    help="print the stall table of saved runs (AFTER [BEFORE]) and exit")
     args = ap.parse_args(argv)
+    if args.report:
+        return report_saved(args.report)
     global PROF
     PROF = Profiler(args.profile)
     os.environ["SCR2ST_SYNC_WORKERS"] = "0"  # as for a user: thread workers
@@ -570,13 +600,7 @@ def main(argv=None) -> int:
     out["idle_repaint_ms"] = still
     print(f"idle repaint of the final canvas (1600 x 1000, {len(viewer.layers)} layers): median "
           f"{statistics.median(still):.0f} ms (all: {', '.join(f'{x:.0f}' for x in still)})")
-    print("longest UI stall per step (10 ms heartbeat on the UI thread); 'without paints': the same "
-          "with the canvas's own paints (software OpenGL here) taken out; 'paint max': the longest single paint:")
-    for name, r in out["stalls"].items():
-        flag = "" if not (r["stall_ms_max"] > STALL_TARGET_MS) else f"  > {STALL_TARGET_MS:.0f} ms"
-        print(f"  {name:18s} {r['stall_ms_max']:7.0f} ms over {r['wall_s']:7.2f} s ({r['ticks']} ticks){flag}; "
-              f"without paints {r['stall_ms_max_without_paints']:6.0f} ms; paint max {r['paint_ms_max']:5.0f} ms "
-              f"({r['paints']} paints)")
+    print_stalls(out["stalls"])
     out["raw"] = {"ticks": hb.ticks, "paints": draw.paints, "windows": hb.windows}  # to recompute the report
     if args.json:
         Path(args.json).parent.mkdir(parents=True, exist_ok=True)
