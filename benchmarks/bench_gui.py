@@ -98,6 +98,11 @@ class Heartbeat:
             prev = t
         return out
 
+    def max_stall(self, t0: float, t1: float) -> tuple[float, int]:
+        """The longest stall that starts in [t0, t1] (see :meth:`gaps`) and the ticks in it."""
+        gs = self.gaps(t0, t1)
+        return max((g for _, _, g in gs), default=float("nan")), sum(1 for t, _ in self.ticks if t0 < t <= t1)
+
     def report(self, paints: list[tuple[float, float]] | None = None) -> dict[str, dict[str, float]]:
         """Per step: the longest stall, the same with the canvas's paints taken out, the paint
         time of the longest stall, the number of paints and the longest single paint."""
