@@ -204,3 +204,28 @@ def test_a_pick_while_sequencing_refuses_the_stale_round(dock, qtbot, monkeypatc
     qtbot.waitUntil(lambda: w.worker is None, timeout=60000)
     assert s.current_round == 0 and not s.committed.measured.any() and i in s.manual
     assert len(errors) == 1 and "selection changed while the round was being sequenced" in errors[0]
+
+
+def test_the_chart_keeps_its_layout_between_resizes(dock):
+    """The sampling chart lays itself out (constrained) on its first full draw and after a
+    resize, and keeps that layout for the full draws in between: the same pixels, no layout."""
+    from matplotlib.layout_engine import ConstrainedLayoutEngine
+
+    viewer, w, _ = dock
+    canvas = w.chart
+    fig = canvas.figure
+    canvas.relayout()
+    assert isinstance(fig.get_layout_engine(), ConstrainedLayoutEngine)
+    canvas.draw()
+    assert not isinstance(fig.get_layout_engine(), ConstrainedLayoutEngine)  # frozen after the draw
+    laid_out = np.asarray(canvas.buffer_rgba()).copy()
+    pos = canvas.ax.get_position().bounds
+    canvas.draw()
+    np.testing.assert_array_equal(np.asarray(canvas.buffer_rgba()), laid_out)
+    assert canvas.ax.get_position().bounds == pos
+    # the y label is inside the figure (the layout made room for it)
+    fig_box = fig.bbox
+    label_box = canvas.ax.yaxis.label.get_window_extent(canvas.get_renderer())
+    assert label_box.x0 >= fig_box.x0 - 1 and label_box.y0 >= fig_box.y0 - 1
+    canvas.resize(canvas.width() + 80, canvas.height())  # a resize lays it out again
+    assert isinstance(fig.get_layout_engine(), ConstrainedLayoutEngine)

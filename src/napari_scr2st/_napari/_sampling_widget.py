@@ -120,7 +120,7 @@ class SamplingWidget(SectionDock):
             s.setToolTip(K.tip(key))
             wform.addRow(label, s)
             self.sliders[key] = s
-        self.chart = K.make_canvas(self.viewer, height=1.9)
+        self.chart = K.make_canvas(self.viewer, height=1.9, freeze_layout=True)
         self.chart.setToolTip("Reward terms of the sequenced spots and those expected with the proposal "
                               "(cell states and types of unsequenced spots are predicted)")
         wform.addRow(self.chart)
@@ -807,6 +807,7 @@ class SamplingWidget(SectionDock):
             for a in (*b1, *b2, *labels):
                 a.set_animated(True)
             self.chart.restyle(draw=False)
+            self.chart.relayout()  # new ticks and labels: lay out again on the next full draw
             bars = self._bars = (list(b1), list(b2), labels)
             self._chart_bg = None
             self.chart.mpl_connect("draw_event", self._on_chart_draw)

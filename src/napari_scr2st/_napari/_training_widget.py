@@ -80,7 +80,7 @@ class TrainingWidget(SectionDock):
         self.panel = W.WorkerPanel()
         self.panel.cancel_btn.hide()  # the dock's own Cancel button stops the run
         self._layout.addWidget(self.panel.widget)
-        self.canvas = K.make_canvas(self.viewer, height=2.2)
+        self.canvas = K.make_canvas(self.viewer, height=2.2, freeze_layout=True)
         self.canvas.setToolTip("Training loss per step and validation PCC per epoch")
         self._layout.addWidget(self.canvas)
         self._layout.addWidget(self.status)
@@ -279,6 +279,7 @@ class TrainingWidget(SectionDock):
         ax.set_ylim(0, 1.3)
         ax2.set_ylim(-0.2, 1.0)
         canvas.restyle(draw=False)  # no deferred redraw: it would land in the middle of training
+        canvas.relayout()  # new limits, new tick labels: lay the axes out again on this draw
         self._full_draw()
 
     def _full_draw(self) -> None:
