@@ -84,24 +84,11 @@ class Heartbeat:
         self.windows[name] = (t0, t1)
 
     def gaps(self, t0: float, t1: float, until: float = float("inf")) -> list[tuple[float, float, float]]:
-        """``(start, end, stall)`` of the tick gaps that start in the window [t0, t1]: one that
-        begins in it counts past the window's end, up to ``until`` (the next step's start: what
-        follows is that step's); of the gap the step began in, only the part after t0."""
-        out, prev = [], None
-        for t, g in self.ticks:
-            if prev is not None and (t0 <= prev <= t1 or prev < t0 < t):
-                a, b = max(prev, t0), min(t, until)
-                if b > a:
-                    out.append((a, b, max(0.0, b - a - self.interval) if (a, b) != (prev, t) else g))
-            if prev is not None and prev > t1:
-                break
-            prev = t
-        return out
+        return tick_gaps(self.ticks, self.interval, t0, t1, until)
 
     def max_stall(self, t0: float, t1: float) -> tuple[float, int]:
-        """The longest stall that starts in [t0, t1] (see :meth:`gaps`) and the ticks in it."""
-        gs = self.gaps(t0, t1)
-        return max((g for _, _, g in gs), default=float("nan")), sum(1 for t, _ in self.ticks if t0 < t <= t1)
+        """The longest stall that starts in [t0, t1] (see :func:`tick_gaps`) and the ticks in it."""
+        return _longest(self.gaps(t0, t1)), _ticks_in(self.ticks, t0, t1)
 
     def report(self, paints: list[tuple[float, float]] | None = None) -> dict[str, dict[str, float]]:
         """Per step: the longest stall, the same with the canvas's paints taken out, the paint
@@ -109,18 +96,41 @@ class Heartbeat:
         return stall_report(self.ticks, self.windows, paints, self.interval)
 
 
+def tick_gaps(ticks, interval: float, t0: float, t1: float,
+              until: float = float("inf")) -> list[tuple[float, float, float]]:
+    """``(start, end, stall)`` of the tick gaps that start in the window [t0, t1]: one that
+    begins in it counts past the window's end, up to ``until`` (the next step's start: what
+    follows is that step's); of the gap the step began in, only the part after t0."""
+    out, prev = [], None
+    for t, g in ticks:
+        if prev is not None and (t0 <= prev <= t1 or prev < t0 < t):
+            a, b = max(prev, t0), min(t, until)
+            if b > a:
+                out.append((a, b, max(0.0, b - a - interval) if (a, b) != (prev, t) else g))
+        if prev is not None and prev > t1:
+            break
+        prev = t
+    return out
+
+
+def _longest(gaps) -> float:
+    return max((g for _, _, g in gaps), default=float("nan"))
+
+
+def _ticks_in(ticks, t0: float, t1: float) -> int:
+    return sum(1 for t, _ in ticks if t0 < t <= t1)
+
+
 def stall_report(ticks, windows, paints=None, interval: float = 10.0) -> dict[str, dict[str, float]]:
     """:meth:`Heartbeat.report` from raw data (``--report JSON`` recomputes a saved run)."""
-    hb = Heartbeat.__new__(Heartbeat)
-    hb.ticks, hb.interval = [tuple(x) for x in ticks], interval
+    ticks = [tuple(x) for x in ticks]
     order = sorted(windows.items(), key=lambda kv: kv[1][0])
     starts = [w[0] for _, w in order]
     out = {}
     for k, (name, (a, b)) in enumerate(order):
         until = starts[k + 1] if k + 1 < len(order) else float("inf")
-        gs = hb.gaps(a, b, until)
-        out[name] = {"wall_s": (b - a) / 1000, "stall_ms_max": max((g for _, _, g in gs), default=float("nan")),
-                     "ticks": sum(1 for t, _ in hb.ticks if a < t <= b)}
+        gs = tick_gaps(ticks, interval, a, b, until)
+        out[name] = {"wall_s": (b - a) / 1000, "stall_ms_max": _longest(gs), "ticks": _ticks_in(ticks, a, b)}
         if paints is not None:
             def paint_in(x, y):
                 return sum(max(0.0, min(e, y) - max(s_, x)) for s_, e in paints if e > x and s_ < y)
@@ -305,6 +315,18 @@ def step(hb, draw, name, start, done, *, timeout_s=900.0, drawn=True):
     return ok
 
 
+def open_dock(viewer, hb, draw, name: str, title: str, widget_cls):
+    """Create a dock and add it to the viewer as one timed step ``name``; returns the widget."""
+    made = []
+
+    def add():
+        made.append(widget_cls(viewer))
+        viewer.window.add_dock_widget(made[0], name=title)
+
+    step(hb, draw, name, add, lambda: True)
+    return made[0]
+
+
 def bench_open(viewer, hb, draw, n_spots: int, her2st: Path | None) -> None:
     os.environ["SCR2ST_SAMPLE_SPOTS"] = str(n_spots)
     step(hb, draw, "open_sample", lambda: viewer.open_sample("napari-scr2st", "synthetic"),
@@ -337,13 +359,7 @@ def bench_open(viewer, hb, draw, n_spots: int, her2st: Path | None) -> None:
 def bench_prepare(viewer, hb, draw, episodes: int, sampler: str):
     from napari_scr2st._napari._sampling_widget import SamplingWidget
 
-    def add():
-        nonlocal w
-        w = SamplingWidget(viewer)
-        viewer.window.add_dock_widget(w, name="Spot sampling")
-
-    w = None
-    step(hb, draw, "open_sampling_dock", add, lambda: True)
+    w = open_dock(viewer, hb, draw, "open_sampling_dock", "Spot sampling", SamplingWidget)
     w.encoder_combo.setCurrentText("patch-stats")
     w.budget_unit.setCurrentText("%")
     w.budget_spin.setValue(30)
@@ -436,14 +452,7 @@ def bench_slider(w, s, hb, draw, repeats: int, seed: int = 0):
 def bench_training(viewer, s, hb, draw, epochs: int, device: str):
     from napari_scr2st._napari._training_widget import TrainingWidget
 
-    t = None
-
-    def add():
-        nonlocal t
-        t = TrainingWidget(viewer)
-        viewer.window.add_dock_widget(t, name="Train SCR2Net")
-
-    step(hb, draw, "open_training_dock", add, lambda: True)
+    t = open_dock(viewer, hb, draw, "open_training_dock", "Train SCR2Net", TrainingWidget)
     wait_until(lambda: not getattr(t._warm, "is_running", False), 120)  # the dock's background imports
     wait_until(lambda: False, 0.5)
     t.epochs_spin.setValue(epochs)
@@ -488,14 +497,7 @@ def bench_training(viewer, s, hb, draw, epochs: int, device: str):
 def bench_export(viewer, hb, draw, tmp: Path):
     from napari_scr2st._napari._export_widget import ExportWidget
 
-    e = None
-
-    def add():
-        nonlocal e
-        e = ExportWidget(viewer)
-        viewer.window.add_dock_widget(e, name="Export and import")
-
-    step(hb, draw, "open_export_dock", add, lambda: True)
+    e = open_dock(viewer, hb, draw, "open_export_dock", "Export and import", ExportWidget)
     out = tmp / "bench_predictions.h5ad"
     step(hb, draw, "export", lambda: e.export_h5ad(out), lambda: getattr(e, "worker", None) is None and out.exists(), drawn=False)
     PROF.start("export_csv_click")

@@ -301,14 +301,18 @@ class Acquisition:
     def commit(self, proposal: Proposal) -> SelectionState:
         """Fix ``proposal``: its manual and new picks are pending (sent for sequencing) and the
         round is counted; a round with no picks at all is complete at once."""
+        self._complete(self._committed_round(proposal, proposal.state))
+        return self.committed
+
+    def _committed_round(self, proposal: Proposal, st: SelectionState) -> SelectionState:
+        """``st`` (the proposal's state or a copy of it) as this round's committed state, after
+        the checks that ``proposal`` is current and a round may be sent."""
         if proposal.version != self.version:
             raise RuntimeError("the proposal is out of date (the selection changed since): propose again")
         if self.waiting_for_counts or self.rounds_done:
             raise RuntimeError(proposal.message or "nothing new to send for sequencing")
-        st = proposal.state
         st.current_round = self.current_round + 1
-        self._complete(st)
-        return self.committed
+        return st
 
     def reveal(self) -> np.ndarray:
         """Simulated sequencing: the oracle reveals every pending spot; returns their indices."""
@@ -320,32 +324,20 @@ class Acquisition:
         in a worker thread while the main thread only reads. :meth:`apply_staged` takes it."""
         if self.oracle is None:
             raise RuntimeError("no counts to simulate sequencing with: import the lab's counts instead")
-        version = self.version
-        if proposal is None:
-            st = self.committed.copy()
-        else:
-            if proposal.version != version:
-                raise RuntimeError("the proposal is out of date (the selection changed since): propose again")
-            if self.waiting_for_counts or self.rounds_done:
-                raise RuntimeError(proposal.message or "nothing new to send for sequencing")
-            st = proposal.state.copy()
-            st.current_round = self.current_round + 1
+        st = self.committed.copy() if proposal is None else self._committed_round(proposal, proposal.state.copy())
         idx = np.flatnonzero(st.pending)
         if idx.size == 0:
             raise RuntimeError("nothing was sent for sequencing in this round")
         self.oracle.fill(st, idx)
-        return StagedRound(version, st, self._round_reward(st), idx)
+        return StagedRound(self.version, st, self._round_reward(st), idx)
 
     def apply_staged(self, staged: StagedRound) -> np.ndarray:
         """Take a :meth:`stage_sequence` result (main thread); refused when the selection changed
         since it was staged. Returns the revealed pool indices."""
         if staged.version != self.version:
             raise RuntimeError("the selection changed while the round was being sequenced: sequence it again")
-        self.committed = staged.state
-        self.history.extend(staged.history)
-        self.manual = []
         self.oracle.n_revealed += len(staged.revealed)
-        self._bump()
+        self._complete(staged.state, reward=staged.history)
         return staged.revealed
 
     def import_counts(self, path: str | Path, *, section: str | None = None, overwrite: bool = False,
@@ -357,9 +349,10 @@ class Acquisition:
         self._complete(st)
         return idx
 
-    def _complete(self, st: SelectionState) -> None:
-        """Take ``st`` as committed; once nothing is pending, record the reward of the measured set."""
-        self.history.extend(self._round_reward(st))
+    def _complete(self, st: SelectionState, *, reward: list[RoundReward] | None = None) -> None:
+        """Take ``st`` as committed; once nothing is pending, record the reward of the measured set
+        (``reward``: already computed for ``st``, by :meth:`stage_sequence`)."""
+        self.history.extend(self._round_reward(st) if reward is None else reward)
         self.committed = st
         self.manual = []
         self._bump()

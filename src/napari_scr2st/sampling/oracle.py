@@ -42,7 +42,6 @@ class SimulatedOracle:
         return list(self._genes)
 
     def reveal(self, state: SelectionState, idx: Sequence[int]) -> None:
-        idx = np.asarray(idx, dtype=np.int64)
         self.fill(state, idx)
         self.n_revealed += len(idx)
 
