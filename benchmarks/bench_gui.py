@@ -90,10 +90,11 @@ class Heartbeat:
         """The longest stall that starts in [t0, t1] (see :func:`tick_gaps`) and the ticks in it."""
         return _longest(self.gaps(t0, t1)), _ticks_in(self.ticks, t0, t1)
 
-    def report(self, paints: list[tuple[float, float]] | None = None) -> dict[str, dict[str, float]]:
+    def report(self, paints: list[tuple[float, float]] | None = None, gcs=None) -> dict[str, dict[str, float]]:
         """Per step: the longest stall, the same with the canvas's paints taken out, the paint
-        time of the longest stall, the number of paints and the longest single paint."""
-        return stall_report(self.ticks, self.windows, paints, self.interval)
+        time of the longest stall, the number of paints and the longest single paint (and with
+        ``gcs``, the full garbage collections: see :func:`stall_report`)."""
+        return stall_report(self.ticks, self.windows, paints, self.interval, gcs)
 
 
 def tick_gaps(ticks, interval: float, t0: float, t1: float,
@@ -121,8 +122,14 @@ def _ticks_in(ticks, t0: float, t1: float) -> int:
     return sum(1 for t, _ in ticks if t0 < t <= t1)
 
 
-def stall_report(ticks, windows, paints=None, interval: float = 10.0) -> dict[str, dict[str, float]]:
-    """:meth:`Heartbeat.report` from raw data (``--report JSON`` recomputes a saved run)."""
+def _overlap(spans, x: float, y: float) -> float:
+    return sum(max(0.0, min(e, y) - max(s_, x)) for s_, e in spans if e > x and s_ < y)
+
+
+def stall_report(ticks, windows, paints=None, interval: float = 10.0, gcs=None) -> dict[str, dict[str, float]]:
+    """:meth:`Heartbeat.report` from raw data (``--report JSON`` recomputes a saved run).
+    ``gcs``: the (start, end) of the full garbage collections; with them, also the longest
+    stall with the paints and the collections taken out, and the longest collection."""
     ticks = [tuple(x) for x in ticks]
     order = sorted(windows.items(), key=lambda kv: kv[1][0])
     starts = [w[0] for _, w in order]
@@ -133,7 +140,7 @@ def stall_report(ticks, windows, paints=None, interval: float = 10.0) -> dict[st
         out[name] = {"wall_s": (b - a) / 1000, "stall_ms_max": _longest(gs), "ticks": _ticks_in(ticks, a, b)}
         if paints is not None:
             def paint_in(x, y):
-                return sum(max(0.0, min(e, y) - max(s_, x)) for s_, e in paints if e > x and s_ < y)
+                return _overlap(paints, x, y)
 
             inside = [e - s_ for s_, e in paints if a <= s_ <= b]
             longest = max(gs, key=lambda x: x[2]) if gs else None
@@ -141,6 +148,12 @@ def stall_report(ticks, windows, paints=None, interval: float = 10.0) -> dict[st
                 stall_ms_max_without_paints=max((max(0.0, g - paint_in(x, y)) for x, y, g in gs), default=float("nan")),
                 paint_ms_in_longest_stall=paint_in(longest[0], longest[1]) if longest else float("nan"),
                 paints=len(inside), paint_ms_max=max(inside) if inside else float("nan"))
+            if gcs is not None:
+                full = [e - s_ for s_, e in gcs if a <= s_ <= b]
+                out[name].update(
+                    stall_ms_max_without_paints_gc=max((max(0.0, g - paint_in(x, y) - _overlap(gcs, x, y))
+                                                        for x, y, g in gs), default=float("nan")),
+                    gc_full=len(full), gc_ms_max=max(full) if full else float("nan"))
     return out
 
 
@@ -255,6 +268,38 @@ class DrawWatch:
 
     def first_after(self, t: float) -> float | None:
         return next((d for d in self.draws if d > t), None)
+
+
+class GcWatch:
+    """Every garbage collection (``gc.callbacks``): ``(start, end, generation, on the UI thread)``
+    in heartbeat ms. A collection holds the GIL, so one in a worker stalls the UI thread too;
+    napari runs a full ``gc.collect()`` at each layer removal."""
+
+    def __init__(self, hb: Heartbeat) -> None:
+        import gc
+        import threading
+
+        self.hb, self.main = hb, threading.main_thread().ident
+        self.runs: list[tuple[float, float, int, bool]] = []
+        self._t0: float | None = None
+        self._gc, self._threading = gc, threading
+        gc.callbacks.append(self._cb)
+
+    def _cb(self, phase: str, info: dict) -> None:
+        if phase == "start":
+            self._t0 = self.hb.now()
+        elif self._t0 is not None:
+            self.runs.append((self._t0, self.hb.now(), int(info.get("generation", -1)),
+                              self._threading.get_ident() == self.main))
+            self._t0 = None
+
+    def stop(self) -> None:
+        if self._cb in self._gc.callbacks:
+            self._gc.callbacks.remove(self._cb)
+
+    def full(self) -> list[tuple[float, float]]:
+        """The (start, end) of the full (generation 2) collections."""
+        return [(a, b) for a, b, g, _ in self.runs if g == 2]
 
 
 class Profiler:
@@ -521,15 +566,20 @@ def print_stalls(stalls: dict, before: dict | None = None) -> None:
         if before is not None and name in before:
             b = before[name]
             was = f"   [before: {b['stall_ms_max']:6.0f} ms, without paints {b['stall_ms_max_without_paints']:6.0f} ms]"
+        gc_ = ""
+        if "gc_full" in r:
+            gc_ = (f"; without paints and gc {r['stall_ms_max_without_paints_gc']:6.0f} ms; full gc max "
+                   f"{r['gc_ms_max']:5.0f} ms ({r['gc_full']})")
         print(f"  {name:18s} {r['stall_ms_max']:7.0f} ms over {r['wall_s']:7.2f} s ({r['ticks']} ticks){flag}; "
               f"without paints {r['stall_ms_max_without_paints']:6.0f} ms; paint max {r['paint_ms_max']:5.0f} ms "
-              f"({r['paints']} paints){was}")
+              f"({r['paints']} paints){gc_}{was}")
 
 
 def report_saved(paths: list[str]) -> int:
     """``--report AFTER.json [BEFORE.json]``: the table recomputed from saved raw data."""
     runs = [json.loads(Path(p).read_text()) for p in paths]
-    stalls = [stall_report(r["raw"]["ticks"], r["raw"]["windows"], r["raw"]["paints"]) for r in runs]
+    stalls = [stall_report(r["raw"]["ticks"], r["raw"]["windows"], r["raw"]["paints"], gcs=r["raw"].get("gc_full"))
+              for r in runs]
     for p, r in zip(paths, runs, strict=True):
         print(f"{p}: load average {r['machine']['load_avg_1min']:.2f}; slider end to end median "
               f"{r['slider']['end_to_end_ms_median']:.0f} ms; idle repaint median "
@@ -571,6 +621,7 @@ def main(argv=None) -> int:
     viewer.window._qt_window.resize(1600, 1000)
     hb = Heartbeat()
     draw = DrawWatch(viewer, hb)
+    gcw = GcWatch(hb)
     wait_until(lambda: False, 1.0)
     hb.start()
     tracer = StallTracer(hb) if args.trace_stalls else None
@@ -594,7 +645,13 @@ def main(argv=None) -> int:
     if tracer is not None:
         tracer.stop()
         print(tracer.report(hb.windows))
-    out["stalls"] = hb.report(draw.paints)
+    gcw.stop()
+    out["stalls"] = hb.report(draw.paints, gcw.full())
+    out["gc"] = {"full": len(gcw.full()), "full_ms": [round(b - a, 1) for a, b in gcw.full()],
+                 "full_on_ui_thread": sum(1 for *_, g, ui in gcw.runs if g == 2 and ui)}
+    print(f"full garbage collections: {out['gc']['full']} ({out['gc']['full_on_ui_thread']} on the UI thread), "
+          f"median {statistics.median(out['gc']['full_ms'] or [float('nan')]):.0f} ms, "
+          f"max {max(out['gc']['full_ms'], default=float('nan')):.0f} ms")
     out["stall_target_ms"] = STALL_TARGET_MS
     scene = viewer.window._qt_viewer.canvas._scene_canvas
     n0 = len(draw.paints)
@@ -612,7 +669,8 @@ def main(argv=None) -> int:
         return [[round(a, 1), round(b, 1)] for a, b in xs]
 
     # to recompute the report (--report); 0.1 ms is finer than the 10 ms heartbeat
-    out["raw"] = {"ticks": r1(hb.ticks), "paints": r1(draw.paints), "windows": {k: list(v) for k, v in hb.windows.items()}}
+    out["raw"] = {"ticks": r1(hb.ticks), "paints": r1(draw.paints), "gc_full": r1(gcw.full()),
+                  "windows": {k: list(v) for k, v in hb.windows.items()}}
     if args.json:
         Path(args.json).parent.mkdir(parents=True, exist_ok=True)
         Path(args.json).write_text(json.dumps(out))
