@@ -25,6 +25,7 @@ from .. import layers as L
 from ..config import DEFAULT_ENCODER, ENCODERS, SAMPLER_LABELS, SAMPLERS
 from ..progress import Progress
 from . import _dock_kit as K
+from . import _heap
 from . import _viewer_layers as V
 from . import _workers as W
 from ._section_dock import SectionDock
@@ -431,6 +432,7 @@ class SamplingWidget(SectionDock):
             s.finish_prepare()
         except Exception as e:  # noqa: BLE001
             self._failed("The first selection", e)
+        _heap.freeze_later(self.viewer, again=True)  # the prepared section lives on: out of the collections
 
     def _finished(self) -> None:
         self.worker = None

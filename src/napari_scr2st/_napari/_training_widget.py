@@ -12,6 +12,7 @@ from ..config import DEFAULT_ENCODER, ENCODERS
 from ..device import pick_device
 from ..progress import CancelToken, Progress
 from . import _dock_kit as K
+from . import _heap
 from . import _viewer_layers as V
 from . import _workers as W
 from ._section_dock import SectionDock
@@ -355,6 +356,7 @@ class TrainingWidget(SectionDock):
                         f"validation PCC {vp:.3f} (held-out sequenced spots).")
         self.draw_curve()
         W.notify_info(f"SCR2Net trained: predictions for {len(predictor.genes)} genes are in the layer list")
+        _heap.freeze_later(self.viewer, again=True)  # the model and its maps live on: out of the collections
 
     def _on_error(self, e: BaseException) -> None:
         self._final = True

@@ -52,6 +52,45 @@ def active(handle) -> bool:
     return handle is not None and not isinstance(handle, _SyncHandle)
 
 
+NICE_ENV = "SCR2ST_WORKER_NICE"
+WORKER_NICE = 10  # how much lower than the viewer's the workers' CPU priority is (Linux)
+
+
+def worker_nice() -> int:
+    """The niceness added to a worker thread (``SCR2ST_WORKER_NICE``, default
+    :data:`WORKER_NICE`; 0 keeps the workers at the viewer's priority)."""
+    raw = os.environ.get(NICE_ENV, "").strip()
+    try:
+        return max(0, min(19, int(raw))) if raw else WORKER_NICE
+    except ValueError:
+        return WORKER_NICE
+
+
+def lower_thread_priority(by: int | None = None) -> bool:
+    """Give the calling (worker) thread a lower CPU priority than the viewer's, so that on a
+    busy machine the UI thread and the OpenGL rasteriser get the cores first and a paint is
+    not slowed down by the background computation. Linux only (its niceness is per thread);
+    elsewhere, on the main thread or when the thread is already that nice, nothing. A thread of
+    the pool stays nice for the next worker; it only ever runs background work. Returns
+    whether the priority was changed."""
+    import threading
+
+    by = worker_nice() if by is None else by
+    if by <= 0 or not sys.platform.startswith("linux") or threading.current_thread() is threading.main_thread():
+        return False
+    tid = threading.get_native_id()
+    try:
+        base = os.getpriority(os.PRIO_PROCESS, os.getpid())  # the process's (main thread's) niceness
+        now = os.getpriority(os.PRIO_PROCESS, tid)
+        want = min(19, base + by)
+        if now >= want:
+            return False
+        os.setpriority(os.PRIO_PROCESS, tid, want)
+    except OSError:  # a sandbox may forbid it: the worker runs at the normal priority
+        return False
+    return True
+
+
 STATUS_EVERY_S = 0.2  # dock status texts follow progress events at most 5 times per second
 
 
@@ -268,6 +307,7 @@ def start_worker(
     def _run():  # a generator function, so napari makes a GeneratorWorker (quit at each yield)
         from ..progress import Cancelled
 
+        lower_thread_priority()
         gen = gen_factory()
         try:
             return (yield from gen)
@@ -398,6 +438,9 @@ def load_layers_in_background(viewer, title: str, gen_factory, *, placeholder: s
         if on_added is not None:
             on_added(added)
         warm_docks()  # the data is shown: the docks' chart code loads while the user looks at it
+        from . import _heap
+
+        _heap.freeze_later(viewer)  # and the long-lived heap is frozen (short collections after)
 
     def _aborted() -> None:
         _drop_placeholder()

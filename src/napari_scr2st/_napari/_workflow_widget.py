@@ -31,6 +31,7 @@ from qtpy.QtWidgets import (
 
 from ..config import SAMPLER_LABELS
 from . import _dock_kit as K
+from . import _heap
 from . import _workers as W
 from ._section_dock import SectionDock
 
@@ -318,6 +319,7 @@ class WorkflowWidget(SectionDock):
         self._ready = False
         super().__init__(napari_viewer, parent)
         W.warm_docks()  # the docks opened from here draw charts: load their code in a worker now
+        _heap.freeze_later(napari_viewer)  # short garbage collections from now on (see _heap)
         K.compact_combo(self.layer_combo)
         self.summary = K.wrapping_label()
         self.summary.setObjectName("scr2st_workflow_summary")
