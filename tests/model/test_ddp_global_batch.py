@@ -72,6 +72,9 @@ def _rank(rank: int, world: int, port: int, out_dir: str) -> None:
             rows = range(split) if rank == 0 else range(split, N)
             parts, grads = _step(DDP(net), net, list(rows), config)
             torch.save({"parts": parts, "grads": grads}, os.path.join(out_dir, f"{name}{rank}.pt"))
+        # both ranks are done before either tears gloo down: a rank that destroys its group
+        # while the other still talks to it can abort in gloo's threads (SIGABRT)
+        dist.barrier()
     finally:
         dist.destroy_process_group()
 
