@@ -139,19 +139,16 @@ def stall_report(ticks, windows, paints=None, interval: float = 10.0, gcs=None) 
         gs = tick_gaps(ticks, interval, a, b, until)
         out[name] = {"wall_s": (b - a) / 1000, "stall_ms_max": _longest(gs), "ticks": _ticks_in(ticks, a, b)}
         if paints is not None:
-            def paint_in(x, y):
-                return _overlap(paints, x, y)
-
             inside = [e - s_ for s_, e in paints if a <= s_ <= b]
             longest = max(gs, key=lambda x: x[2]) if gs else None
             out[name].update(
-                stall_ms_max_without_paints=max((max(0.0, g - paint_in(x, y)) for x, y, g in gs), default=float("nan")),
-                paint_ms_in_longest_stall=paint_in(longest[0], longest[1]) if longest else float("nan"),
+                stall_ms_max_without_paints=max((max(0.0, g - _overlap(paints, x, y)) for x, y, g in gs), default=float("nan")),
+                paint_ms_in_longest_stall=_overlap(paints, longest[0], longest[1]) if longest else float("nan"),
                 paints=len(inside), paint_ms_max=max(inside) if inside else float("nan"))
             if gcs is not None:
                 full = [e - s_ for s_, e in gcs if a <= s_ <= b]
                 out[name].update(
-                    stall_ms_max_without_paints_gc=max((max(0.0, g - paint_in(x, y) - _overlap(gcs, x, y))
+                    stall_ms_max_without_paints_gc=max((max(0.0, g - _overlap(paints, x, y) - _overlap(gcs, x, y))
                                                         for x, y, g in gs), default=float("nan")),
                     gc_full=len(full), gc_ms_max=max(full) if full else float("nan"))
     return out
@@ -646,8 +643,9 @@ def main(argv=None) -> int:
         tracer.stop()
         print(tracer.report(hb.windows))
     gcw.stop()
-    out["stalls"] = hb.report(draw.paints, gcw.full())
-    out["gc"] = {"full": len(gcw.full()), "full_ms": [round(b - a, 1) for a, b in gcw.full()],
+    full_gcs = gcw.full()
+    out["stalls"] = hb.report(draw.paints, full_gcs)
+    out["gc"] = {"full": len(full_gcs), "full_ms": [round(b - a, 1) for a, b in full_gcs],
                  "full_on_ui_thread": sum(1 for *_, g, ui in gcw.runs if g == 2 and ui)}
     print(f"full garbage collections: {out['gc']['full']} ({out['gc']['full_on_ui_thread']} on the UI thread), "
           f"median {statistics.median(out['gc']['full_ms'] or [float('nan')]):.0f} ms, "
@@ -669,7 +667,7 @@ def main(argv=None) -> int:
         return [[round(a, 1), round(b, 1)] for a, b in xs]
 
     # to recompute the report (--report); 0.1 ms is finer than the 10 ms heartbeat
-    out["raw"] = {"ticks": r1(hb.ticks), "paints": r1(draw.paints), "gc_full": r1(gcw.full()),
+    out["raw"] = {"ticks": r1(hb.ticks), "paints": r1(draw.paints), "gc_full": r1(full_gcs),
                   "windows": {k: list(v) for k, v in hb.windows.items()}}
     if args.json:
         Path(args.json).parent.mkdir(parents=True, exist_ok=True)

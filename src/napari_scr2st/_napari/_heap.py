@@ -16,6 +16,7 @@ at the next thaw. ``SCR2ST_GC_FREEZE=0`` turns it off.
 
 from __future__ import annotations
 
+import functools
 import gc
 import os
 import threading
@@ -106,19 +107,15 @@ def _on_removed(event) -> None:
             freeze_later(viewer, REFREEZE_MS)
 
 
-_FILTER = {}
-
-
+@functools.cache
 def _close_filter():
     """One Qt event filter that thaws when a watched viewer's window gets its close event."""
-    if "f" not in _FILTER:
-        from qtpy.QtCore import QEvent, QObject
+    from qtpy.QtCore import QEvent, QObject
 
-        class _ThawOnClose(QObject):
-            def eventFilter(self, _obj, ev):  # noqa: N802 - Qt's name
-                if ev.type() == QEvent.Type.Close:
-                    thaw()
-                return False
+    class _ThawOnClose(QObject):
+        def eventFilter(self, _obj, ev):  # noqa: N802 - Qt's name
+            if ev.type() == QEvent.Type.Close:
+                thaw()
+            return False
 
-        _FILTER["f"] = _ThawOnClose()
-    return _FILTER["f"]
+    return _ThawOnClose()

@@ -8,6 +8,7 @@ from collections.abc import Callable, Generator
 from typing import Any
 
 from ..progress import Progress
+from . import _heap
 
 SYNC_ENV = "SCR2ST_SYNC_WORKERS"
 
@@ -438,8 +439,6 @@ def load_layers_in_background(viewer, title: str, gen_factory, *, placeholder: s
         if on_added is not None:
             on_added(added)
         warm_docks()  # the data is shown: the docks' chart code loads while the user looks at it
-        from . import _heap
-
         _heap.freeze_later(viewer)  # and the long-lived heap is frozen (short collections after)
 
     def _aborted() -> None:
