@@ -393,5 +393,63 @@ def test_warm_docks_loads_the_chart_code_once_in_a_worker(monkeypatch):
     assert len(calls) == 1 and calls[0][1]["quiet"] is True
     monkeypatch.setattr(W, "_DOCKS_WARMED", False)
     monkeypatch.setitem(sys.modules, "matplotlib.backends.backend_qtagg", object())  # already loaded
+    monkeypatch.setattr(W._dock_kit, "_SETTINGS_BUILT", True)  # and the settings read
     W.warm_docks()
     assert len(calls) == 1
+    monkeypatch.setattr(W._dock_kit, "_SETTINGS_BUILT", False)  # the settings alone still warm
+    W.warm_docks()
+    assert len(calls) == 2
+
+
+def test_warm_docks_reads_the_plugin_settings_in_the_worker(monkeypatch):
+    """The worker of warm_docks reads napari's plugin settings (what the first dock would read on
+    the GUI thread otherwise)."""
+    import sys
+
+    from napari_scr2st._napari import _workers as W
+
+    gens = []
+    monkeypatch.setattr(W, "start_worker", lambda gen, **kw: gens.append(gen))
+    monkeypatch.setattr(W, "_DOCKS_WARMED", False)
+    monkeypatch.setattr(W._dock_kit, "_SETTINGS_BUILT", False)
+    monkeypatch.setitem(sys.modules, "matplotlib.backends.backend_qtagg", sys.modules.get(
+        "matplotlib.backends.backend_qtagg", object()))
+    monkeypatch.setenv("SCR2ST_SYNC_WORKERS", "0")
+    W.warm_docks()
+    assert len(gens) == 1 and not W._dock_kit.settings_built()
+    for _ in gens[0]():  # the generator the worker would run
+        pass
+    assert W._dock_kit.settings_built()
+
+
+def test_plugin_settings_are_read_by_one_thread_at_a_time(monkeypatch):
+    """A dock opened while the warm-up worker reads the settings waits for it: napari's first
+    get_plugin_settings fills its cache in a loop, and a second reader must not see it half
+    full (it would fall back to the built-in defaults)."""
+    import threading
+    import time
+
+    import napari.settings
+
+    from napari_scr2st._napari import _dock_kit as K
+
+    inside, most = [0], [0]
+    real = napari.settings.get_plugin_settings
+
+    def slow(name):
+        inside[0] += 1
+        most[0] = max(most[0], inside[0])
+        time.sleep(0.05)
+        inside[0] -= 1
+        return real(name)
+
+    monkeypatch.setattr(napari.settings, "get_plugin_settings", slow)
+    out = []
+    threads = [threading.Thread(target=lambda: out.append(K.plugin_defaults())) for _ in range(3)]
+    for t in threads:
+        t.start()
+    out.append(K.plugin_defaults())
+    for t in threads:
+        t.join()
+    assert most[0] == 1 and len(out) == 4
+    assert all(o == out[0] for o in out)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from dataclasses import replace
 
 from ..config import SamplingSettings, TrainingSettings
@@ -60,6 +61,30 @@ def tip(key: str) -> str:
 
 
 # ------------------------------------------------------------------ plugin settings
+_SETTINGS_LOCK = threading.Lock()
+_SETTINGS_BUILT = False
+
+
+def settings_built() -> bool:
+    """True once napari's plugin settings were read here (later reads are a dictionary lookup)."""
+    return _SETTINGS_BUILT
+
+
+def warm_plugin_settings() -> bool:
+    """Read napari's plugin settings ahead of the first dock, meant for a worker thread.
+
+    napari builds every plugin's settings model on the first ``get_plugin_settings`` call, which
+    re-reads all installed plugin manifests (npe2 ``discover``: 0.2-0.3 s of YAML parsing here);
+    on the GUI thread that froze the first dock's opening. The lock makes a dock opened meanwhile
+    wait for the same result instead of racing it. Returns whether the settings are readable; a
+    failure is silent (the dock falls back to the built-in defaults, as always)."""
+    try:
+        plugin_defaults()
+    except Exception:  # noqa: BLE001 - plugin_defaults itself never raises; belt and braces
+        return False
+    return _SETTINGS_BUILT
+
+
 def plugin_defaults() -> tuple[SamplingSettings, TrainingSettings]:
     """Dock defaults: the settings dataclasses' defaults, overridden by napari's plugin settings
     (npe2 ``configurations``, napari >= 0.9) when that API exists and works."""
@@ -69,7 +94,10 @@ def plugin_defaults() -> tuple[SamplingSettings, TrainingSettings]:
     except ImportError:
         return sampling, training
     try:
-        s = get_plugin_settings(PLUGIN)
+        with _SETTINGS_LOCK:  # a worker may be building them (warm_plugin_settings)
+            s = get_plugin_settings(PLUGIN)
+        global _SETTINGS_BUILT
+        _SETTINGS_BUILT = True
         sm, tr = s.sampling, s.training
         sampling = replace(sampling, budget=str(sm.budget), rounds=int(sm.rounds), w_sc=float(sm.weight_sc),
                            w_type=float(sm.weight_type), w_sp=float(sm.weight_sp),

@@ -8,7 +8,7 @@ from collections.abc import Callable, Generator
 from typing import Any
 
 from ..progress import Progress
-from . import _heap
+from . import _dock_kit, _heap
 
 SYNC_ENV = "SCR2ST_SYNC_WORKERS"
 
@@ -372,23 +372,31 @@ _DOCKS_WARMED = False
 
 
 def warm_docks() -> None:
-    """Import matplotlib's Qt canvas (the docks' charts) in a worker, once per process, so that
-    the first dock that draws a chart opens without ~1 s of imports on the GUI thread. Nothing
-    with synchronous workers (tests) or once it is imported; a failure is silent (the dock
-    imports it itself then)."""
+    """Prepare the docks in a worker, once per process, while the user looks at the data: import
+    matplotlib's Qt canvas (the docks' charts; ~1 s of imports) and read napari's plugin settings
+    (the docks' defaults; ~0.3 s of plugin-manifest parsing), so that the first dock opens
+    without either on the GUI thread. Nothing with synchronous workers (tests) or when both are
+    done already; a failure is silent (the dock does it itself then)."""
     global _DOCKS_WARMED
-    if _DOCKS_WARMED or sync_workers() or "matplotlib.backends.backend_qtagg" in sys.modules:
+    if _DOCKS_WARMED or sync_workers():
+        return
+    charts = "matplotlib.backends.backend_qtagg" not in sys.modules
+    settings = not _dock_kit.settings_built()
+    if not (charts or settings):
         return
     _DOCKS_WARMED = True
 
     def _gen():
-        import matplotlib.backends.backend_qtagg  # noqa: F401
-        import matplotlib.figure  # noqa: F401
+        if settings:
+            _dock_kit.warm_plugin_settings()
+        if charts:
+            import matplotlib.backends.backend_qtagg  # noqa: F401
+            import matplotlib.figure  # noqa: F401
 
         return None
         yield
 
-    start_worker(_gen, desc="SCR2-ST: loading the chart code", quiet=True, on_error=lambda e: None)  # noqa: ARG005
+    start_worker(_gen, desc="SCR2-ST: preparing the docks", quiet=True, on_error=lambda e: None)  # noqa: ARG005
 
 
 def build_layers(layers) -> list:
