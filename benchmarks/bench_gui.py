@@ -372,7 +372,7 @@ def open_dock(viewer, hb, draw, name: str, title: str, widget_cls):
 def bench_open(viewer, hb, draw, n_spots: int, her2st: Path | None) -> None:
     os.environ["SCR2ST_SAMPLE_SPOTS"] = str(n_spots)
     step(hb, draw, "open_sample", lambda: viewer.open_sample("napari-scr2st", "synthetic"),
-         lambda: "SYN1 spots" in viewer.layers)
+         lambda: "SYN1 true compartments" in viewer.layers)  # the last of its layers
     if her2st is None or not her2st.is_dir():
         print("  (no her2st data beside the repository: open_section / open_folder skipped)")
         return

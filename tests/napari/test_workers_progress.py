@@ -159,7 +159,7 @@ def test_threaded_cancel_is_not_overwritten_by_late_progress(make_napari_viewer,
     before = _snapshot(viewer)
     t.start()
     worker = t.worker
-    assert t.panel.widget.isVisible()
+    assert t.panel.widget.isVisibleTo(t)  # shown in the dock (the dock itself appears on the next paint)
     qtbot.waitUntil(lambda: t._last_progress is not None and "epoch" in t._last_progress.message, timeout=120_000)
     with qtbot.waitSignal(worker.finished, timeout=120_000):
         t.cancel()
@@ -320,7 +320,7 @@ def test_sample_opens_in_a_worker_behind_a_placeholder(make_napari_viewer, qtbot
     viewer = make_napari_viewer(show=True)
     viewer.open_sample("napari-scr2st", "synthetic")
     assert [ly.name for ly in viewer.layers] == ["SYN1 (loading)"] and len(viewer.layers[0].data) == 0
-    qtbot.waitUntil(lambda: "SYN1 spots" in viewer.layers, timeout=120_000)
+    qtbot.waitUntil(lambda: "SYN1 true compartments" in viewer.layers, timeout=120_000)  # the last one
     assert [ly.name for ly in viewer.layers] == ["SYN1 H&E", "SYN1 spots", "SYN1 true compartments"]
     assert 250 < len(viewer.layers["SYN1 spots"].data) < 350
 
@@ -453,3 +453,64 @@ def test_plugin_settings_are_read_by_one_thread_at_a_time(monkeypatch):
         t.join()
     assert most[0] == 1 and len(out) == 4
     assert all(o == out[0] for o in out)
+
+
+def test_layers_are_added_one_per_event_loop_turn(make_napari_viewer, qtbot, monkeypatch):
+    """add_in_turns: the step before, then one layer per turn of the event loop (the viewer
+    repaints in between), then ``then`` with every layer in order; all at once when synchronous."""
+    import numpy as np
+
+    from napari_scr2st._napari import _workers as W
+
+    monkeypatch.setenv("SCR2ST_SYNC_WORKERS", "0")
+    viewer = make_napari_viewer()
+    viewer.add_points(np.zeros((1, 2)), name="placeholder")
+    tuples = [(np.zeros((8, 8)), {"name": f"L{i}"}, "image") for i in range(3)]
+    got, seen = [], []
+    ret = W.add_in_turns(viewer, tuples, got.append, before=lambda: viewer.layers.remove("placeholder"))
+    assert ret is None and got == []
+    assert [ly.name for ly in viewer.layers] == []  # only the first step ran in this turn
+    timer = __import__("qtpy.QtCore", fromlist=["QTimer"]).QTimer()
+    timer.timeout.connect(lambda: seen.append(len(viewer.layers)))
+    timer.start(0)
+    qtbot.waitUntil(lambda: bool(got), timeout=10_000)
+    timer.stop()
+    assert [ly.name for ly in got[0]] == ["L0", "L1", "L2"] and [ly.name for ly in viewer.layers] == ["L0", "L1", "L2"]
+    assert {1, 2} <= set(seen)  # other events ran while the layers came one by one
+
+    monkeypatch.setenv("SCR2ST_SYNC_WORKERS", "1")
+    more = [(np.zeros((8, 8)), {"name": f"M{i}"}, "image") for i in range(2)]
+    out = W.add_in_turns(viewer, more, got.append)
+    assert [ly.name for ly in out] == ["M0", "M1"] and [ly.name for ly in got[1]] == ["M0", "M1"]
+
+
+def test_the_activity_bar_appears_only_for_work_that_lasts(make_napari_viewer, qtbot):
+    """LazyBar: no napari progress bar for work that ends within its delay; after the delay one
+    with the progress made so far, which then follows (total, steps, description) and closes."""
+    from napari.utils import progress
+
+    from napari_scr2st._napari._workers import LazyBar
+
+    make_napari_viewer()  # the activity dock that shows napari's bars
+    before = set(progress._all_instances)
+    quick = LazyBar("quick", after_s=0.05)
+    quick.total = 4
+    quick.update(4)
+    quick.close()
+    qtbot.wait(150)
+    assert quick.bar is None and set(progress._all_instances) == before
+
+    slow = LazyBar("slow", after_s=0.05)
+    slow.total = 10
+    slow.update(3)
+    slow.set_description("slow: reading")
+    qtbot.waitUntil(lambda: slow.bar is not None, timeout=5_000)
+    bar = slow.bar
+    assert (bar.n, bar.total, bar.desc.rstrip(": ")) == (3, 10, "slow: reading")
+    assert bar in progress._all_instances
+    slow.total = 12
+    slow.update(2)
+    slow.set_description("slow: writing")
+    assert (bar.n, bar.total, bar.desc.rstrip(": ")) == (5, 12, "slow: writing")
+    slow.close()
+    assert bar not in progress._all_instances
