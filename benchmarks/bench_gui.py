@@ -228,19 +228,26 @@ class StallTracer:
         return "\n".join(lines)
 
 
-def wait_until(cond, timeout_s: float = 600.0) -> bool:
-    """Run the Qt event loop (as napari's own would) until ``cond()``; False on timeout."""
+def wait_until(cond, timeout_s: float = 600.0, clock=None) -> bool | float:
+    """Run the Qt event loop (as napari's own would) until ``cond()``; False on timeout.
+
+    ``clock`` (a function giving ms, as ``Heartbeat.now``): return instead the clock's time at
+    the start of the event-loop slice in which ``cond()`` became true (the result may have been
+    made, and painted, anywhere in that slice)."""
     from qtpy.QtCore import QEventLoop
     from qtpy.QtWidgets import QApplication
 
     app = QApplication.instance()
     t0 = time.perf_counter()
+    slice_start = clock() if clock is not None else 0.0
     while not cond():
         if time.perf_counter() - t0 > timeout_s:
             return False
+        if clock is not None:
+            slice_start = clock()
         app.processEvents(QEventLoop.ProcessEventsFlag.AllEvents, 5)
         time.sleep(0.0005)
-    return True
+    return slice_start if clock is not None else True
 
 
 class DrawWatch:
@@ -341,12 +348,16 @@ PROF = Profiler(None)
 
 
 def step(hb, draw, name, start, done, *, timeout_s=900.0, drawn=True):
-    """Run ``start()``, wait for ``done()`` and (``drawn``) the next canvas draw; record the window."""
+    """Run ``start()``, wait for ``done()`` and (``drawn``) the canvas draw that shows it; record the
+    window. The draw counted is the first one that starts after the beginning of the event-loop
+    slice in which ``done()`` became true: a result made by a queued callback (layers added one
+    per turn) is often painted in the same slice, before ``done()`` is polled again."""
     PROF.start(name)
     t0 = hb.now()
     start()
-    ok = wait_until(done, timeout_s)
-    t_done = hb.now()
+    got = wait_until(done, timeout_s, clock=hb.now)
+    ok = got is not False
+    t_done = got if ok else hb.now()
     if drawn:
         wait_until(lambda: draw.first_after(t_done) is not None, 5.0)
     t1 = draw.first_after(t_done) if drawn else None
