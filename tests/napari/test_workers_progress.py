@@ -483,3 +483,34 @@ def test_layers_are_added_one_per_event_loop_turn(make_napari_viewer, qtbot, mon
     out = W.add_in_turns(viewer, more, got.append)
     assert [ly.name for ly in out] == ["M0", "M1"] and [ly.name for ly in got[1]] == ["M0", "M1"]
 
+
+def test_the_activity_bar_appears_only_for_work_that_lasts(make_napari_viewer, qtbot):
+    """LazyBar: no napari progress bar for work that ends within its delay; after the delay one
+    with the progress made so far, which then follows (total, steps, description) and closes."""
+    from napari.utils import progress
+
+    from napari_scr2st._napari._workers import LazyBar
+
+    make_napari_viewer()  # the activity dock that shows napari's bars
+    before = set(progress._all_instances)
+    quick = LazyBar("quick", after_s=0.05)
+    quick.total = 4
+    quick.update(4)
+    quick.close()
+    qtbot.wait(150)
+    assert quick.bar is None and set(progress._all_instances) == before
+
+    slow = LazyBar("slow", after_s=0.05)
+    slow.total = 10
+    slow.update(3)
+    slow.set_description("slow: reading")
+    qtbot.waitUntil(lambda: slow.bar is not None, timeout=5_000)
+    bar = slow.bar
+    assert (bar.n, bar.total, bar.desc.rstrip(": ")) == (3, 10, "slow: reading")
+    assert bar in progress._all_instances
+    slow.total = 12
+    slow.update(2)
+    slow.set_description("slow: writing")
+    assert (bar.n, bar.total, bar.desc.rstrip(": ")) == (5, 12, "slow: writing")
+    slow.close()
+    assert bar not in progress._all_instances
