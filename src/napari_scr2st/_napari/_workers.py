@@ -49,8 +49,8 @@ class LazyBar:
     once (the folder chooser's reads were measured slower with a lazy bar, cause not found)."""
 
     def __init__(self, desc: str, after_s: float | None = None) -> None:
-        self.n, self.total, self.desc = 0, 0, desc
         self.bar = None
+        self.n, self.total, self.desc = 0, 0, desc
         self.closed = False
         from qtpy.QtCore import QTimer
 
@@ -65,9 +65,14 @@ class LazyBar:
         if self.n:
             self.bar.update(self.n)
 
-    def __setattr__(self, name, value) -> None:
-        object.__setattr__(self, name, value)
-        if name == "total" and getattr(self, "bar", None) is not None:
+    @property
+    def total(self) -> int:
+        return self._total
+
+    @total.setter
+    def total(self, value: int) -> None:
+        self._total = value
+        if self.bar is not None:
             self.bar.total = value
 
     def update(self, k: int = 1) -> None:
@@ -254,11 +259,11 @@ def start_worker(
     """
     import time
 
+    from napari.utils import progress
+
     from ..progress import CancelToken, ProgressClock, drive
 
     token = token if token is not None else CancelToken()
-    from napari.utils import progress
-
     pbar = _NoBar() if quiet else LazyBar(desc) if lazy_bar else progress(total=0, desc=desc)
     state = {"desc": "", "last": 0.0, "handle": None, "over": False}
     clock = ProgressClock()
