@@ -9,6 +9,12 @@ Long-running core functions are written as generators named ``iter_*`` that ``yi
 - synchronously in tests (:func:`drive` with ``use_tqdm=False``).
 
 Functions that need a cancel flag inside tight loops take a :class:`CancelToken`.
+
+A Ctrl-C can be lost: Python raises the KeyboardInterrupt in whatever code the main thread runs
+at that moment, and one raised inside a ``__del__`` method or a weakref callback is printed as
+"Exception ignored" and dropped. The CLI therefore also records each Ctrl-C
+(:func:`note_interrupt`), and :func:`drive` raises KeyboardInterrupt at the next progress event
+when one was recorded, so a long run always stops.
 """
 
 from __future__ import annotations
@@ -21,7 +27,25 @@ from typing import Any, TypeVar
 
 T = TypeVar("T")
 
-__all__ = ["Progress", "CancelToken", "Cancelled", "ProgressClock", "drive", "eta_seconds", "format_seconds"]
+__all__ = ["Progress", "CancelToken", "Cancelled", "ProgressClock", "drive", "eta_seconds", "format_seconds",
+           "note_interrupt", "clear_interrupt", "interrupt_noted"]
+
+_CTRL_C = threading.Event()
+
+
+def note_interrupt() -> None:
+    """Record a Ctrl-C (the CLI's SIGINT handler calls this before raising KeyboardInterrupt)."""
+    _CTRL_C.set()
+
+
+def clear_interrupt() -> None:
+    """Forget a recorded Ctrl-C (the CLI does at the start and end of each command)."""
+    _CTRL_C.clear()
+
+
+def interrupt_noted() -> bool:
+    """Whether a Ctrl-C was recorded since the last :func:`clear_interrupt`."""
+    return _CTRL_C.is_set()
 
 
 @dataclass
@@ -66,6 +90,8 @@ def drive(
     """Run a progress generator to completion and return its result.
 
     With ``use_tqdm`` a tqdm bar (to stderr) follows the events; ``callback`` sees each event.
+    A Ctrl-C recorded with :func:`note_interrupt` raises KeyboardInterrupt at the next event
+    (the generator is closed), even when the original KeyboardInterrupt was swallowed.
     """
     bar = None
     try:
@@ -74,6 +100,9 @@ def drive(
                 ev = next(gen)
             except StopIteration as stop:
                 return stop.value
+            if _CTRL_C.is_set():
+                gen.close()
+                raise KeyboardInterrupt
             if callback is not None:
                 callback(ev)
             if use_tqdm:

@@ -374,6 +374,36 @@ def test_ctrl_c_in_process_keeps_the_state(files, capsys, monkeypatch, tmp_path)
     assert state.read_bytes() == before
 
 
+def test_a_swallowed_ctrl_c_still_stops_the_run(monkeypatch, capsys, tmp_path):
+    """A KeyboardInterrupt that lands in code which drops it (a ``__del__``, a weakref callback)
+    would leave a long run going; the CLI records the Ctrl-C and stops at the next progress step."""
+    from napari_scr2st.progress import Progress, interrupt_noted
+    from napari_scr2st.sampling import scrl
+
+    steps = []
+
+    def training(*a, **k):
+        for i in range(1000):
+            steps.append(i)
+            if i == 2:
+                try:
+                    os.kill(os.getpid(), signal.SIGINT)
+                    time.sleep(0.5)  # the handler runs here and raises; the except drops it
+                except KeyboardInterrupt:
+                    pass
+            yield Progress(i, 1000)
+        return []
+
+    monkeypatch.setattr(scrl, "iter_train_policy", training)
+    out = tmp_path / "p.pt"
+    rc = main(["train-policy", *SYN, "--episodes", "1000", "--out", str(out)])
+    err = capsys.readouterr().err
+    assert rc == 130, err
+    assert steps == [0, 1, 2]  # stopped at the step after the Ctrl-C, not after 1000
+    assert err.strip().endswith(f"interrupted (Ctrl-C); {out} was not written") and not out.exists()
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler and not interrupt_noted()
+
+
 def test_ctrl_c_inside_exec_code_still_exits_130(tmp_path):
     """Ctrl-C landing in exec'd code (a dataclass or namedtuple being built) under ``python -m``:
     CPython would kill the process with SIGINT at exit (-2); the CLI still exits 130."""
@@ -392,7 +422,7 @@ def test_ctrl_c_inside_exec_code_still_exits_130(tmp_path):
 def test_ctrl_c_signal_exits_130(tmp_path):
     """A real SIGINT while a long run works: exit 130, one line, the output not written."""
     out = tmp_path / "policy.pt"
-    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    env = {**os.environ, "PYTHONUNBUFFERED": "1", "PYTHONFAULTHANDLER": "1"}
     proc = subprocess.Popen([sys.executable, "-m", "napari_scr2st.cli", "train-policy", *SYN, "--episodes", "100000",
                              "--out", str(out)], stderr=subprocess.PIPE, text=True, env=env)
     t0 = time.time()
@@ -404,7 +434,12 @@ def test_ctrl_c_signal_exits_130(tmp_path):
     assert "training on" in line, line
     time.sleep(1.0)
     proc.send_signal(signal.SIGINT)
-    _, err = proc.communicate(timeout=60)
+    try:
+        _, err = proc.communicate(timeout=60)
+    except subprocess.TimeoutExpired:  # show where it hangs: faulthandler dumps every thread on SIGABRT
+        proc.send_signal(signal.SIGABRT)
+        _, err = proc.communicate(timeout=30)
+        pytest.fail(f"no exit 60 s after SIGINT; stderr:\n{err}")
     assert proc.returncode == 130, err
     assert "Traceback" not in err
     assert f"interrupted (Ctrl-C); {out} was not written" in err

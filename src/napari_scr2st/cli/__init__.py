@@ -19,8 +19,11 @@ Heavy imports (torch, scanpy) happen inside the verbs so ``scr2st --help`` is in
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
+import signal
 import sys
+import threading
 import warnings
 from pathlib import Path
 
@@ -103,6 +106,33 @@ def _forget_unhandled_interrupt() -> None:
     exec("pass")  # noqa: S102 - a constant string; its only effect is resetting the flag
 
 
+@contextlib.contextmanager
+def _ctrl_c_recorded():
+    """While a command runs, a SIGINT also records the Ctrl-C (see :func:`progress.note_interrupt`).
+
+    Installed only where Python's own handler is in place and only from the main thread, so an
+    embedding application's handler (or an ignored SIGINT) is left alone; restored afterwards.
+    """
+    from .. import progress
+
+    progress.clear_interrupt()
+    if threading.current_thread() is not threading.main_thread() or \
+            signal.getsignal(signal.SIGINT) is not signal.default_int_handler:
+        yield
+        return
+
+    def on_sigint(signum, frame):
+        progress.note_interrupt()
+        signal.default_int_handler(signum, frame)  # raises KeyboardInterrupt
+
+    signal.signal(signal.SIGINT, on_sigint)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+        progress.clear_interrupt()
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     args = None
@@ -110,7 +140,7 @@ def main(argv: list[str] | None = None) -> int:
     def show(message, *_where, **_kw):  # warnings.showwarning's signature; where it came from is not shown
         print(f"scr2st {_verb(args, argv)}: warning: {_one_line(message)}", file=sys.stderr)
 
-    with warnings.catch_warnings():
+    with warnings.catch_warnings(), _ctrl_c_recorded():
         warnings.showwarning = show
         try:
             parser = build_parser()
