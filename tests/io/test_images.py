@@ -191,3 +191,90 @@ def test_from_array_pyramid():
     assert not s.is_lazy and s.level_shapes == [(2500, 2100), (1250, 1050)]
     assert [lv.shape for lv in s.levels] == [(2500, 2100, 3), (1250, 1050, 3)]
     np.testing.assert_array_equal(s.read_region(5, 6, 7, 8), img[6:14, 5:12])
+
+
+def _count_turbo(monkeypatch):
+    """Count imagecodecs' JPEG decodes (the fast path) without changing what they return."""
+    import imagecodecs
+
+    calls = []
+    real = imagecodecs.jpeg8_decode
+
+    def counting(data, *args, **kwargs):
+        calls.append(len(data))
+        return real(data, *args, **kwargs)
+
+    monkeypatch.setattr(imagecodecs, "jpeg8_decode", counting)
+    return calls
+
+
+@pytest.mark.parametrize("mode", ["RGB", "L"])
+def test_jpeg_decoded_with_libjpeg_turbo_equals_pillow(tmp_path, monkeypatch, mode):
+    calls = _count_turbo(monkeypatch)
+    img = tissue_image(210, 330, seed=3)
+    p = tmp_path / f"he_{mode}.jpg"
+    Image.fromarray(img if mode == "RGB" else img[..., 1], mode).save(p, quality=90)
+    with Image.open(p) as im:
+        pillow = np.asarray(im)
+    s = open_slide(p)
+    assert len(calls) == 1  # the fast path decoded it
+    px = s.read_region(0, 0, 330, 210)
+    want = pillow if mode == "RGB" else np.repeat(pillow[..., None], 3, axis=2)
+    np.testing.assert_array_equal(px, want)  # bit-identical to Pillow, not just close
+
+
+def test_jpeg_falls_back_to_pillow_when_imagecodecs_fails(tmp_path, monkeypatch):
+    import imagecodecs
+
+    def broken(*args, **kwargs):
+        raise imagecodecs.JpegError("cannot decode")
+
+    monkeypatch.setattr(imagecodecs, "jpeg8_decode", broken)
+    img = tissue_image(90, 120, seed=4)
+    p = tmp_path / "fallback.jpg"
+    Image.fromarray(img).save(p, quality=90)
+    with Image.open(p) as im:
+        pillow = np.asarray(im)
+    np.testing.assert_array_equal(open_slide(p).read_region(0, 0, 120, 90), pillow)
+
+
+def test_cmyk_jpeg_goes_through_pillow_and_becomes_rgb(tmp_path, monkeypatch):
+    calls = _count_turbo(monkeypatch)
+    p = tmp_path / "cmyk.jpg"
+    Image.fromarray(tissue_image(80, 100, seed=5)).convert("CMYK").save(p, quality=95)
+    with Image.open(p) as im:
+        assert im.mode == "CMYK"
+        want = np.asarray(im.convert("RGB"))
+    s = open_slide(p)
+    assert calls == []  # imagecodecs would hand back 4 channels of CMYK: Pillow converts instead
+    assert s.shape == (80, 100, 3)
+    np.testing.assert_array_equal(s.read_region(0, 0, 100, 80), want)
+
+
+def test_real_her2st_jpeg_decodes_like_pillow(shared_data, monkeypatch):
+    calls = _count_turbo(monkeypatch)
+    jpgs = sorted((shared_data / "her2st").rglob("*.jpg"))
+    if not jpgs:
+        pytest.skip("no her2st H&E JPEG in the shared data")
+    p = min(jpgs, key=lambda q: q.stat().st_size)
+    from napari_scr2st.data import images
+
+    images._decode_pil_cached.cache_clear()  # decode it here, not from an earlier test's cache
+    s = open_slide(p)
+    assert len(calls) == 1
+    with images.open_pillow_unguarded(p) as im:  # above Pillow's pixel guard: open it as the reader does
+        want = np.asarray(im.convert("RGB"))
+    h, w = want.shape[:2]
+    assert s.shape == (h, w, 3)
+    np.testing.assert_array_equal(s.read_region(0, 0, w, h), want)
+
+
+def test_truncated_jpeg_is_not_decoded_as_grey(tmp_path, monkeypatch):
+    calls = _count_turbo(monkeypatch)
+    p = tmp_path / "whole.jpg"
+    Image.fromarray(tissue_image(200, 240, seed=6)).save(p, quality=95)
+    cut = tmp_path / "cut.jpg"
+    cut.write_bytes(p.read_bytes()[: p.stat().st_size // 2])
+    with pytest.raises(SectionError, match="cut.jpg"):
+        open_slide(cut)
+    assert calls == []  # no end-of-image marker: Pillow reads it, and it raises
