@@ -375,6 +375,43 @@ def test_cancelled_chooser_opens_nothing_more(make_napari_viewer, small_sample, 
     assert not w.panel.widget.isVisible() and w.open_btn.isEnabled()
 
 
+def test_chooser_adds_each_layer_in_a_turn_of_its_own(make_napari_viewer, small_sample, qtbot, monkeypatch):
+    """Threaded: the chosen sections' layers (image, spots) are added one per call from the event
+    loop (``add_in_turns``), in section order, and the final status waits for the last of them.
+    (napari's progress bar runs ``processEvents`` on each update, so a turn may run nested in
+    one of its updates: what is asserted is one layer per step, not the Qt stack depth.)"""
+    from napari_scr2st._napari import _workers as W
+    from napari_scr2st._napari._section_chooser import SectionChooser
+
+    monkeypatch.setenv("SCR2ST_SYNC_WORKERS", "0")
+    viewer = make_napari_viewer()
+    steps = []
+    real_add = W.add_layer_tuples
+
+    def add(v, items):
+        steps.append((len(items), len(viewer.layers), w.status.text()))
+        return real_add(v, items)
+
+    monkeypatch.setattr(W, "add_layer_tuples", add)
+
+    def opener(sid):
+        def read():
+            a = small_sample.section.copy()
+            a.uns["spatial"] = {sid: next(iter(a.uns["spatial"].values()))}  # the library names the layers
+            return a
+        return read
+
+    w = SectionChooser(viewer, "her2st", {sid: opener(sid) for sid in ("A1", "B1")})
+    viewer.window.add_dock_widget(w)
+    w.set_checked(["A1", "B1"])
+    w.open_checked()
+    qtbot.waitUntil(lambda: w.status.text().startswith("Opened"), timeout=60_000)
+    assert [ly.name for ly in viewer.layers] == ["A1 H&E", "A1 spots", "B1 H&E", "B1 spots"]
+    assert [(n, k) for n, k, _ in steps] == [(1, 0), (1, 1), (1, 2), (1, 3)]  # one layer per step
+    assert not any(t.startswith("Opened") for *_, t in steps)  # "Opened" only once all are in
+    assert w.status.text() == "Opened A1, B1." and w.opened == ["A1", "B1"]
+
+
 def test_warm_docks_loads_the_chart_code_once_in_a_worker(monkeypatch):
     import sys
 

@@ -119,29 +119,57 @@ class SectionChooser(QWidget):
                 yield Progress(2 * i + 2, n, f"{sid} read")
 
         opened: list[str] = []
+        adding = {"busy": False, "end": None}
 
         def _drain(*_) -> None:
-            while ready:
-                layers, sid = ready.popleft()
-                W.add_layer_tuples(self.viewer, layers)
+            # one section's layers at a time, one layer per turn of the event loop
+            # (W.add_in_turns): the viewer repaints between them instead of freezing for all
+            if adding["busy"]:
+                return
+            if not ready:
+                end, adding["end"] = adding["end"], None
+                if end is not None:
+                    end()
+                return
+            layers, sid = ready.popleft()
+            adding["busy"] = True
+
+            def _added(_, sid=sid) -> None:
                 opened.append(sid)
+                adding["busy"] = False
+                _drain()
+
+            W.add_in_turns(self.viewer, layers, _added)
+
+        def _at_end(fn) -> None:
+            """Run ``fn`` once every section read so far has its layers in the viewer."""
+            adding["end"] = fn
+            _drain()
 
         def _done(_) -> None:
-            _drain()
-            self.opened.extend(opened)
-            self.status.setText(f"Opened {', '.join(opened)}.")
+            def _end() -> None:
+                self.opened.extend(opened)
+                self.status.setText(f"Opened {', '.join(opened)}.")
+
+            _at_end(_end)
 
         def _aborted() -> None:
-            _drain()  # sections read before the cancel stay
-            self.opened.extend(opened)
-            rest = [i for i in ids if i not in opened]
-            self.status.setText(f"Cancelled: opened {', '.join(opened) or 'nothing'}; not opened: {', '.join(rest)}.")
+            def _end() -> None:  # sections read before the cancel stay
+                self.opened.extend(opened)
+                rest = [i for i in ids if i not in opened]
+                self.status.setText(f"Cancelled: opened {', '.join(opened) or 'nothing'}; "
+                                    f"not opened: {', '.join(rest)}.")
+
+            _at_end(_end)
 
         def _error(e: BaseException) -> None:
-            _drain()
-            self.opened.extend(opened)
             W.notify_error(f"napari-scr2st could not open a section of {self.source.name}: {e}")
-            self.status.setText(f"Failed: {e}")
+
+            def _end() -> None:
+                self.opened.extend(opened)
+                self.status.setText(f"Failed: {e}")
+
+            _at_end(_end)
 
         self.status.setText(f"reading {len(ids)} section(s)…")
         self.worker = W.start_worker(_gen, desc=f"SCR2-ST: opening {self.source.name}", on_progress=_drain,
