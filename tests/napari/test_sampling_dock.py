@@ -206,3 +206,44 @@ def test_mouse_click_toggles_a_pick_and_closed_docks_unhook(dock):
     QCoreApplication.sendPostedEvents(None, QEvent.Type.DeferredDelete)
     QApplication.processEvents()
     assert not any(h in viewer.mouse_drag_callbacks for h in hooks)
+
+
+def test_threaded_prepare_adds_the_roi_layers_in_turns_and_watches_them(make_napari_viewer, small_sample, helpers,
+                                                                        qtbot, monkeypatch):
+    """Threaded prepare: the include and exclude ROI layers come one per event-loop turn, the
+    spots layer is active afterwards, and a region drawn in the exclude layer (added after the
+    dock's prepared handler ran) still takes its spots out of the pool."""
+    from napari_scr2st._napari import _viewer_layers as V
+    from napari_scr2st._napari._sampling_widget import SamplingWidget
+    from napari_scr2st.layers import spot_yx
+
+    monkeypatch.setenv("SCR2ST_SYNC_WORKERS", "0")
+    viewer = make_napari_viewer(show=True)
+    spots = helpers.add_section(viewer, small_sample)
+    w = SamplingWidget(viewer)
+    viewer.window.add_dock_widget(w, name="Spot sampling")
+    w.encoder_combo.setCurrentText("patch-stats")
+    w.session.space = helpers.space_for(small_sample)
+    calls = []
+    real = V.ensure_roi_layers
+
+    def spy(v, s, kinds=("include", "exclude")):
+        calls.append(tuple(kinds))
+        return real(v, s, kinds=kinds)
+
+    monkeypatch.setattr(V, "ensure_roi_layers", spy)
+    w.prepare()
+    qtbot.waitUntil(lambda: w.session.is_prepared and "SYN1 exclude ROI" in viewer.layers
+                    and w.session.preview is not None, timeout=60_000)
+    qtbot.waitUntil(lambda: viewer.layers.selection.active is spots, timeout=10_000)
+    assert calls[:2] == [("include",), ("exclude",)]  # one layer per turn
+    assert [ly.name for ly in viewer.layers].count("SYN1 include ROI") == 1
+    s = w.session
+    yx = spot_yx(s.adata)
+    lo, hi = yx.min(0), yx.max(0)
+    mid = (lo + hi) / 2
+    rect = np.array([[lo[0] - 5, lo[1] - 5], [lo[0] - 5, mid[1]], [hi[0] + 5, mid[1]], [hi[0] + 5, lo[1] - 5]])
+    viewer.layers["SYN1 exclude ROI"].add_rectangles(rect)
+    inside = yx[:, 1] < mid[1]
+    qtbot.waitUntil(lambda: s.pool.excluded[inside].all(), timeout=20_000)  # the dock's ROI timer fired
+    assert not s.pool.excluded[~inside].any()

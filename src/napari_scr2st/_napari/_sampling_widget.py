@@ -734,13 +734,22 @@ class SamplingWidget(SectionDock):
 
     # ------------------------------------------------------------------ session events
     def _on_prepared(self) -> None:
-        s = self.session
-        if s is None:
+        if self.session is None:
             return
-        layers = {k: self.viewer.layers[L.layer_name(s.library, k)] for k in ("include", "exclude")
-                  if L.layer_name(s.library, k) in self.viewer.layers}
-        self._watch_rois(layers)
+        self._watch_present_rois()
         self._update_buttons()
+
+    def _refresh_layers(self, *args) -> None:
+        super()._refresh_layers(*args)
+        if self._life["ok"]:  # the ROI layers come in turns of their own after a prepare
+            self._watch_present_rois()
+
+    def _watch_present_rois(self) -> None:
+        s = self.session
+        if s is None or getattr(self, "_roi_layers", None) is None:  # (during __init__)
+            return
+        names = {k: L.layer_name(s.library, k) for k in ("include", "exclude")}
+        self._watch_rois({k: self.viewer.layers[n] for k, n in names.items() if n in self.viewer.layers})
 
     def _on_selection(self) -> None:
         s = self.session

@@ -79,11 +79,20 @@ class LayerSync:
         return v is not None and self._spots() is not None and self._spots() in v.layers
 
     def on_prepared(self) -> None:
+        """The include/exclude ROI layers, each added in a turn of the event loop of its own
+        (W.run_in_turns: the viewer repaints between them), then the spots layer active again."""
         if not self._alive():
             return
-        V.ensure_roi_layers(self.viewer, self.session)
-        spots = self._spots()
-        self.viewer.layers.selection.active = spots
+
+        def _roi(kind: str) -> None:
+            if self._alive():
+                V.ensure_roi_layers(self.viewer, self.session, kinds=(kind,))
+
+        def _activate() -> None:
+            if self._alive():
+                self.viewer.layers.selection.active = self._spots()
+
+        W.run_in_turns([lambda: _roi("include"), lambda: _roi("exclude"), _activate])
 
     def on_selection(self) -> None:
         if not self._alive():

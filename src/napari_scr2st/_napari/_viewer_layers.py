@@ -276,14 +276,16 @@ def prebuild_roi_layers(session: AcquisitionSession) -> None:
     session.__dict__.setdefault(PREBUILT_KEY, {})["roi"] = dict(zip(("include", "exclude"), layers, strict=True))
 
 
-def ensure_roi_layers(viewer, session: AcquisitionSession):
+def ensure_roi_layers(viewer, session: AcquisitionSession, kinds=("include", "exclude")):
+    """The section's include/exclude ROI layers (``kinds`` of them) by kind, added when missing
+    (the ones prebuilt by :func:`prebuild_roi_layers` when there are)."""
     out = {}
-    pre = session.__dict__.get(PREBUILT_KEY, {}).pop("roi", {})
-    for kind in ("include", "exclude"):
+    pre = session.__dict__.get(PREBUILT_KEY, {}).get("roi", {})
+    for kind in kinds:
         name = L.layer_name(session.library, kind)
         if name not in viewer.layers:
             if kind in pre and pre[kind].name == name:
-                viewer.add_layer(pre[kind])
+                viewer.add_layer(pre.pop(kind))
             else:
                 data, kw, _ = L.roi_layer(kind, library=session.library)
                 viewer.add_shapes(data, **kw)

@@ -483,6 +483,36 @@ def add_layer_tuples(viewer, layers) -> list:
     return out
 
 
+def run_in_turns(steps, then: Callable[[], Any] | None = None) -> bool:
+    """Run ``steps`` (callables) one per turn of the Qt event loop, then ``then()``.
+
+    The first step runs now; each next one from a zero-delay timer, so the viewer repaints and
+    takes input in between. With synchronous workers (tests), or a single step, all run now.
+    A step raising ``RuntimeError`` (its window, i.e. its Qt objects, went away between two
+    turns) ends the chain quietly, without ``then``. Returns True when everything ran now."""
+    steps = list(steps)
+    if sync_workers() or len(steps) <= 1:
+        for step in steps:
+            step()
+        if then is not None:
+            then()
+        return True
+    from qtpy.QtCore import QTimer
+
+    def _next(i: int) -> None:
+        try:
+            steps[i]()
+        except RuntimeError:
+            return
+        if i + 1 < len(steps):
+            QTimer.singleShot(0, lambda: _next(i + 1))
+        elif then is not None:
+            then()
+
+    _next(0)
+    return False
+
+
 def add_in_turns(viewer, layers, then: Callable[[list], Any] | None = None, *,
                  before: Callable[[], Any] | None = None) -> list | None:
     """Add layers one per turn of the Qt event loop (``before`` first, in a turn of its own), then
@@ -491,37 +521,15 @@ def add_in_turns(viewer, layers, then: Callable[[list], Any] | None = None, *,
     napari adds a layer on the GUI thread (its vispy visual, its controls widget, the layer list
     row: 0.1-0.3 s for an image on a software-rendered canvas); a section's image, spots and
     maps added in one go froze the viewer for the sum. Between the turns the viewer repaints and
-    takes input, so the longest freeze is one layer's. With synchronous workers (tests), or a
-    single step, everything happens at once and the layers are returned; otherwise ``None``
-    (``then`` gets them). A window closed meanwhile ends it quietly."""
+    takes input, so the longest freeze is one layer's (:func:`run_in_turns`). With synchronous
+    workers (tests), or a single step, everything happens at once and the layers are returned;
+    otherwise ``None`` (``then`` gets them). A window closed meanwhile ends it quietly."""
     items = list(layers or [])
     steps: list[Callable[[], Any]] = [before] if before is not None else []
     added: list = []
     steps += [lambda item=item: added.extend(add_layer_tuples(viewer, [item])) for item in items]
-
-    def _then() -> None:
-        if then is not None:
-            then(added)
-
-    if sync_workers() or len(steps) <= 1:
-        for step in steps:
-            step()
-        _then()
-        return added
-    from qtpy.QtCore import QTimer
-
-    def _next(i: int) -> None:
-        try:
-            steps[i]()
-        except RuntimeError:  # the window (its Qt objects) went away between two turns
-            return
-        if i + 1 < len(steps):
-            QTimer.singleShot(0, lambda: _next(i + 1))
-        else:
-            _then()
-
-    _next(0)
-    return None
+    now = run_in_turns(steps, (lambda: then(added)) if then is not None else None)
+    return added if now else None
 
 
 def load_layers_in_background(viewer, title: str, gen_factory, *, placeholder: str | None = None,
