@@ -561,9 +561,10 @@ def _jpeg_turbo(path: Path) -> np.ndarray | None:
     """Decode an RGB or greyscale JPEG with imagecodecs' libjpeg-turbo, or None to use Pillow.
 
     The pixels equal Pillow's (both use libjpeg-turbo's default integer IDCT and upsampling;
-    checked on the her2st H&E JPEGs), but imagecodecs decoded them 1.2-5x faster and releases the GIL
-    for the whole decode, whereas Pillow takes the GIL back between chunks: a worker thread
-    decoding a 90-Mpx H&E then starved the viewer's GUI thread for up to a second.
+    checked on the her2st H&E JPEGs), but imagecodecs decodes them 1.2-2.3x faster and
+    releases the GIL for the decode (another thread waited at most 4-10 ms for it, against
+    28-51 ms under Pillow, which takes it back between chunks: ``benchmarks/bench_jpeg_decode.py``);
+    a worker decoding a 90-Mpx H&E with Pillow had starved the viewer's UI thread.
     """
     data = Path(path).read_bytes()
     if not data.rstrip(b"\x00\r\n ").endswith(b"\xff\xd9"):
