@@ -71,6 +71,18 @@ def prepared_sampling(viewer, sample, *, budget=30, rounds=2, sampler="scrl"):
     return w, spots
 
 
+def left_half_roi(adata) -> tuple[np.ndarray, np.ndarray]:
+    """A rectangle (napari ``(y, x)`` corners) over the left half of the section's spots, 5 px
+    beyond them, and the mask of the spots inside it."""
+    from napari_scr2st.layers import spot_yx
+
+    yx = spot_yx(adata)
+    lo, hi = yx.min(0), yx.max(0)
+    mid = (lo + hi) / 2
+    rect = np.array([[lo[0] - 5, lo[1] - 5], [lo[0] - 5, mid[1]], [hi[0] + 5, mid[1]], [hi[0] + 5, lo[1] - 5]])
+    return rect, yx[:, 1] < mid[1]
+
+
 def not_blank(shot: np.ndarray) -> bool:
     rgb = shot[..., :3].astype(float)
     return rgb.std() > 10
@@ -82,4 +94,5 @@ def helpers():
     from types import SimpleNamespace
 
     return SimpleNamespace(add_section=add_section, prepared_sampling=prepared_sampling, not_blank=not_blank,
+                           left_half_roi=left_half_roi,
                            space_for=_space_for)

@@ -83,18 +83,12 @@ def test_manual_pick_is_respected_by_the_policy(dock):
     assert not s.preview.state.source[i] == "manual"
 
 
-def test_exclude_roi_removes_spots_from_the_pool(dock, qtbot):
+def test_exclude_roi_removes_spots_from_the_pool(dock, qtbot, helpers):
     viewer, w, _ = dock
     s = w.session
-    from napari_scr2st.layers import spot_yx
-
-    yx = spot_yx(s.adata)
-    lo, hi = yx.min(0), yx.max(0)
-    mid = (lo + hi) / 2
-    rect = np.array([[lo[0] - 5, lo[1] - 5], [lo[0] - 5, mid[1]], [hi[0] + 5, mid[1]], [hi[0] + 5, lo[1] - 5]])
+    rect, inside = helpers.left_half_roi(s.adata)
     viewer.layers["SYN1 exclude ROI"].add_rectangles(rect)
     w.update_rois()
-    inside = yx[:, 1] < mid[1]
     assert s.pool.excluded[inside].all() and not s.pool.excluded[~inside].any()
     assert not s.preview.state.selected[inside].any()
     # an include ROI restricts to its inside
@@ -215,7 +209,6 @@ def test_threaded_prepare_adds_the_roi_layers_in_turns_and_watches_them(make_nap
     dock's prepared handler ran) still takes its spots out of the pool."""
     from napari_scr2st._napari import _viewer_layers as V
     from napari_scr2st._napari._sampling_widget import SamplingWidget
-    from napari_scr2st.layers import spot_yx
 
     monkeypatch.setenv("SCR2ST_SYNC_WORKERS", "0")
     viewer = make_napari_viewer(show=True)
@@ -239,11 +232,7 @@ def test_threaded_prepare_adds_the_roi_layers_in_turns_and_watches_them(make_nap
     assert calls[:2] == [("include",), ("exclude",)]  # one layer per turn
     assert [ly.name for ly in viewer.layers].count("SYN1 include ROI") == 1
     s = w.session
-    yx = spot_yx(s.adata)
-    lo, hi = yx.min(0), yx.max(0)
-    mid = (lo + hi) / 2
-    rect = np.array([[lo[0] - 5, lo[1] - 5], [lo[0] - 5, mid[1]], [hi[0] + 5, mid[1]], [hi[0] + 5, lo[1] - 5]])
+    rect, inside = helpers.left_half_roi(s.adata)
     viewer.layers["SYN1 exclude ROI"].add_rectangles(rect)
-    inside = yx[:, 1] < mid[1]
     qtbot.waitUntil(lambda: s.pool.excluded[inside].all(), timeout=20_000)  # the dock's ROI timer fired
     assert not s.pool.excluded[~inside].any()

@@ -28,20 +28,15 @@ def _lines(w) -> list[str]:
     return w.status.text().split("\n")
 
 
-def test_exclusion_roi_says_what_the_budget_buys_now(dock, notes):
+def test_exclusion_roi_says_what_the_budget_buys_now(dock, notes, helpers):
     viewer, w, _ = dock
     s = w.session
-    from napari_scr2st.layers import spot_yx
-
     n = s.n
     assert s.preview.total_budget == round(0.3 * n)
-    yx = spot_yx(s.adata)
-    lo, hi = yx.min(0), yx.max(0)
-    mid = (lo + hi) / 2
-    rect = np.array([[lo[0] - 5, lo[1] - 5], [lo[0] - 5, mid[1]], [hi[0] + 5, mid[1]], [hi[0] + 5, lo[1] - 5]])
+    rect, inside = helpers.left_half_roi(s.adata)
     viewer.layers["SYN1 exclude ROI"].add_rectangles(rect)
     w.update_rois()
-    k = int((yx[:, 1] < mid[1]).sum())
+    k = int(inside.sum())
     b = round(0.3 * (n - k))
     msg = (f"Exclusion ROI: {k} of {n} spots excluded (was 0); the 30% budget is now {b} spots "
            f"(was {round(0.3 * n)}), 30% of the {n - k} selectable spots")
