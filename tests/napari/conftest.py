@@ -36,6 +36,15 @@ def sync_workers(monkeypatch):
 
 
 @pytest.fixture(autouse=True)
+def _no_glyph_warming(monkeypatch):
+    """The docks warm the canvas's glyphs in idle turns (a user's idle time); tests have none
+    to fill, so only the tests of that warming turn it on."""
+    from napari_scr2st._napari import _vispy_speedups
+
+    monkeypatch.setattr(_vispy_speedups, "WARM_ON_ATTACH", False)
+
+
+@pytest.fixture(autouse=True)
 def _isolated_cache(tmp_path, monkeypatch):
     monkeypatch.setenv("SCR2ST_CACHE_DIR", str(tmp_path / "cache"))
 

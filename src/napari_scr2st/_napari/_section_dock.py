@@ -10,6 +10,7 @@ from .. import layers as L
 from ..session import AcquisitionSession
 from . import _dock_kit as K
 from . import _viewer_layers as V
+from . import _vispy_speedups
 from . import _workers as W
 
 HOVER_DELAY_MS = 250
@@ -136,6 +137,7 @@ class SectionDock(QWidget):
         super().__init__(parent)
         self.viewer = napari_viewer
         self.setObjectName(type(self).__name__)
+        _vispy_speedups.attach(napari_viewer, glyphs=not W.sync_workers())  # shorter first paints of the layers it adds
         self._layout = QVBoxLayout(self)
         self._layout.setContentsMargins(6, 6, 6, 6)
         form = QFormLayout()

@@ -8,7 +8,7 @@ from collections.abc import Callable, Generator
 from typing import Any
 
 from ..progress import Progress
-from . import _dock_kit, _heap
+from . import _dock_kit, _heap, _vispy_speedups
 
 SYNC_ENV = "SCR2ST_SYNC_WORKERS"
 
@@ -541,6 +541,7 @@ def load_layers_in_background(viewer, title: str, gen_factory, *, placeholder: s
     stands in for the result (a sample must return one at once); it is removed when the work
     ends. Returns the worker.
     """
+    _vispy_speedups.attach(viewer, glyphs=not sync_workers())  # shorter first paints of what it adds (shaders, glyphs)
     panel = WorkerPanel()
     dock = viewer.window.add_dock_widget(panel.widget, name=title, area="right")
     state = {"dock": dock}
