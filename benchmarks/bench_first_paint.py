@@ -1,0 +1,154 @@
+"""First paints with and without the plugin's two speedups (`_napari/_vispy_speedups`), side by
+side in one run (run under Xvfb).
+
+1. Shader parsing: the source of every GL program that the first paint of an image, points
+   with a colour bar, shapes and a legend builds is recorded, then both comment strippings
+   (vispy's regex, the linear one) are timed on the same sources; their outputs are compared.
+2. Glyphs: a fresh viewer with 5,000 points gets a legend of ``--lines`` coloured lines (as the
+   plugin's canvas legend after a prepare); its first paint is timed on a cold canvas and on
+   one whose glyphs were warmed beforehand, alternating, ``--repeats`` times each.
+
+    xvfb-run -a python benchmarks/bench_first_paint.py --repeats 3
+"""
+
+from __future__ import annotations
+
+import argparse
+import re
+import statistics
+import sys
+import time
+
+import numpy as np
+
+LEGEND = ["Selection (SYN1)", "\u25cb round 0", "\u25cb round 1", "\u2605 manual picks: 12 of a budget of 300 (large white stars)",
+          "\u25cb ring: sampler/policy pick; faded: not yet sequenced", "Cell types (SYN1)", "\u25cf Tumour", "\u25cf Stroma"]
+
+
+def record_programs() -> list[str]:
+    import napari
+    import vispy.gloo.program as program
+    from napari.components.overlays import TextOverlay
+
+    seen: list[str] = []
+
+    class Recording:
+        def __getattr__(self, name):
+            return getattr(re, name)
+
+        @staticmethod
+        def sub(pattern, repl, string, count=0, flags=0):
+            seen.append(string)
+            return re.sub(pattern, repl, string, count=count, flags=flags)
+
+    was = program.re
+    program.re = Recording()
+    try:
+        v = napari.Viewer(show=True)
+        rng = np.random.default_rng(0)
+        v.add_image(rng.random((256, 256)))
+        pts = v.add_points(rng.random((5000, 2)) * 256, features={"x": rng.random(5000)}, face_color="x")
+        pts.face_colorbar.visible = True
+        v.add_shapes([np.array([[5, 5], [5, 60], [60, 60], [60, 5]])], shape_type="polygon")
+        v.canvas.overlays["t"] = TextOverlay(text=LEGEND[0], visible=True, box=True)
+        v.screenshot(canvas_only=True, flash=False)
+        v.close()
+    finally:
+        program.re = was
+    return seen
+
+
+def bench_shaders(repeats: int) -> dict:
+    from napari_scr2st._napari._vispy_speedups import COMMENT_PATTERN, COMMENT_REPL, strip_line_comments
+
+    codes = record_programs()
+    same = all(strip_line_comments(c) == re.sub(COMMENT_PATTERN, COMMENT_REPL, c, flags=re.M) for c in codes)
+    slow, fast = [], []
+    for _ in range(repeats):
+        t = time.perf_counter()
+        for c in codes:
+            re.sub(COMMENT_PATTERN, COMMENT_REPL, c, flags=re.M)
+        slow.append((time.perf_counter() - t) * 1000)
+        t = time.perf_counter()
+        for c in codes:
+            strip_line_comments(c)
+        fast.append((time.perf_counter() - t) * 1000)
+    n = len(codes)
+    s, f = statistics.median(slow), statistics.median(fast)
+    print(f"shader comment stripping, {n} programs of a first paint ({sum(map(len, codes)) / n / 1000:.1f} kB each): "
+          f"vispy's regex {s:.0f} ms ({s / n:.1f} ms per program), linear {f:.1f} ms; {s / max(f, 1e-9):.0f}x; "
+          f"identical output: {same}")
+    return {"programs": n, "regex_ms": s, "linear_ms": f, "identical": same}
+
+
+def first_legend_paint(warm: bool) -> tuple[float, int]:
+    import napari
+    from napari.components.overlays import TextOverlay
+    from qtpy.QtWidgets import QApplication
+
+    from napari_scr2st._napari import _vispy_speedups as S
+
+    app = QApplication.instance()
+    v = napari.Viewer(show=True)
+    v.window._qt_window.resize(1600, 1000)
+    v.add_points(np.random.default_rng(0).random((5000, 2)) * 1000, size=10)
+    canvas = v.window._qt_viewer.canvas._scene_canvas.native
+
+    def paint() -> float:
+        t = time.perf_counter()
+        canvas.repaint()
+        app.processEvents()
+        return (time.perf_counter() - t) * 1000
+
+    for _ in range(3):
+        paint()
+    font = S.canvas_font(v)
+    if warm:
+        done: list = []
+        S.warm_glyphs(v, then=lambda: done.append(1))
+        while not done:
+            app.processEvents()
+    before = len(font._glyphs)
+    for i, text in enumerate(LEGEND):
+        v.canvas.overlays[f"legend_{i}"] = TextOverlay(text=text, color="#ffd700", position="top_left", font_size=10,
+                                                        box=True, visible=True)
+    ms = paint()
+    rendered = len(font._glyphs) - before
+    v.close()
+    return ms, rendered
+
+
+def bench_glyphs(repeats: int) -> dict:
+    out: dict[str, list] = {"cold": [], "warm": []}
+    rendered = {}
+    for _ in range(repeats):
+        for kind in ("cold", "warm"):
+            ms, n = first_legend_paint(kind == "warm")
+            out[kind].append(ms)
+            rendered[kind] = n
+    c, w = statistics.median(out["cold"]), statistics.median(out["warm"])
+    print(f"first paint of a {len(LEGEND)}-line legend over 5,000 points: cold canvas {c:.0f} ms "
+          f"({rendered['cold']} glyphs rendered in it; all {', '.join(f'{x:.0f}' for x in out['cold'])}), "
+          f"warmed {w:.0f} ms ({rendered['warm']} glyphs; all {', '.join(f'{x:.0f}' for x in out['warm'])}); "
+          f"{c / max(w, 1e-9):.2f}x")
+    return {"cold_ms": out["cold"], "warm_ms": out["warm"], "glyphs_cold": rendered["cold"], "glyphs_warm": rendered["warm"]}
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--repeats", type=int, default=3)
+    args = ap.parse_args(argv)
+    import os
+
+    print(f"machine: {os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.2f}, python {sys.version.split()[0]}")
+    from napari_scr2st._napari import _vispy_speedups as S
+
+    S.uninstall_shader_parse_speedup()
+    bench_shaders(args.repeats)
+    S.install_shader_parse_speedup()  # the glyph part with the shader speedup on both sides
+    bench_glyphs(args.repeats)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
