@@ -7,6 +7,8 @@ side in one run (run under Xvfb).
 2. Glyphs: a fresh viewer with 5,000 points gets a legend of ``--lines`` coloured lines (as the
    plugin's canvas legend after a prepare); its first paint is timed on a cold canvas and on
    one whose glyphs were warmed beforehand, alternating, ``--repeats`` times each.
+3. Overlays: the same legend as one napari text overlay per line (the plugin's way) and as one
+   overlay for all lines, both warmed.
 
     xvfb-run -a python benchmarks/bench_first_paint.py --repeats 3
 """
@@ -59,7 +61,11 @@ def record_programs() -> list[str]:
 
 
 def bench_shaders(repeats: int) -> dict:
-    from napari_scr2st._napari._vispy_speedups import COMMENT_PATTERN, COMMENT_REPL, strip_line_comments
+    from napari_scr2st._napari._vispy_speedups import (
+        COMMENT_PATTERN,
+        COMMENT_REPL,
+        strip_line_comments,
+    )
 
     codes = record_programs()
     same = all(strip_line_comments(c) == re.sub(COMMENT_PATTERN, COMMENT_REPL, c, flags=re.M) for c in codes)
@@ -81,7 +87,7 @@ def bench_shaders(repeats: int) -> dict:
     return {"programs": n, "regex_ms": s, "linear_ms": f, "identical": same}
 
 
-def first_legend_paint(warm: bool) -> tuple[float, int]:
+def first_legend_paint(warm: bool, merged: bool = False) -> tuple[float, int, float]:
     import napari
     from napari.components.overlays import TextOverlay
     from qtpy.QtWidgets import QApplication
@@ -109,13 +115,16 @@ def first_legend_paint(warm: bool) -> tuple[float, int]:
         while not done:
             app.processEvents()
     before = len(font._glyphs)
-    for i, text in enumerate(LEGEND):
+    t = time.perf_counter()
+    texts = ["\n".join(LEGEND)] if merged else LEGEND
+    for i, text in enumerate(texts):
         v.canvas.overlays[f"legend_{i}"] = TextOverlay(text=text, color="#ffd700", position="top_left", font_size=10,
                                                         box=True, visible=True)
+    created = (time.perf_counter() - t) * 1000
     ms = paint()
     rendered = len(font._glyphs) - before
     v.close()
-    return ms, rendered
+    return ms, rendered, created
 
 
 def bench_glyphs(repeats: int) -> dict:
@@ -123,7 +132,7 @@ def bench_glyphs(repeats: int) -> dict:
     rendered = {}
     for _ in range(repeats):
         for kind in ("cold", "warm"):
-            ms, n = first_legend_paint(kind == "warm")
+            ms, n, _ = first_legend_paint(kind == "warm")
             out[kind].append(ms)
             rendered[kind] = n
     c, w = statistics.median(out["cold"]), statistics.median(out["warm"])
@@ -132,6 +141,23 @@ def bench_glyphs(repeats: int) -> dict:
           f"warmed {w:.0f} ms ({rendered['warm']} glyphs; all {', '.join(f'{x:.0f}' for x in out['warm'])}); "
           f"{c / max(w, 1e-9):.2f}x")
     return {"cold_ms": out["cold"], "warm_ms": out["warm"], "glyphs_cold": rendered["cold"], "glyphs_warm": rendered["warm"]}
+
+
+def bench_overlays(repeats: int) -> dict:
+    """The legend's lines as one napari text overlay each (the plugin's way: a colour per line)
+    or all in ONE overlay (one colour), both on warmed canvases: creation and first paint."""
+    out: dict[str, list] = {"one per line": [], "one for all": []}
+    for _ in range(repeats):
+        for kind in out:
+            ms, _, created = first_legend_paint(True, merged=kind == "one for all")
+            out[kind].append((created, ms))
+    parts = []
+    for kind, runs in out.items():
+        c = statistics.median(r[0] for r in runs)
+        p = statistics.median(r[1] for r in runs)
+        parts.append(f"{kind}: created in {c:.0f} ms, first paint {p:.0f} ms")
+    print(f"the {len(LEGEND)} legend lines, warmed canvases: " + "; ".join(parts))
+    return out
 
 
 def main(argv=None) -> int:
@@ -147,6 +173,7 @@ def main(argv=None) -> int:
     bench_shaders(args.repeats)
     S.install_shader_parse_speedup()  # the glyph part with the shader speedup on both sides
     bench_glyphs(args.repeats)
+    bench_overlays(args.repeats)
     return 0
 
 
