@@ -87,3 +87,18 @@ def test_one_list_of_sampler_names():
     from napari_scr2st.sampling.registry import SAMPLER_NAMES
 
     assert set(SAMPLERS) == set(SAMPLER_NAMES)
+
+
+def test_env_flag_is_one_rule_for_every_switch(monkeypatch):
+    from napari_scr2st.config import env_flag
+
+    monkeypatch.delenv("SCR2ST_TEST_FLAG", raising=False)
+    assert env_flag("SCR2ST_TEST_FLAG", True) is True and env_flag("SCR2ST_TEST_FLAG", False) is False
+    for off in ("0", "false", "No", " OFF ", "no"):
+        monkeypatch.setenv("SCR2ST_TEST_FLAG", off)
+        assert env_flag("SCR2ST_TEST_FLAG", True) is False, off
+    for on in ("1", "yes", "true", "on", "2"):
+        monkeypatch.setenv("SCR2ST_TEST_FLAG", on)
+        assert env_flag("SCR2ST_TEST_FLAG", False) is True, on
+    monkeypatch.setenv("SCR2ST_TEST_FLAG", "  ")
+    assert env_flag("SCR2ST_TEST_FLAG", True) is True and env_flag("SCR2ST_TEST_FLAG", False) is False

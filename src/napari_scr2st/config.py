@@ -8,8 +8,21 @@ torch), so importing this module costs nothing.
 
 from __future__ import annotations
 
+import os
 from dataclasses import asdict, dataclass, fields, replace
 from typing import Any
+
+#: what switches an environment flag off (any other non-empty value switches it on)
+ENV_OFF = ("0", "false", "no", "off")
+
+
+def env_flag(name: str, default: bool) -> bool:
+    """The on/off switch in environment variable ``name``: ``default`` when it is unset or
+    empty, off for ``0``/``false``/``no``/``off`` (any case), on for anything else."""
+    value = os.environ.get(name, "").strip().lower()
+    if not value:
+        return default
+    return value not in ENV_OFF
 
 __all__ = [
     "SAMPLERS",

@@ -168,3 +168,18 @@ def test_attach_warms_once_per_viewer_and_not_when_told_not_to(make_napari_viewe
     assert viewer in S._WARMED
     S.attach(viewer)  # a second dock: nothing queued again
     assert set(S.PLUGIN_TEXT_CHARS) <= set(font._glyphs)
+
+
+def test_the_plugins_switches_share_one_env_rule(monkeypatch):
+    """SCR2ST_SYNC_WORKERS, SCR2ST_GC_FREEZE and SCR2ST_VISPY_SPEEDUPS read "off" alike
+    (`config.env_flag`)."""
+    from napari_scr2st._napari import _heap, _vispy_speedups, _workers
+
+    monkeypatch.setenv("SCR2ST_SYNC_WORKERS", "off")
+    monkeypatch.setenv("SCR2ST_GC_FREEZE", "off")
+    monkeypatch.setenv("SCR2ST_VISPY_SPEEDUPS", "off")
+    assert not _workers.sync_workers() and not _heap.enabled() and not _vispy_speedups.enabled()
+    monkeypatch.setenv("SCR2ST_SYNC_WORKERS", "1")
+    monkeypatch.delenv("SCR2ST_GC_FREEZE")
+    monkeypatch.delenv("SCR2ST_VISPY_SPEEDUPS")
+    assert _workers.sync_workers() and _heap.enabled() and _vispy_speedups.enabled()

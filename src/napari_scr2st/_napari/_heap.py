@@ -18,9 +18,10 @@ from __future__ import annotations
 
 import functools
 import gc
-import os
 import threading
 import weakref
+
+from ..config import env_flag
 
 FREEZE_ENV = "SCR2ST_GC_FREEZE"
 DELAY_MS = 500  # after the layers are shown: the one full collection is not added to their paint
@@ -32,7 +33,7 @@ _state = {"frozen": False, "scheduled": False}
 
 
 def enabled() -> bool:
-    return os.environ.get(FREEZE_ENV, "1").strip().lower() not in ("0", "false", "no", "off")
+    return env_flag(FREEZE_ENV, True)
 
 
 def is_frozen() -> bool:

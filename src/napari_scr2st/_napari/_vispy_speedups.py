@@ -26,9 +26,10 @@ way: the same comments are stripped, the same glyphs end up in the atlas.
 
 from __future__ import annotations
 
-import os
 import re
 import weakref
+
+from ..config import env_flag
 
 ENV = "SCR2ST_VISPY_SPEEDUPS"
 #: vispy's comment-stripping call in ``gloo.program.Program._parse_variables_from_code``
@@ -52,7 +53,7 @@ _state: dict = {"installed": None}  # the vispy.gloo.program module we patched, 
 
 
 def enabled() -> bool:
-    return os.environ.get(ENV, "1").strip().lower() not in ("0", "false", "no", "off")
+    return env_flag(ENV, True)
 
 
 def strip_line_comments(code: str) -> str:
@@ -137,11 +138,11 @@ def warm_glyphs(viewer, chars: str = PLUGIN_TEXT_CHARS, then=None) -> int:
         return 0
     from qtpy.QtCore import QTimer
 
-    ref = weakref.ref(font)
+    ref, viewer_ref = weakref.ref(font), weakref.ref(viewer)  # the chain keeps neither alive
 
     def _next(i: int) -> None:
-        f = ref()
-        if f is None or getattr(viewer.window, "_qt_window", None) is None:
+        f, v = ref(), viewer_ref()
+        if f is None or v is None or getattr(getattr(v, "window", None), "_qt_window", None) is None:
             return
         try:
             if missing[i] not in f._glyphs:

@@ -7,6 +7,7 @@ import sys
 from collections.abc import Callable, Generator
 from typing import Any
 
+from ..config import env_flag
 from ..progress import Progress
 from . import _dock_kit, _heap, _vispy_speedups
 
@@ -15,7 +16,7 @@ SYNC_ENV = "SCR2ST_SYNC_WORKERS"
 
 def sync_workers() -> bool:
     """``SCR2ST_SYNC_WORKERS=1`` runs generators in the calling thread (tests), as stardist-napari."""
-    return os.environ.get(SYNC_ENV, "").strip().lower() not in ("", "0", "false", "no")
+    return env_flag(SYNC_ENV, False)
 
 
 class _NoBar:
