@@ -7,8 +7,8 @@ side in one run (run under Xvfb).
 2. Glyphs: a fresh viewer with 5,000 points gets a legend of ``--lines`` coloured lines (as the
    plugin's canvas legend after a prepare); its first paint is timed on a cold canvas and on
    one whose glyphs were warmed beforehand, alternating, ``--repeats`` times each.
-3. Overlays: the same legend as one napari text overlay per line (the plugin's way) and as one
-   overlay for all lines, both warmed.
+3. Overlays: the same legend as one napari text overlay per line, as the plugin's blocks (one
+   overlay per run of lines of one colour) and as one overlay for all lines, all warmed.
 
     xvfb-run -a python benchmarks/bench_first_paint.py --repeats 3
 """
@@ -23,8 +23,14 @@ import time
 
 import numpy as np
 
-LEGEND = ["Selection (SYN1)", "\u25cb round 0", "\u25cb round 1", "\u2605 manual picks: 12 of a budget of 300 (large white stars)",
-          "\u25cb ring: sampler/policy pick; faded: not yet sequenced", "Cell types (SYN1)", "\u25cf Tumour", "\u25cf Stroma"]
+#: the canvas legend of a prepared, two-round selection with a cell-type map (text, colour), in
+#: the order `_viewer_layers.legend_entries` gives (before 2026-12-03 the round lines came right
+#: after the header and the ring line was grey: every line was an overlay of its own)
+LEGEND_ENTRIES = [("Cell types (SYN1)", "#ffffff"), ("\u25cf Tumour", "#e41a1c"), ("\u25cf Stroma", "#4daf4a"),
+                  ("Selection (SYN1)", "#ffffff"), ("\u2605 manual picks: 12 of a budget of 300 (large white stars)", "#ffffff"),
+                  ("\u25cb ring: sampler/policy pick; faded: not yet sequenced", "#ffffff"),
+                  ("\u25cb round 1", "#ffd700"), ("\u25cb round 2", "#00bfff")]
+LEGEND = [t for t, _ in LEGEND_ENTRIES]
 
 
 def record_programs() -> list[str]:
@@ -87,7 +93,7 @@ def bench_shaders(repeats: int) -> dict:
     return {"programs": n, "regex_ms": s, "linear_ms": f, "identical": same}
 
 
-def first_legend_paint(warm: bool, merged: bool = False) -> tuple[float, int, float]:
+def first_legend_paint(warm: bool, layout: str = "line") -> tuple[float, int, float]:
     import napari
     from napari.components.overlays import TextOverlay
     from qtpy.QtWidgets import QApplication
@@ -116,9 +122,16 @@ def first_legend_paint(warm: bool, merged: bool = False) -> tuple[float, int, fl
             app.processEvents()
     before = len(font._glyphs)
     t = time.perf_counter()
-    texts = ["\n".join(LEGEND)] if merged else LEGEND
-    for i, text in enumerate(texts):
-        v.canvas.overlays[f"legend_{i}"] = TextOverlay(text=text, color="#ffd700", position="top_left", font_size=10,
+    if layout == "all":
+        blocks = [("\n".join(LEGEND), "#ffffff")]
+    elif layout == "blocks":
+        from napari_scr2st._napari._viewer_layers import legend_blocks
+
+        blocks = legend_blocks(LEGEND_ENTRIES)
+    else:
+        blocks = LEGEND_ENTRIES
+    for i, (text, color) in enumerate(blocks):
+        v.canvas.overlays[f"legend_{i}"] = TextOverlay(text=text, color=color, position="top_left", font_size=10,
                                                         box=True, visible=True)
     created = (time.perf_counter() - t) * 1000
     ms = paint()
@@ -144,12 +157,15 @@ def bench_glyphs(repeats: int) -> dict:
 
 
 def bench_overlays(repeats: int) -> dict:
-    """The legend's lines as one napari text overlay each (the plugin's way: a colour per line)
-    or all in ONE overlay (one colour), both on warmed canvases: creation and first paint."""
-    out: dict[str, list] = {"one per line": [], "one for all": []}
+    """The legend's lines as one napari text overlay each (the plugin's way until 2026-12-03),
+    as the plugin's blocks now (consecutive lines of one colour in one overlay: 5 overlays), and
+    all in ONE overlay (one colour: a bound, not a legend), on warmed canvases: creation and
+    first paint."""
+    kinds = {"one per line": "line", "blocks": "blocks", "one for all": "all"}
+    out: dict[str, list] = {k: [] for k in kinds}
     for _ in range(repeats):
-        for kind in out:
-            ms, _, created = first_legend_paint(True, merged=kind == "one for all")
+        for kind, layout in kinds.items():
+            ms, _, created = first_legend_paint(True, layout)
             out[kind].append((created, ms))
     parts = []
     for kind, runs in out.items():

@@ -82,6 +82,15 @@ def test_measured_map_names_order_title_and_legend(measured_map):
     r0 = next(t for t in colors if "round 1" in t)
     np.testing.assert_allclose(np.asarray(colors[r0])[:3], hex_to_rgba(round_color(0))[:3], atol=1e-6)
     assert "1 manual" in m.legend.text()
+    # one overlay per run of one colour: the white lines of the selection share one, each round
+    # has its own (fewer overlays: shorter first paints), and every line keeps its colour
+    shown = [o for k, o in overlays.items() if k.startswith(V.LEGEND_PREFIX) and o.visible]
+    white = next(o for o in shown if "manual picks" in o.text)
+    assert white.text.splitlines()[0].startswith("Selection (") and "sampler/policy" in white.text
+    np.testing.assert_allclose(np.asarray(white.color)[:3], 1.0)
+    n_rounds = len(sel.metadata["legend"])
+    assert len(shown) == 1 + n_rounds, [o.text for o in shown]
+    assert all(len(o.text.splitlines()) == 1 for o in shown if o is not white)
     # the cell-type map hides the expression map, its colour bar and title; its legend shows
     ct = m.show_cell_types()
     assert ct.visible and not layer.visible
@@ -235,3 +244,14 @@ def test_map_order_is_kept_per_section_without_moves(make_napari_viewer):
         for sec in ("A", "B"):
             V.order_map_layers(viewer, sec)
     assert moved == []  # in order: nothing moves (no events at slider speed, no trading places)
+
+
+def test_legend_blocks_join_consecutive_lines_of_one_colour_only():
+    from napari_scr2st._napari._viewer_layers import legend_blocks
+
+    entries = [("Selection (S)", "#ffffff"), ("manual", "#FFFFFF"), ("ring", "#ffffff"),
+               ("round 1", "#ffd700"), ("round 2", "#00bfff"), ("Cell types (S)", "#ffffff"), ("Tumour", "#ffd700")]
+    assert legend_blocks(entries) == [("Selection (S)\nmanual\nring", "#ffffff"), ("round 1", "#ffd700"),
+                                      ("round 2", "#00bfff"), ("Cell types (S)", "#ffffff"), ("Tumour", "#ffd700")]
+    assert legend_blocks([]) == []
+    assert legend_blocks([("a", "#ff0000"), ("b", "#ff0000")]) == [("a\nb", "#ff0000")]

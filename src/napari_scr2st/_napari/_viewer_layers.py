@@ -128,12 +128,14 @@ def legend_entries(viewer) -> list[tuple[str, str]]:
         if not ly.visible or md.get("map") not in ("selected", "cell_types"):
             continue
         if md["map"] == "selected" and md.get("n_selected", 0):
+            # the white lines first, together (one overlay for them: see legend_blocks), then
+            # one line per round in its colour
             out.append((f"Selection ({md.get('section')})", "#ffffff"))
-            out += [(f"\u25cb {name}", c) for name, c in md.get("legend", {}).items()]
             n_manual, budget = md.get("n_manual", 0), md.get("budget")
             of = f" of a budget of {budget}" if budget else ""
             out.append((f"\u2605 manual picks: {n_manual}{of} (large white stars)", P.MANUAL_COLOR))
-            out.append(("\u25cb ring: sampler/policy pick; faded: not yet sequenced", "#d0d0d0"))
+            out.append(("\u25cb ring: sampler/policy pick; faded: not yet sequenced", "#ffffff"))
+            out += [(f"\u25cb {name}", c) for name, c in md.get("legend", {}).items()]
         elif md["map"] == "cell_types":
             out.append((f"Cell types ({md.get('section')})", "#ffffff"))
             out += [(f"\u25cf {name}", c) for name, c in md.get("legend", {}).items()]
@@ -167,7 +169,7 @@ def _colorbar_layer(viewer):
 
 def sync_canvas_legend(viewer) -> None:
     """Show the legend of the visible map layers on the canvas (top left, one coloured line per
-    entry), the title of the shown colour bar (bottom right, with the bar: gene,
+    entry; consecutive lines of one colour in one overlay), the title of the shown colour bar (bottom right, with the bar: gene,
     predicted/measured, scale) and hide every colour bar but that one (never over a cell-type
     map). Nothing is set when nothing changed (no overlay event at slider speed)."""
     from napari.components.overlays import TextOverlay
@@ -196,9 +198,26 @@ def sync_canvas_legend(viewer) -> None:
         o.visible = bool(title)
 
 
+def legend_blocks(entries: list[tuple[str, str]]) -> list[tuple[str, str]]:
+    """Consecutive legend lines of one colour as one multi-line block ``(text, colour)``.
+
+    Each block is one napari text overlay on the canvas, and each overlay costs its first paint
+    two GL programs (text and box) and ~20 ms to create (`benchmarks/bench_first_paint.py`:
+    8 lines as 8 overlays 173 + 385 ms, as one 17 + 119 ms); a line's colour is its key, so only
+    lines of the same colour share one."""
+    blocks: list[tuple[str, str]] = []
+    for text, color in entries:
+        if blocks and blocks[-1][1].lower() == color.lower():
+            blocks[-1] = (f"{blocks[-1][0]}\n{text}", blocks[-1][1])
+        else:
+            blocks.append((text, color))
+    return blocks
+
+
 def _set_legend(overlays, entries, text_overlay) -> None:
     keys = sorted((k for k in overlays if k.startswith(LEGEND_PREFIX)), key=lambda k: int(k[len(LEGEND_PREFIX):]))
-    for i, (text, color) in enumerate(entries):
+    blocks = legend_blocks(entries)
+    for i, (text, color) in enumerate(blocks):
         key = f"{LEGEND_PREFIX}{i}"
         box = _box_for(color)
         if key not in overlays:
@@ -207,7 +226,7 @@ def _set_legend(overlays, entries, text_overlay) -> None:
             continue
         o = overlays[key]
         o.text, o.color, o.box_color, o.visible = text, color, box, True
-    for k in keys[len(entries):]:
+    for k in keys[len(blocks):]:
         overlays[k].visible = False
 
 
