@@ -169,8 +169,8 @@ def _colorbar_layer(viewer):
 
 def sync_canvas_legend(viewer) -> None:
     """Show the legend of the visible map layers on the canvas (top left, one coloured line per
-    entry; consecutive lines of one colour in one overlay), the title of the shown colour bar (bottom right, with the bar: gene,
-    predicted/measured, scale) and hide every colour bar but that one (never over a cell-type
+    entry; consecutive lines of one colour in one overlay), the title of the shown colour bar
+    (bottom right, with the bar: gene, predicted/measured, scale) and hide every colour bar but that one (never over a cell-type
     map). Nothing is set when nothing changed (no overlay event at slider speed)."""
     from napari.components.overlays import TextOverlay
 
@@ -202,9 +202,9 @@ def legend_blocks(entries: list[tuple[str, str]]) -> list[tuple[str, str]]:
     """Consecutive legend lines of one colour as one multi-line block ``(text, colour)``.
 
     Each block is one napari text overlay on the canvas, and each overlay costs its first paint
-    two GL programs (text and box) and ~20 ms to create (`benchmarks/bench_first_paint.py`:
-    8 lines as 8 overlays 173 + 385 ms, as one 17 + 119 ms); a line's colour is its key, so only
-    lines of the same colour share one."""
+    two GL programs (text and box) and ~20 ms to create (`benchmarks/bench_first_paint.py`,
+    created + first paint of 8 lines: ~160 + 400 ms as 8 overlays, ~20 + 130 ms as one); a
+    line's colour is its key, so only lines of the same colour share one."""
     blocks: list[tuple[str, str]] = []
     for text, color in entries:
         if blocks and blocks[-1][1].lower() == color.lower():

@@ -7,8 +7,8 @@ on the graphics card (measured on 2 cores; see docs/benchmarks.md):
 1. **Shader parsing.** Each time vispy builds a GL program it strips ``//`` comments from the
    GLSL source with ``re.sub(r'(.*)(//.*)', r'\\1', code, flags=re.M)``. The greedy group is
    tried at every start position of every line and backtracks over the rest of the line, so the
-   cost grows with the square of the line length: ~19 ms per program, 0.41 s of the paints after
-   a prepare (22 programs). :func:`install_shader_parse_speedup` gives vispy's ``gloo.program``
+   cost grows with the square of the line length: 12-13 ms per program (~19 ms under cProfile:
+   0.41 s of the paints after a prepare, 22 programs). :func:`install_shader_parse_speedup` gives vispy's ``gloo.program``
    module a ``re`` whose ``sub`` makes exactly that substitution in linear time
    (:func:`strip_line_comments`: each line cut at its LAST ``//``, as the greedy group does) and
    passes every other call to :mod:`re` unchanged. It is installed only while vispy's method
