@@ -35,23 +35,11 @@ LEGEND = [t for t, _ in LEGEND_ENTRIES]
 
 def record_programs() -> list[str]:
     import napari
-    import vispy.gloo.program as program
     from napari.components.overlays import TextOverlay
 
-    seen: list[str] = []
+    from napari_scr2st._napari._vispy_speedups import recorded_shader_sources
 
-    class Recording:
-        def __getattr__(self, name):
-            return getattr(re, name)
-
-        @staticmethod
-        def sub(pattern, repl, string, count=0, flags=0):
-            seen.append(string)
-            return re.sub(pattern, repl, string, count=count, flags=flags)
-
-    was = program.re
-    program.re = Recording()
-    try:
+    with recorded_shader_sources() as seen:
         v = napari.Viewer(show=True)
         rng = np.random.default_rng(0)
         v.add_image(rng.random((256, 256)))
@@ -61,8 +49,6 @@ def record_programs() -> list[str]:
         v.canvas.overlays["t"] = TextOverlay(text=LEGEND[0], visible=True, box=True)
         v.screenshot(canvas_only=True, flash=False)
         v.close()
-    finally:
-        program.re = was
     return seen
 
 

@@ -49,21 +49,8 @@ def test_the_programs_a_viewer_builds_are_stripped_as_vispy_strips_them(make_nap
     import vispy.gloo.program as program
     from napari.components.overlays import TextOverlay
 
-    seen: list[str] = []
-
-    class Recording:
-        def __getattr__(self, name):
-            return getattr(re, name)
-
-        @staticmethod
-        def sub(pattern, repl, string, count=0, flags=0):
-            if pattern == S.COMMENT_PATTERN:
-                seen.append(string)
-            return re.sub(pattern, repl, string, count=count, flags=flags)
-
     viewer = make_napari_viewer(show=True)
-    program.re = Recording()
-    try:
+    with S.recorded_shader_sources() as seen:
         viewer.add_image(np.random.default_rng(0).random((64, 64)))
         pts = viewer.add_points(np.random.default_rng(1).random((50, 2)) * 64, face_color="magenta",
                                 features={"v": np.arange(50.0)})
@@ -72,8 +59,7 @@ def test_the_programs_a_viewer_builds_are_stripped_as_vispy_strips_them(make_nap
         viewer.add_shapes([np.array([[5, 5], [5, 30], [30, 30], [30, 5]])], shape_type="polygon")
         viewer.canvas.overlays["t"] = TextOverlay(text="Selection (S1)", visible=True, box=True)
         viewer.screenshot(canvas_only=True)
-    finally:
-        program.re = re
+    assert program.re is re  # vispy's own re again after the block
     assert len(seen) >= 8  # image, markers, lines, mesh, text, box, colour bar...
     assert sum("//" in code for code in seen) >= 4
     for code in seen:

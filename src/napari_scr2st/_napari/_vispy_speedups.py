@@ -26,6 +26,7 @@ way: the same comments are stripped, the same glyphs end up in the atlas.
 
 from __future__ import annotations
 
+import contextlib
 import re
 import weakref
 
@@ -112,6 +113,33 @@ def uninstall_shader_parse_speedup() -> bool:
         program.re = re
     _state["installed"] = None
     return True
+
+
+@contextlib.contextmanager
+def recorded_shader_sources():
+    """Inside the block, every GLSL source that vispy strips comments from (one per GL program
+    built) is appended to the yielded list; vispy's ``re`` (the stand-in or :mod:`re`) does the
+    work as before. For the tests and ``benchmarks/bench_first_paint.py``."""
+    import vispy.gloo.program as program
+
+    seen: list[str] = []
+    inner = program.re
+
+    class _Recording:
+        def __getattr__(self, name):
+            return getattr(inner, name)
+
+        @staticmethod
+        def sub(pattern, repl, string, count=0, flags=0):
+            if pattern == COMMENT_PATTERN:
+                seen.append(string)
+            return inner.sub(pattern, repl, string, count=count, flags=flags)
+
+    program.re = _Recording()
+    try:
+        yield seen
+    finally:
+        program.re = inner
 
 
 def canvas_font(viewer):
