@@ -60,6 +60,12 @@ def tip(key: str) -> str:
     return TIPS.get(key, "")
 
 
+def unwrap(obj):
+    """The object behind napari's public-only proxy (napari hands plugins a proxy of the viewer
+    and its layers); weak references, sets and ``id`` keys need the real one."""
+    return getattr(obj, "__wrapped__", obj)
+
+
 # ------------------------------------------------------------------ plugin settings
 _SETTINGS_LOCK = threading.Lock()
 _SETTINGS_BUILT = False
@@ -187,7 +193,7 @@ def exclusive_click_mode(viewer, check, label: str) -> None:
     bar and a notification say which mode was turned off."""
     import weakref
 
-    vref, cref = weakref.ref(getattr(viewer, "__wrapped__", viewer)), weakref.ref(check)
+    vref, cref = weakref.ref(unwrap(viewer)), weakref.ref(check)
     _CLICK_MODES.append((vref, cref, label))
 
     def on_toggled(on: bool) -> None:

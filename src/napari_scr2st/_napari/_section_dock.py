@@ -16,19 +16,15 @@ from . import _workers as W
 HOVER_DELAY_MS = 250
 
 
-def _unwrap(obj):
-    return getattr(obj, "__wrapped__", obj)
-
-
 class LayerSync:
     """One per (viewer, session): turns session signals into layer updates, so several docks
     can change the session without each redrawing the same layers."""
 
     def __init__(self, viewer, session: AcquisitionSession, spots_layer) -> None:
         # napari hands plugins a PublicOnlyProxy: keep weak references to the real objects
-        self._viewer = weakref.ref(_unwrap(viewer))
+        self._viewer = weakref.ref(K.unwrap(viewer))
         self.session = session
-        self._spots = weakref.ref(_unwrap(spots_layer))
+        self._spots = weakref.ref(K.unwrap(spots_layer))
         session.selection_changed.connect(self.on_selection)
         session.predictions_changed.connect(self.on_predictions)
         session.prepared.connect(self.on_prepared)
@@ -67,7 +63,7 @@ class LayerSync:
     @classmethod
     def get(cls, viewer, session: AcquisitionSession, spots_layer) -> LayerSync:
         syncs = session.__dict__.setdefault("_syncs", {})
-        key = id(_unwrap(viewer))
+        key = id(K.unwrap(viewer))
         old = syncs.get(key)
         if old is not None and (old.viewer is None or old._spots() is None):
             del syncs[key]

@@ -11,6 +11,7 @@ import pandas as pd
 from .. import layers as L
 from .. import palette as P
 from ..session import AcquisitionSession
+from . import _dock_kit as K
 from ._sessions import get_session
 
 
@@ -114,10 +115,6 @@ _LEGEND_VIEWERS: weakref.WeakSet = weakref.WeakSet()
 _LAST_LEGEND: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
 
-def _real(obj):
-    return getattr(obj, "__wrapped__", obj)
-
-
 def legend_entries(viewer) -> list[tuple[str, str]]:
     """``(text, hex colour)`` of the canvas legend, from the VISIBLE map layers: the rounds,
     sampler/policy rings vs manual stars (with the manual count against the budget) and the
@@ -176,7 +173,7 @@ def sync_canvas_legend(viewer) -> None:
 
     overlays = viewer.canvas.overlays
     entries = legend_entries(viewer)
-    real = _real(viewer)
+    real = K.unwrap(viewer)
     if _LAST_LEGEND.get(real) != entries:
         _LAST_LEGEND[real] = entries
         _set_legend(overlays, entries, TextOverlay)
@@ -233,7 +230,7 @@ def _set_legend(overlays, entries, text_overlay) -> None:
 def install_canvas_legend(viewer) -> None:
     """Keep the canvas legend in sync with the layers (inserted, removed, moved, shown or
     hidden); once per viewer."""
-    real = _real(viewer)
+    real = K.unwrap(viewer)
     if real in _LEGEND_VIEWERS:
         return
     _LEGEND_VIEWERS.add(real)

@@ -31,6 +31,7 @@ import re
 import weakref
 
 from ..config import env_flag
+from ._dock_kit import unwrap
 
 ENV = "SCR2ST_VISPY_SPEEDUPS"
 #: vispy's comment-stripping call in ``gloo.program.Program._parse_variables_from_code``
@@ -157,7 +158,7 @@ def warm_glyphs(viewer, chars: str = PLUGIN_TEXT_CHARS, then=None) -> int:
     (6-12 ms each), so that the paint that first shows a legend or a colour-bar title does not
     render them. Characters already there are skipped. Returns how many are queued; ``then()``
     runs after the last one (also when none was queued). A closed window ends it quietly."""
-    viewer = getattr(viewer, "__wrapped__", viewer)
+    viewer = unwrap(viewer)
     font = canvas_font(viewer)
     missing = [] if font is None else [c for c in dict.fromkeys(chars) if c not in getattr(font, "_glyphs", {})]
     if not missing:
@@ -193,7 +194,7 @@ def attach(viewer, *, glyphs: bool = True) -> None:
     if not enabled():
         return
     install_shader_parse_speedup()
-    real = getattr(viewer, "__wrapped__", viewer)  # napari hands plugins a public-only proxy
+    real = unwrap(viewer)  # napari hands plugins a public-only proxy
     if not (glyphs and WARM_ON_ATTACH) or real is None or real in _WARMED:
         return
     _WARMED.add(real)
