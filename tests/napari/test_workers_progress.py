@@ -325,6 +325,30 @@ def test_sample_opens_in_a_worker_behind_a_placeholder(make_napari_viewer, qtbot
     assert 250 < len(viewer.layers["SYN1 spots"].data) < 350
 
 
+def test_sample_layers_are_made_in_the_worker(make_napari_viewer, qtbot, monkeypatch):
+    """The read worker makes the napari layers too; the GUI thread only adds those objects."""
+    from napari_scr2st._napari import _workers as W
+
+    monkeypatch.delenv("SCR2ST_SYNC_WORKERS", raising=False)
+    monkeypatch.setenv("SCR2ST_SAMPLE_SPOTS", "300")
+    made = []
+    real = W.build_layers
+
+    def build(layers):
+        out = real(layers)
+        made.append((threading.current_thread(), out))
+        return out
+
+    monkeypatch.setattr(W, "build_layers", build)
+    viewer = make_napari_viewer(show=True)
+    viewer.open_sample("napari-scr2st", "synthetic")
+    qtbot.waitUntil(lambda: "SYN1 true compartments" in viewer.layers, timeout=120_000)
+    ((thread, layers),) = made
+    assert thread is not threading.main_thread()
+    assert [ly.name for ly in layers] == ["SYN1 H&E", "SYN1 spots", "SYN1 true compartments"]
+    assert all(viewer.layers[ly.name] is ly for ly in layers)  # the very objects, not rebuilt
+
+
 def test_cancelled_sample_adds_nothing(make_napari_viewer, qtbot, monkeypatch):
     monkeypatch.delenv("SCR2ST_SYNC_WORKERS", raising=False)
     monkeypatch.setenv("SCR2ST_SAMPLE_SPOTS", "300")
