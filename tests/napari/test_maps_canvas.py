@@ -255,3 +255,26 @@ def test_legend_blocks_join_consecutive_lines_of_one_colour_only():
                                       ("round 2", "#00bfff"), ("Cell types (S)", "#ffffff"), ("Tumour", "#ffd700")]
     assert legend_blocks([]) == []
     assert legend_blocks([("a", "#ff0000"), ("b", "#ff0000")]) == [("a\nb", "#ff0000")]
+
+
+def test_legend_follows_in_the_next_turn_once_for_many_changes(measured_map, monkeypatch, qtbot):
+    """Outside synchronous mode the legend and colour bar follow a map change in a later turn
+    of the event loop (apart from the layer's insertion), and only once for a burst of changes."""
+    from napari_scr2st._napari import _viewer_layers as V
+
+    viewer, w, m, spots, layer, gene, manual = measured_map
+    monkeypatch.delenv("SCR2ST_SYNC_WORKERS")
+    calls = []
+    real = V.sync_canvas_legend
+    monkeypatch.setattr(V, "sync_canvas_legend", lambda v: (calls.append(v), real(v)))
+    layer.visible = False  # the only expression map hidden: its bar and title must go
+    layer.visible = True
+    layer.visible = False
+    assert calls == [] and layer.face_colorbar.visible  # nothing yet: it waits for the next turn
+    qtbot.waitUntil(lambda: len(calls) == 1, timeout=2000)
+    qtbot.wait(50)
+    assert len(calls) == 1  # three changes, one sync
+    assert not layer.face_colorbar.visible and not viewer.canvas.overlays[V.TITLE_KEY].visible
+    layer.visible = True
+    qtbot.waitUntil(lambda: layer.face_colorbar.visible, timeout=2000)
+    assert viewer.canvas.overlays[V.TITLE_KEY].visible and len(calls) == 2

@@ -67,7 +67,7 @@ def apply_layer(viewer, data, kwargs: dict, kind: str, built=None):
     else:
         layer = getattr(viewer, f"add_{kind}")(data, **kwargs)
     if colorbar and hasattr(layer, "face_colorbar"):
-        layer.face_colorbar.visible = True
+        # shown by the legend sync (only the top expression map's bar shows), in a turn of its own
         layer.face_colorbar.position = COLORBAR_POSITION
     if active is not None and active in viewer.layers and meta.get("map"):
         viewer.layers.selection.active = active
@@ -81,7 +81,7 @@ def _after_map_change(viewer, layer) -> None:
         return
     order_map_layers(viewer, md.get("section"))
     install_canvas_legend(viewer)
-    sync_canvas_legend(viewer)
+    request_legend_sync(viewer)
 
 
 #: map layers of a section from bottom to top: measured/predicted values and cell types are
@@ -113,6 +113,12 @@ COLORBAR_POSITION = "bottom_right"
 TITLE_KEY = "scr2st_colorbar_title"
 _LEGEND_VIEWERS: weakref.WeakSet = weakref.WeakSet()
 _LAST_LEGEND: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+_LEGEND_PENDING: weakref.WeakSet = weakref.WeakSet()
+#: the legend (and which colour bar shows) follows a change in the NEXT turn of the event loop:
+#: a layer's insertion (its visual, its controls: 0.1-0.3 s here) and the legend's overlays and
+#: colour bar (their visuals, ~50-150 ms) then freeze the viewer one after the other, with a
+#: repaint and input in between, instead of together
+DEFER_LEGEND = True
 
 
 def legend_entries(viewer) -> list[tuple[str, str]]:
@@ -195,6 +201,36 @@ def sync_canvas_legend(viewer) -> None:
         o.visible = bool(title)
 
 
+def request_legend_sync(viewer) -> None:
+    """:func:`sync_canvas_legend` in the next turn of the event loop, once for however many
+    changes come before it (:data:`DEFER_LEGEND`); at once with synchronous workers (tests,
+    scripts) or without a running window."""
+    from ._workers import sync_workers
+
+    real = K.unwrap(viewer)
+    if not DEFER_LEGEND or sync_workers():
+        sync_canvas_legend(real)
+        return
+    if real in _LEGEND_PENDING:
+        return
+    _LEGEND_PENDING.add(real)
+    ref = weakref.ref(real)
+
+    def _go() -> None:
+        v = ref()
+        if v is None:
+            return
+        _LEGEND_PENDING.discard(v)
+        try:
+            sync_canvas_legend(v)
+        except RuntimeError:  # the window (its Qt objects) went away meanwhile
+            pass
+
+    from qtpy.QtCore import QTimer
+
+    QTimer.singleShot(0, _go)
+
+
 def legend_blocks(entries: list[tuple[str, str]]) -> list[tuple[str, str]]:
     """Consecutive legend lines of one colour as one multi-line block ``(text, colour)``.
 
@@ -239,7 +275,7 @@ def install_canvas_legend(viewer) -> None:
     def on_change(*_):
         v = ref()
         if v is not None:
-            sync_canvas_legend(v)
+            request_legend_sync(v)
 
     def on_inserted(event):
         layer = event.value
