@@ -547,7 +547,8 @@ def test_layers_are_added_one_per_event_loop_turn(make_napari_viewer, qtbot, mon
 
 def test_the_activity_bar_appears_only_for_work_that_lasts(make_napari_viewer, qtbot):
     """LazyBar: no napari progress bar for work that ends within its delay; after the delay one
-    with the progress made so far, which then follows (total, steps, description) and closes."""
+    with the progress made so far, which then follows (total, steps, description) at most every
+    ``every_s``, a burst of events in one update, the latest state always shown, and closes."""
     from napari.utils import progress
 
     from napari_scr2st._napari._workers import LazyBar
@@ -561,7 +562,7 @@ def test_the_activity_bar_appears_only_for_work_that_lasts(make_napari_viewer, q
     qtbot.wait(150)
     assert quick.bar is None and set(progress._all_instances) == before
 
-    slow = LazyBar("slow", after_s=0.05)
+    slow = LazyBar("slow", after_s=0.05, every_s=0.3)
     slow.total = 10
     slow.update(3)
     slow.set_description("slow: reading")
@@ -569,9 +570,15 @@ def test_the_activity_bar_appears_only_for_work_that_lasts(make_napari_viewer, q
     bar = slow.bar
     assert (bar.n, bar.total, bar.desc.rstrip(": ")) == (3, 10, "slow: reading")
     assert bar in progress._all_instances
-    slow.total = 12
-    slow.update(2)
+    pushes = []
+    orig = bar.update
+    bar.update = lambda k=1: (pushes.append(k), orig(k))
+    slow.total = 30
+    for _ in range(12):  # a burst of events within every_s of the bar's making
+        slow.update(1)
     slow.set_description("slow: writing")
-    assert (bar.n, bar.total, bar.desc.rstrip(": ")) == (5, 12, "slow: writing")
+    assert (bar.n, bar.total) == (3, 10) and pushes == []  # not yet: each push runs processEvents
+    qtbot.waitUntil(lambda: bar.n == 15, timeout=5_000)  # the latest state, without another event
+    assert (bar.total, bar.desc.rstrip(": ")) == (30, "slow: writing") and pushes == [12]
     slow.close()
     assert bar not in progress._all_instances

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import sys
+import time
 from collections.abc import Callable, Generator
 from typing import Any
 
@@ -35,24 +36,30 @@ class _NoBar:
         pass
 
 
-BAR_AFTER_S = 0.4  # reads (load_layers_in_background): napari's activity bar only once they last this long
+BAR_AFTER_S = 0.4  # napari's activity bar only once the work has lasted this long
+BAR_EVERY_S = 0.5  # and then updated at most this often
 
 
 class LazyBar:
     """napari's progress bar in the activity dock, made only once the work has lasted
-    :data:`BAR_AFTER_S` (a QTimer), with the progress so far; until then it only records.
+    :data:`BAR_AFTER_S` (a QTimer), with the progress so far, and then updated at most every
+    :data:`BAR_EVERY_S` (the latest state always shows: a pending change is pushed by a timer).
 
-    Making a napari bar runs ``QApplication.processEvents()`` and re-lays out the status bar
-    (30-180 ms on a software-rendered window, measured): at the click that starts the work, and
-    for work that ends before anyone could read a bar. The dock's own panel shows progress from
-    the start either way. Used for the reads of :func:`load_layers_in_background` (the sample's
-    click went from ~1.3-1.6 s to ~0.35-0.5 s of stall with it); other work makes its bar at
-    once (the folder chooser's reads were measured slower with a lazy bar, cause not found)."""
+    napari's bar runs ``QApplication.processEvents()`` when it is made (re-laying out the status
+    bar: 30-180 ms on a software-rendered window, measured) and on every ``update`` and
+    ``set_description``, so that whatever is pending (a canvas paint: 50-250 ms here) runs nested
+    inside the handler that made the change: at the click that starts the work, and at every
+    progress event of a worker. The dock's own panel (:class:`WorkerPanel`) shows the progress
+    from the start either way."""
 
-    def __init__(self, desc: str, after_s: float | None = None) -> None:
+    def __init__(self, desc: str, after_s: float | None = None, every_s: float | None = None) -> None:
         self.bar = None
         self.n, self.total, self.desc = 0, 0, desc
         self.closed = False
+        self.every_s = BAR_EVERY_S if every_s is None else every_s
+        self._pushed_at = 0.0
+        self._shown = (0, 0, desc)  # (n, total, desc) that the napari bar shows
+        self._flush_due = False
         from qtpy.QtCore import QTimer
 
         QTimer.singleShot(int(1000 * (BAR_AFTER_S if after_s is None else after_s)), self._make)
@@ -65,6 +72,37 @@ class LazyBar:
         self.bar = progress(total=self.total, desc=self.desc)
         if self.n:
             self.bar.update(self.n)
+        self._shown = (self.n, self.total, self.desc)
+        self._pushed_at = time.perf_counter()
+
+    def _changed(self) -> None:
+        if self.bar is None or self.closed or self._flush_due:
+            return
+        wait = self.every_s - (time.perf_counter() - self._pushed_at)
+        if wait <= 0:
+            self._push()
+            return
+        self._flush_due = True
+        from qtpy.QtCore import QTimer
+
+        QTimer.singleShot(int(1000 * wait) + 1, self._flush)
+
+    def _flush(self) -> None:
+        self._flush_due = False
+        if self.bar is not None and not self.closed:
+            self._push()
+
+    def _push(self) -> None:
+        n, total, desc = self._shown
+        bar = self.bar
+        if self.total != total:
+            bar.total = self.total
+        if self.n != n:
+            bar.update(self.n - n)
+        if self.desc != desc:
+            bar.set_description(self.desc)
+        self._shown = (self.n, self.total, self.desc)
+        self._pushed_at = time.perf_counter()
 
     @property
     def total(self) -> int:
@@ -73,18 +111,15 @@ class LazyBar:
     @total.setter
     def total(self, value: int) -> None:
         self._total = value
-        if self.bar is not None:
-            self.bar.total = value
+        self._changed()
 
     def update(self, k: int = 1) -> None:
         self.n += k
-        if self.bar is not None:
-            self.bar.update(k)
+        self._changed()
 
     def set_description(self, desc: str) -> None:
         self.desc = desc
-        if self.bar is not None:
-            self.bar.set_description(desc)
+        self._changed()
 
     def close(self) -> None:
         self.closed = True
@@ -243,7 +278,7 @@ def start_worker(
     token=None,
     panel: WorkerPanel | None = None,
     status: Callable[[str], Any] | None = None,
-    lazy_bar: bool = False,
+    lazy_bar: bool = True,
 ):
     """Run a core generator in a napari thread worker with a progress bar in the activity dock.
 
@@ -255,11 +290,10 @@ def start_worker(
     generator at its next yield (then ``on_aborted`` runs, not ``on_done``). ``panel``: a
     :class:`WorkerPanel` showing done/total, the time left and a Cancel button while it runs.
     ``status``: called with ``message · done/total (pct) · about N s left`` as events come
-    (at most every :data:`STATUS_EVERY_S`; never after a cancel). ``lazy_bar``: napari's
-    activity bar only once the work has lasted :data:`BAR_AFTER_S` (:class:`LazyBar`).
+    (at most every :data:`STATUS_EVERY_S`; never after a cancel). ``lazy_bar`` (default):
+    napari's activity bar only once the work has lasted :data:`BAR_AFTER_S`, updated at most
+    every :data:`BAR_EVERY_S` (:class:`LazyBar`); False: made at once, every event shown.
     """
-    import time
-
     from napari.utils import progress
 
     from ..progress import CancelToken, ProgressClock, drive
@@ -586,7 +620,7 @@ def load_layers_in_background(viewer, title: str, gen_factory, *, placeholder: s
                 pass
 
     return start_worker(_read_and_build, desc=title, on_done=_done, on_aborted=_aborted, on_error=_error,
-                        on_finished=_finished, panel=panel, lazy_bar=True)
+                        on_finished=_finished, panel=panel)
 
 
 def notify_error(msg: str) -> None:
