@@ -114,11 +114,6 @@ TITLE_KEY = "scr2st_colorbar_title"
 _LEGEND_VIEWERS: weakref.WeakSet = weakref.WeakSet()
 _LAST_LEGEND: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 _LEGEND_PENDING: weakref.WeakSet = weakref.WeakSet()
-#: the legend (and which colour bar shows) follows a change in the NEXT turn of the event loop:
-#: a layer's insertion (its visual, its controls: 0.1-0.3 s here) and the legend's overlays and
-#: colour bar (their visuals, ~50-150 ms) then freeze the viewer one after the other, with a
-#: repaint and input in between, instead of together
-DEFER_LEGEND = True
 
 
 def legend_entries(viewer) -> list[tuple[str, str]]:
@@ -203,12 +198,15 @@ def sync_canvas_legend(viewer) -> None:
 
 def request_legend_sync(viewer) -> None:
     """:func:`sync_canvas_legend` in the next turn of the event loop, once for however many
-    changes come before it (:data:`DEFER_LEGEND`); at once with synchronous workers (tests,
-    scripts) or without a running window."""
+    changes come before it; at once with synchronous workers (tests, scripts).
+
+    A layer's insertion (its visual, its controls: 0.1-0.3 s here) and the legend's overlays and
+    colour bar (their visuals, ~50-150 ms) then freeze the viewer one after the other, with a
+    repaint and input in between, instead of together."""
     from ._workers import sync_workers
 
     real = K.unwrap(viewer)
-    if not DEFER_LEGEND or sync_workers():
+    if sync_workers():
         sync_canvas_legend(real)
         return
     if real in _LEGEND_PENDING:

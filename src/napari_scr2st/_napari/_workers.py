@@ -278,7 +278,6 @@ def start_worker(
     token=None,
     panel: WorkerPanel | None = None,
     status: Callable[[str], Any] | None = None,
-    lazy_bar: bool = True,
 ):
     """Run a core generator in a napari thread worker with a progress bar in the activity dock.
 
@@ -290,16 +289,14 @@ def start_worker(
     generator at its next yield (then ``on_aborted`` runs, not ``on_done``). ``panel``: a
     :class:`WorkerPanel` showing done/total, the time left and a Cancel button while it runs.
     ``status``: called with ``message · done/total (pct) · about N s left`` as events come
-    (at most every :data:`STATUS_EVERY_S`; never after a cancel). ``lazy_bar`` (default):
-    napari's activity bar only once the work has lasted :data:`BAR_AFTER_S`, updated at most
-    every :data:`BAR_EVERY_S` (:class:`LazyBar`); False: made at once, every event shown.
+    (at most every :data:`STATUS_EVERY_S`; never after a cancel). napari's activity bar shows
+    only once the work has lasted :data:`BAR_AFTER_S`, updated at most every
+    :data:`BAR_EVERY_S` (:class:`LazyBar`).
     """
-    from napari.utils import progress
-
     from ..progress import CancelToken, ProgressClock, drive
 
     token = token if token is not None else CancelToken()
-    pbar = _NoBar() if quiet else LazyBar(desc) if lazy_bar else progress(total=0, desc=desc)
+    pbar = _NoBar() if quiet else LazyBar(desc)
     state = {"desc": "", "last": 0.0, "handle": None, "over": False}
     clock = ProgressClock()
 
