@@ -75,6 +75,9 @@ class Heartbeat:
     def start(self) -> None:
         self._last = self.now()
         self.last_pc = time.perf_counter()
+        # a tick at the start: the gap up to the first real tick is a stall like any other (without
+        # it, a step that starts right away, as the first one does, lost its synchronous part)
+        self.ticks.append((self._last, 0.0))
         self.timer.start()
 
     def stop(self) -> None:
