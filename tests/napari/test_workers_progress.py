@@ -352,8 +352,19 @@ def test_sample_layers_are_made_in_the_worker(make_napari_viewer, qtbot, monkeyp
 def test_cancelled_sample_adds_nothing(make_napari_viewer, qtbot, monkeypatch):
     monkeypatch.delenv("SCR2ST_SYNC_WORKERS", raising=False)
     monkeypatch.setenv("SCR2ST_SAMPLE_SPOTS", "300")
+    from napari_scr2st._napari import _sample_data as SD
+
+    began = []
+    real = SD.iter_synthetic_layers
+
+    def spy(n):
+        began.append(n)
+        return real(n)
+
+    monkeypatch.setattr(SD, "iter_synthetic_layers", spy)
     viewer = make_napari_viewer(show=True)
     viewer.open_sample("napari-scr2st", "synthetic")
+    assert [ly.name for ly in viewer.layers] == ["SYN1 (loading)"]
     title = "SCR2-ST: opening the synthetic sample"
     panel_widget = viewer.window.dock_widgets[title]
     from qtpy.QtWidgets import QPushButton
@@ -362,6 +373,31 @@ def test_cancelled_sample_adds_nothing(make_napari_viewer, qtbot, monkeypatch):
     cancel.click()
     qtbot.waitUntil(lambda: title not in viewer.window.dock_widgets, timeout=120_000)
     assert list(viewer.layers) == []
+    # the worker starts a turn after the sample returns (its placeholder, the session's first
+    # layer, is made without the worker's imports competing): a Cancel before that starts nothing
+    assert began == []
+
+
+def test_sample_reads_in_a_worker_that_starts_after_its_placeholder(make_napari_viewer, qtbot, monkeypatch):
+    monkeypatch.delenv("SCR2ST_SYNC_WORKERS", raising=False)
+    monkeypatch.setenv("SCR2ST_SAMPLE_SPOTS", "300")
+    from napari_scr2st._napari import _sample_data as SD
+
+    began = []
+    real = SD.iter_synthetic_layers
+
+    def spy(n):
+        began.append(threading.current_thread())
+        return real(n)
+
+    monkeypatch.setattr(SD, "iter_synthetic_layers", spy)
+    viewer = make_napari_viewer(show=True)
+    viewer.open_sample("napari-scr2st", "synthetic")
+    assert began == []  # not yet: the placeholder was made first
+    assert "SCR2-ST: opening the synthetic sample" in viewer.window.dock_widgets
+    qtbot.waitUntil(lambda: "SYN1 true compartments" in viewer.layers, timeout=120_000)
+    assert len(began) == 1 and began[0] is not threading.main_thread()
+    assert "SYN1 (loading)" not in viewer.layers
 
 
 def test_cancelled_chooser_opens_nothing_more(make_napari_viewer, small_sample, sync_workers, monkeypatch, tmp_path):

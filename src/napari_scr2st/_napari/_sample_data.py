@@ -63,7 +63,7 @@ def _sample(title: str, name: str, gen_factory):
     if viewer is None or W.sync_workers():
         return drive(gen_factory(), use_tqdm=False)
     placeholder = f"{name} (loading)"
-    W.load_layers_in_background(viewer, title, gen_factory, placeholder=placeholder)
+    W.load_layers_in_background(viewer, title, gen_factory, placeholder=placeholder, start_later=True)
     return [(np.zeros((0, 2)), {"name": placeholder, "metadata": {"scr2st_placeholder": True}}, "points")]
 
 

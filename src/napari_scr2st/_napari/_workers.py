@@ -565,7 +565,7 @@ def add_in_turns(viewer, layers, then: Callable[[list], Any] | None = None, *,
 
 
 def load_layers_in_background(viewer, title: str, gen_factory, *, placeholder: str | None = None,
-                              on_added: Callable[[list], Any] | None = None):
+                              on_added: Callable[[list], Any] | None = None, start_later: bool = False):
     """Read in a worker and add the layers it returns when it is done (nothing if cancelled).
     The worker also makes the napari layers from the layer-data tuples (:func:`build_layers`);
     the GUI thread only adds them, one per turn of the event loop (:func:`add_in_turns`).
@@ -573,7 +573,13 @@ def load_layers_in_background(viewer, title: str, gen_factory, *, placeholder: s
     A small dock titled ``title`` shows the progress bar, the time left and a Cancel button
     while the work runs and goes away afterwards. ``placeholder``: the name of a layer that
     stands in for the result (a sample must return one at once); it is removed when the work
-    ends. Returns the worker.
+    ends.
+
+    ``start_later``: the worker starts in the next turn of the event loop (a sample: napari makes its placeholder, the session's first layer, right after this returns,
+    and that first layer imports pandas and builds pint's unit registry in the GUI thread; with
+    the worker already importing the section's modules both wait on each other's imports and
+    the GIL). The dock shows at once; a Cancel before the start starts nothing. Returns the
+    worker (``None`` with ``start_later``).
     """
     _vispy_speedups.attach(viewer, glyphs=not sync_workers())  # shorter first paints of what it adds (shaders, glyphs)
     panel = WorkerPanel()
@@ -616,8 +622,26 @@ def load_layers_in_background(viewer, title: str, gen_factory, *, placeholder: s
             except Exception:  # noqa: BLE001 - the user may have closed the window
                 pass
 
-    return start_worker(_read_and_build, desc=title, on_done=_done, on_aborted=_aborted, on_error=_error,
-                        on_finished=_finished, panel=panel)
+    def _start():
+        return start_worker(_read_and_build, desc=title, on_done=_done, on_aborted=_aborted, on_error=_error,
+                            on_finished=_finished, panel=panel)
+
+    if not start_later or sync_workers():
+        return _start()
+    from qtpy.QtCore import QTimer
+
+    panel.begin(title, lambda: state.update(cancelled=True))
+
+    def _go() -> None:
+        if state.get("cancelled"):
+            panel.end()
+            _aborted()
+            _finished()
+            return
+        _start()
+
+    QTimer.singleShot(0, _go)
+    return None
 
 
 def notify_error(msg: str) -> None:
