@@ -314,9 +314,26 @@ def test_section_opens_in_a_worker_with_a_progress_dock(make_napari_viewer, shar
     assert len(viewer.layers["C3 spots"].data) == 180
 
 
-def test_sample_opens_in_a_worker_behind_a_placeholder(make_napari_viewer, qtbot, monkeypatch):
+@pytest.fixture
+def threaded_sample(monkeypatch):
+    """The synthetic sample (300 spots) read in thread workers, as for a user; returns the threads
+    in which its reader began (a list, filled as it runs)."""
     monkeypatch.delenv("SCR2ST_SYNC_WORKERS", raising=False)
     monkeypatch.setenv("SCR2ST_SAMPLE_SPOTS", "300")
+    from napari_scr2st._napari import _sample_data as SD
+
+    began = []
+    real = SD.iter_synthetic_layers
+
+    def spy(n):
+        began.append(threading.current_thread())
+        return real(n)
+
+    monkeypatch.setattr(SD, "iter_synthetic_layers", spy)
+    return began
+
+
+def test_sample_opens_in_a_worker_behind_a_placeholder(make_napari_viewer, qtbot, threaded_sample):
     viewer = make_napari_viewer(show=True)
     viewer.open_sample("napari-scr2st", "synthetic")
     assert [ly.name for ly in viewer.layers] == ["SYN1 (loading)"] and len(viewer.layers[0].data) == 0
@@ -325,12 +342,10 @@ def test_sample_opens_in_a_worker_behind_a_placeholder(make_napari_viewer, qtbot
     assert 250 < len(viewer.layers["SYN1 spots"].data) < 350
 
 
-def test_sample_layers_are_made_in_the_worker(make_napari_viewer, qtbot, monkeypatch):
+def test_sample_layers_are_made_in_the_worker(make_napari_viewer, qtbot, monkeypatch, threaded_sample):
     """The read worker makes the napari layers too; the GUI thread only adds those objects."""
     from napari_scr2st._napari import _workers as W
 
-    monkeypatch.delenv("SCR2ST_SYNC_WORKERS", raising=False)
-    monkeypatch.setenv("SCR2ST_SAMPLE_SPOTS", "300")
     made = []
     real = W.build_layers
 
@@ -349,19 +364,7 @@ def test_sample_layers_are_made_in_the_worker(make_napari_viewer, qtbot, monkeyp
     assert all(viewer.layers[ly.name] is ly for ly in layers)  # the very objects, not rebuilt
 
 
-def test_cancelled_sample_adds_nothing(make_napari_viewer, qtbot, monkeypatch):
-    monkeypatch.delenv("SCR2ST_SYNC_WORKERS", raising=False)
-    monkeypatch.setenv("SCR2ST_SAMPLE_SPOTS", "300")
-    from napari_scr2st._napari import _sample_data as SD
-
-    began = []
-    real = SD.iter_synthetic_layers
-
-    def spy(n):
-        began.append(n)
-        return real(n)
-
-    monkeypatch.setattr(SD, "iter_synthetic_layers", spy)
+def test_cancelled_sample_adds_nothing(make_napari_viewer, qtbot, threaded_sample):
     viewer = make_napari_viewer(show=True)
     viewer.open_sample("napari-scr2st", "synthetic")
     assert [ly.name for ly in viewer.layers] == ["SYN1 (loading)"]
@@ -375,28 +378,16 @@ def test_cancelled_sample_adds_nothing(make_napari_viewer, qtbot, monkeypatch):
     assert list(viewer.layers) == []
     # the worker starts a turn after the sample returns (its placeholder, the session's first
     # layer, is made without the worker's imports competing): a Cancel before that starts nothing
-    assert began == []
+    assert threaded_sample == []
 
 
-def test_sample_reads_in_a_worker_that_starts_after_its_placeholder(make_napari_viewer, qtbot, monkeypatch):
-    monkeypatch.delenv("SCR2ST_SYNC_WORKERS", raising=False)
-    monkeypatch.setenv("SCR2ST_SAMPLE_SPOTS", "300")
-    from napari_scr2st._napari import _sample_data as SD
-
-    began = []
-    real = SD.iter_synthetic_layers
-
-    def spy(n):
-        began.append(threading.current_thread())
-        return real(n)
-
-    monkeypatch.setattr(SD, "iter_synthetic_layers", spy)
+def test_sample_reads_in_a_worker_that_starts_after_its_placeholder(make_napari_viewer, qtbot, threaded_sample):
     viewer = make_napari_viewer(show=True)
     viewer.open_sample("napari-scr2st", "synthetic")
-    assert began == []  # not yet: the placeholder was made first
+    assert threaded_sample == []  # not yet: the placeholder was made first
     assert "SCR2-ST: opening the synthetic sample" in viewer.window.dock_widgets
     qtbot.waitUntil(lambda: "SYN1 true compartments" in viewer.layers, timeout=120_000)
-    assert len(began) == 1 and began[0] is not threading.main_thread()
+    assert len(threaded_sample) == 1 and threaded_sample[0] is not threading.main_thread()
     assert "SYN1 (loading)" not in viewer.layers
 
 

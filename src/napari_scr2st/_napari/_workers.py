@@ -575,11 +575,12 @@ def load_layers_in_background(viewer, title: str, gen_factory, *, placeholder: s
     stands in for the result (a sample must return one at once); it is removed when the work
     ends.
 
-    ``start_later``: the worker starts in the next turn of the event loop (a sample: napari makes its placeholder, the session's first layer, right after this returns,
-    and that first layer imports pandas and builds pint's unit registry in the GUI thread; with
-    the worker already importing the section's modules both wait on each other's imports and
-    the GIL). The dock shows at once; a Cancel before the start starts nothing. Returns the
-    worker (``None`` with ``start_later``).
+    ``start_later``: the worker starts in the next turn of the event loop (a sample: napari
+    makes its placeholder, the session's first layer, right after this returns, and that first
+    layer imports pandas and builds pint's unit registry in the GUI thread; with the worker
+    already importing the section's modules both wait on each other's imports and the GIL).
+    The dock shows at once; a Cancel before the start starts nothing. Returns the worker
+    (``None`` with ``start_later``).
     """
     _vispy_speedups.attach(viewer, glyphs=not sync_workers())  # shorter first paints of what it adds (shaders, glyphs)
     panel = WorkerPanel()
