@@ -240,7 +240,7 @@ class GPVarianceSampler(_DesignSampler):
         self.max_candidates, self.max_conditioning = max_candidates, max_conditioning
 
     def _pick(self, pool, n, state, available, rng):
-        from scipy.linalg import cholesky, solve_triangular
+        from ._linalg import cholesky_lower, solve_lower
 
         kern = vision_space_kernel(pool, n_components=self.n_components, spatial_scale=self.spatial_scale)
         cand = _subset(np.flatnonzero(available), self.max_candidates, n, rng)
@@ -251,8 +251,8 @@ class GPVarianceSampler(_DesignSampler):
         # W[r] = row r of L^-1 K_(conditioning + picks), over the candidates (incremental Cholesky)
         W = np.zeros((s + n, m))
         if s:
-            L = cholesky(kern(cond, cond) + self.noise * np.eye(s), lower=True)
-            W[:s] = solve_triangular(L, kern(cond, cand), lower=True)
+            L = cholesky_lower(kern(cond, cond) + self.noise * np.eye(s))
+            W[:s] = solve_lower(L, kern(cond, cand))
         var = 1.0 - (W[:s] ** 2).sum(axis=0)  # prior variance k(x, x) = 1
         column = kern.columns(cand)
         taken = np.zeros(m, bool)

@@ -326,13 +326,13 @@ class VarianceIndex:
 
     def _factor(self, sel: np.ndarray):
         """Cholesky factor of ``K(S, S) + noise I``."""
-        from scipy.linalg import cholesky
+        from ._linalg import cholesky_lower
 
-        return cholesky(self.kernel(sel, sel) + self.noise * np.eye(len(sel)), lower=True)
+        return cholesky_lower(self.kernel(sel, sel) + self.noise * np.eye(len(sel)))
 
     def section_value(self, selected: np.ndarray, i: int) -> float:
         """``1 - sum_{a not in S} var(a | S) / sum_a k(a, a)`` over the section's anchors."""
-        from scipy.linalg import solve_triangular
+        from ._linalg import solve_lower
 
         sel = self._conditioning(selected, i)
         if len(sel) == 0:
@@ -341,7 +341,7 @@ class VarianceIndex:
         tot = float(prior.sum())
         if tot <= 0:
             return 1.0
-        W = solve_triangular(self._factor(sel), self.kernel(sel, anc), lower=True)
+        W = solve_lower(self._factor(sel), self.kernel(sel, anc))
         var = np.maximum(prior - (W**2).sum(axis=0), 0.0)
         var[np.isin(anc, sel)] = 0.0  # a sequenced spot's expression is known
         return float(np.clip(1.0 - var.sum() / tot, 0.0, 1.0))
@@ -360,7 +360,7 @@ class VarianceIndex:
         ``w_s / T * (var(c | S) [c in A] + sum_{a in A, a not in S, a != c} cov(a, c | S)^2 /
         (var(c | S) + noise))``; 0 for a selected or out-of-pool candidate.
         """
-        from scipy.linalg import solve_triangular
+        from ._linalg import solve_lower
 
         cand = np.asarray(candidates, dtype=np.int64)
         out = np.zeros(len(cand))
@@ -376,14 +376,14 @@ class VarianceIndex:
             sel = self._conditioning(sel_all, i)
             open_anchor = ~np.isin(anc, sel)
             L = self._factor(sel) if len(sel) else None
-            Wa = solve_triangular(L, self.kernel(sel, anc), lower=True) if L is not None else None
+            Wa = solve_lower(L, self.kernel(sel, anc)) if L is not None else None
             for start in range(0, len(rows), chunk):
                 r = rows[start:start + chunk]
                 c = cand[r]
                 cov = self.kernel(anc, c)  # (|A|, m)
                 var_c = self._diag(c)
                 if L is not None:
-                    Wc = solve_triangular(L, self.kernel(sel, c), lower=True)
+                    Wc = solve_lower(L, self.kernel(sel, c))
                     cov = cov - Wa.T @ Wc
                     var_c = var_c - (Wc**2).sum(axis=0)
                 var_c = np.maximum(var_c, 0.0)
@@ -402,7 +402,7 @@ class VarianceGains:
     selection)."""
 
     def __init__(self, index: VarianceIndex, selected: np.ndarray, candidates: np.ndarray) -> None:
-        from scipy.linalg import solve_triangular
+        from ._linalg import solve_lower
 
         self.index = index
         self.candidates = np.asarray(candidates, dtype=np.int64)
@@ -420,8 +420,7 @@ class VarianceGains:
             C = index.kernel(U, c)
             if len(sel):
                 L = index._factor(sel)
-                C = C - solve_triangular(L, index.kernel(sel, U), lower=True).T @ solve_triangular(
-                    L, index.kernel(sel, c), lower=True)
+                C = C - solve_lower(L, index.kernel(sel, U)).T @ solve_lower(L, index.kernel(sel, c))
             row_of_c = np.searchsorted(U, c)
             tot = float(index.prior[i].sum())
             self._blocks.append({"cpos": cpos, "U": U, "C": C, "row_of_c": row_of_c,
