@@ -25,6 +25,8 @@ def test_cholesky_lower_matches_scipy_and_reconstructs():
 def test_cholesky_lower_refuses_a_matrix_that_is_not_positive_definite():
     with pytest.raises(np.linalg.LinAlgError):
         cholesky_lower(np.array([[1.0, 2.0], [2.0, 1.0]]))
+    with pytest.raises(ValueError, match="infs or NaNs"):
+        cholesky_lower(np.array([[1.0, np.nan], [np.nan, 1.0]]))
 
 
 @pytest.mark.parametrize("block_flops", [1.0, 5e4, 1e12])  # 8-column blocks, a few blocks, one call

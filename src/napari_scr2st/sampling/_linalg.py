@@ -17,8 +17,12 @@ BLOCK_FLOPS = 2e8
 
 def cholesky_lower(a: np.ndarray) -> np.ndarray:
     """Lower Cholesky factor of a symmetric positive-definite ``a`` (``numpy.linalg.LinAlgError``
-    if it is not), computed without holding the GIL."""
-    return np.linalg.cholesky(np.asarray(a, dtype=np.float64))
+    if it is not; ``ValueError`` if it holds a NaN or an infinity, as SciPy's), computed without
+    holding the GIL."""
+    a = np.asarray(a, dtype=np.float64)
+    if not np.isfinite(a).all():
+        raise ValueError("cholesky: the kernel matrix contains infs or NaNs")
+    return np.linalg.cholesky(a)
 
 
 def solve_lower(L: np.ndarray, b: np.ndarray, *, block_flops: float = BLOCK_FLOPS) -> np.ndarray:
