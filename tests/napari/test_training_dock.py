@@ -135,3 +135,35 @@ def test_status_texts_after_finish_and_cancel_are_final(sequenced, monkeypatch):
     assert re.fullmatch(r"Trained in \d+\.\d s on cpu: 30 genes, 2 epochs, validation PCC -?\d\.\d{3} "
                         r"\(held-out sequenced spots\)\.", text), text
     assert "step" not in text and not t.panel.widget.isVisible() and not t.cancel_btn.isEnabled()
+
+
+
+def test_the_loss_chart_keeps_its_size_through_a_run(sequenced, qtbot):
+    # the chart used to take the dock's spare height: the progress panel and status lines coming
+    # and going during a run resized it, and each resize was a full matplotlib redraw on the UI
+    # thread (one ~70 ms as the predicted map appeared)
+    from qtpy.QtCore import QEvent, QObject
+
+    viewer, w, _ = sequenced
+    t = _train_dock(viewer, w)
+    qtbot.wait(50)
+    h0 = t.canvas.height()
+    assert h0 > 0
+
+    class Resizes(QObject):
+        n = 0
+
+        def eventFilter(self, obj, ev):  # noqa: N802 - Qt's name
+            if ev.type() == QEvent.Type.Resize and ev.oldSize().height() > 0:
+                Resizes.n += 1
+            return False
+
+    f = Resizes()
+    t.canvas.installEventFilter(f)
+    t.start()
+    qtbot.wait(100)
+    assert "Trained" in t.status.text()
+    t.set_status("line\n" * 4 + "five lines")
+    qtbot.wait(50)
+    assert t.canvas.height() == h0
+    assert Resizes.n == 0

@@ -125,7 +125,8 @@ def theme_colors(viewer) -> dict[str, str]:
 
 
 def make_canvas(viewer, *, height: float = 2.2, width: float = 4.0, freeze_layout: bool = False):
-    """A small FigureCanvasQTAgg styled with the napari theme (re-styled on theme change).
+    """A small FigureCanvasQTAgg styled with the napari theme (re-styled on theme change), of a
+    fixed height (``height`` x 60 px) so that other widgets of the dock never resize it.
 
     ``freeze_layout``: the constrained layout is computed on the first full draw and after each
     resize (or ``canvas.relayout()``, for axes whose labels change), and kept as it is for the
@@ -179,7 +180,10 @@ def make_canvas(viewer, *, height: float = 2.2, width: float = 4.0, freeze_layou
         viewer.events.theme.connect(restyle)
     except Exception:  # noqa: BLE001
         pass
-    canvas.setMinimumHeight(int(height * 60))
+    # a fixed height: a chart that took the dock's spare height was resized (and fully redrawn,
+    # ~70 ms of matplotlib on the UI thread) whenever a status line or a progress panel below it
+    # came or went, e.g. as the predicted map appeared
+    canvas.setFixedHeight(int(height * 60))
     return canvas
 
 
