@@ -81,7 +81,7 @@ class TrainingWidget(SectionDock):
         self.panel = W.WorkerPanel()
         self.panel.cancel_btn.hide()  # the dock's own Cancel button stops the run
         self._layout.addWidget(self.panel.widget)
-        self.canvas = K.make_canvas(self.viewer, height=2.2, freeze_layout=True)
+        self.canvas = K.make_canvas(self.viewer, height=3.0, freeze_layout=True)  # 180 px: the axis labels fit
         self.canvas.setToolTip("Training loss per step and validation PCC per epoch")
         self._layout.addWidget(self.canvas)
         self._layout.addWidget(self.status)
