@@ -309,6 +309,57 @@ class GcWatch:
         return [(a, b) for a, b, g, _ in self.runs if g == 2]
 
 
+class MplWatch:
+    """``--mpl-log``: every matplotlib full draw of a dock chart (``FigureCanvasAgg.draw``, with its
+    UI-thread time), every ``draw_idle`` request (with who asked) and every resize of a chart
+    canvas, in heartbeat ms; printed per step."""
+
+    def __init__(self, hb: Heartbeat) -> None:
+        import traceback
+
+        from matplotlib.backends.backend_agg import FigureCanvasAgg
+        from matplotlib.backends.backend_qt import FigureCanvasQT
+
+        self.hb, self.events = hb, []  # (t ms, what, owner, caller)
+        orig_idle, orig_draw, orig_resize = FigureCanvasQT.draw_idle, FigureCanvasAgg.draw, FigureCanvasQT.resizeEvent
+        events = self.events
+
+        def owner(c) -> str:
+            w, names = c.parent() if hasattr(c, "parent") else None, []
+            while w is not None and len(names) < 2:
+                names.append(type(w).__name__)
+                w = w.parent()
+            return "/".join(names) or "?"
+
+        def draw_idle(canvas, *a, **k):
+            st = traceback.extract_stack()[-5:-1]
+            events.append((hb.now(), "draw_idle", owner(canvas),
+                           " < ".join(f"{Path(f.filename).name}:{f.lineno} {f.name}" for f in reversed(st))))
+            return orig_idle(canvas, *a, **k)
+
+        def draw(canvas, *a, **k):
+            t0 = hb.now()
+            out = orig_draw(canvas, *a, **k)
+            events.append((t0, f"full draw {hb.now() - t0:.0f} ms", owner(canvas), ""))
+            return out
+
+        def resize(canvas, ev):
+            o, n = ev.oldSize(), ev.size()
+            events.append((hb.now(), f"resize {o.width()}x{o.height()} -> {n.width()}x{n.height()}", owner(canvas), ""))
+            return orig_resize(canvas, ev)
+
+        FigureCanvasQT.draw_idle, FigureCanvasAgg.draw, FigureCanvasQT.resizeEvent = draw_idle, draw, resize
+
+    def report(self, windows: dict[str, tuple[float, float]]) -> str:
+        lines = []
+        for name, (a, b) in sorted(windows.items(), key=lambda kv: kv[1][0]):
+            inside = [e for e in self.events if a <= e[0] <= b]
+            if inside:
+                lines.append(f"== {name}: {len(inside)} matplotlib events")
+                lines += [f"  {t - a:+7.0f} ms {what} [{who}] {caller}".rstrip() for t, what, who, caller in inside]
+        return "\n".join(lines)
+
+
 class Profiler:
     """cProfile of the UI (main) thread per named step (``--profile DIR``): what the event loop
     spends its time on during a step, written as ``DIR/<step>.pstats`` and a top-N text."""
@@ -612,6 +663,8 @@ def main(argv=None) -> int:
     ap.add_argument("--json", default=None, help="also write the numbers to this JSON file")
     ap.add_argument("--trace-stalls", action="store_true",
                     help="sample every thread's stack while the UI thread stalls, and print what blocks it")
+    ap.add_argument("--mpl-log", action="store_true",
+                    help="log the dock charts' matplotlib draws, draw requests and resizes per step")
     ap.add_argument("--profile", default=None, metavar="DIR",
                     help="cProfile the UI thread per step into DIR (<step>.pstats and .txt; slows it down)")
     ap.add_argument("--report", nargs="+", metavar="JSON", default=None,
@@ -638,6 +691,7 @@ def main(argv=None) -> int:
     tracer = StallTracer(hb) if args.trace_stalls else None
     if tracer is not None:
         tracer.start()
+    mpl = MplWatch(hb) if args.mpl_log else None
     her2st = SHARED / "her2st" if args.only is None else None
     bench_open(viewer, hb, draw, args.spots, her2st)
     viewer.reset_view()
@@ -656,6 +710,8 @@ def main(argv=None) -> int:
     if tracer is not None:
         tracer.stop()
         print(tracer.report(hb.windows))
+    if mpl is not None:
+        print(mpl.report(hb.windows))
     gcw.stop()
     full_gcs = gcw.full()
     out["stalls"] = hb.report(draw.paints, full_gcs)
