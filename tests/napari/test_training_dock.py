@@ -167,3 +167,25 @@ def test_the_loss_chart_keeps_its_size_through_a_run(sequenced, qtbot):
     qtbot.wait(50)
     assert t.canvas.height() == h0
     assert Resizes.n == 0
+
+
+def test_the_train_click_needs_no_full_chart_draw(sequenced, qtbot):
+    # the empty axes for the epochs in the box are drawn with the dock and when the box rests,
+    # so the click only clears the lines (a full matplotlib draw was ~85 ms of the click)
+    viewer, w, _ = sequenced
+    t = _train_dock(viewer, w)  # sets 2 epochs
+    qtbot.waitUntil(lambda: t._axes_ready(2), timeout=3000)
+    assert t.canvas.ax.get_xlim() == (0.0, 2.0)
+    t.epochs_spin.setValue(3)
+    assert not t._axes_ready(3)
+    qtbot.waitUntil(lambda: t._axes_ready(3), timeout=3000)  # debounced redraw
+    assert t.canvas.ax.get_xlim() == (0.0, 3.0)
+    calls, full = [], []
+    orig_setup, orig_full = t._setup_axes, t._full_draw
+    t._setup_axes = lambda *a, **k: (calls.append(a), orig_setup(*a, **k))[1]
+    t._full_draw = lambda: (full.append(len(t.losses)), orig_full())[1]
+    t.start()  # synchronous here: the whole run
+    assert calls == []
+    assert not full or full[0] > 0  # any full draw came from the curve growing, not from the click
+    assert "Trained" in t.status.text() and len(t.losses) >= 2
+    assert len(t.canvas.ax.lines[0].get_xdata()) == len(t.losses)

@@ -6,6 +6,7 @@ import math
 import time
 
 import numpy as np
+from qtpy.QtCore import QTimer
 from qtpy.QtWidgets import QComboBox, QFormLayout, QGroupBox, QHBoxLayout, QPushButton, QSpinBox
 
 from ..config import DEFAULT_ENCODER, ENCODERS
@@ -20,6 +21,7 @@ from ._section_dock import SectionDock
 DEVICES = ("auto", "cpu", "gpu")
 MODES = ("full", "regression", "retrieval")
 REDRAW_S = 0.25  # the loss curve is redrawn at most 4 times per second
+AXES_DEBOUNCE_MS = 300  # the chart's axes follow the epochs box once it rests this long
 
 
 def _warm_up():
@@ -103,6 +105,14 @@ class TrainingWidget(SectionDock):
         self._loss: float | None = None
         self._final = True  # no run in progress: progress events change nothing
         self.backbone_combo.currentTextChanged.connect(self._backbone_edited)
+        # the chart's axes for the epochs shown: drawn with the dock and again (debounced) when the
+        # epochs change, so that the Train click itself needs no full matplotlib draw
+        self._setup_axes(int(self.epochs_spin.value()), draw=False)
+        self._axes_timer = QTimer(self)
+        self._axes_timer.setSingleShot(True)
+        self._axes_timer.setInterval(AXES_DEBOUNCE_MS)
+        self._axes_timer.timeout.connect(self._epochs_settled)
+        self.epochs_spin.valueChanged.connect(lambda *_: self._axes_timer.start())
         self._ready = True
         self.on_session_changed()
         self._warm = W.start_worker(_warm_up, desc="SCR2-ST: loading the model code", quiet=True)
@@ -175,7 +185,13 @@ class TrainingWidget(SectionDock):
         self.losses, self.val, self._loss_x = [], [], []
         self._total_steps = 0
         self._epochs = int(s.training.epochs)
-        self._setup_axes(self._epochs)
+        self._axes_timer.stop()
+        if self._axes_ready(self._epochs):  # the empty axes are on screen: only the lines change
+            self._artists[0].set_data([], [])
+            self._artists[1].set_data([], [])
+            self._blit()
+        else:
+            self._setup_axes(self._epochs)
         # nothing in the viewer changes until training and prediction finish (cancel keeps it all)
         self._t0 = time.perf_counter()
         self._last_progress, self._loss, self._final = None, None, False
@@ -253,9 +269,24 @@ class TrainingWidget(SectionDock):
             self._last_draw = now
             self.draw_curve()
 
-    def _setup_axes(self, epochs: int) -> None:
-        """Axes of the curve for a run of ``epochs`` (one full matplotlib draw, in the GUI thread
-        when training starts); during training only the lines are blitted."""
+    def _epochs_settled(self) -> None:
+        if not self.is_running and not self._axes_ready(int(self.epochs_spin.value())):
+            self.losses, self.val, self._loss_x = [], [], []
+            self._setup_axes(int(self.epochs_spin.value()))
+
+    def _axes_ready(self, epochs: int) -> bool:
+        """The chart shows (and has cached as its background) the empty axes of a run of
+        ``epochs``: a new run only clears the lines."""
+        a = getattr(self, "_artists", None)
+        if a is None or a[0].axes is None or getattr(self, "_background", None) is None:
+            return False
+        ax = self.canvas.ax
+        return (tuple(ax.get_xlim()) == (0.0, float(max(1, epochs))) and tuple(ax.get_ylim()) == (0.0, 1.3)
+                and tuple(a[2].get_ylim()) == (-0.2, 1.0))
+
+    def _setup_axes(self, epochs: int, *, draw: bool = True) -> None:
+        """Axes of the curve for a run of ``epochs`` (one full matplotlib draw, in the GUI thread;
+        ``draw=False``: at the canvas's next paint); during training only the lines are blitted."""
         canvas = self.canvas
         ax = canvas.ax
         if getattr(self, "_artists", None) is None or self._artists[0].axes is None:
@@ -281,7 +312,9 @@ class TrainingWidget(SectionDock):
         ax2.set_ylim(-0.2, 1.0)
         canvas.restyle(draw=False)  # no deferred redraw: it would land in the middle of training
         canvas.relayout()  # new limits, new tick labels: lay the axes out again on this draw
-        self._full_draw()
+        self._background = None  # cached again by the draw (_on_mpl_draw)
+        if draw:
+            self._full_draw()
 
     def _full_draw(self) -> None:
         self.canvas.draw()  # -> _on_mpl_draw
