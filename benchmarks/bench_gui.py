@@ -561,9 +561,9 @@ def bench_training(viewer, s, hb, draw, epochs: int, device: str):
 
     t = open_dock(viewer, hb, draw, "open_training_dock", "Train SCR2Net", TrainingWidget)
     wait_until(lambda: not getattr(t._warm, "is_running", False), 120)  # the dock's background imports
-    wait_until(lambda: False, 0.5)
     t.epochs_spin.setValue(epochs)
     t.device_combo.setCurrentText(device)
+    wait_until(lambda: False, 0.5)  # as a user between setting the epochs and clicking Train
     marks: dict[str, float] = {}
 
     def on_progress(ev, orig=t._on_progress):
