@@ -22,6 +22,8 @@ DEVICES = ("auto", "cpu", "gpu")
 MODES = ("full", "regression", "retrieval")
 REDRAW_S = 0.25  # the loss curve is redrawn at most 4 times per second
 AXES_DEBOUNCE_MS = 300  # the chart's axes follow the epochs box once it rests this long
+LOSS_YLIM = (0.0, 1.3)  # the chart's empty axes: relative loss (left) and validation PCC (right)
+VAL_YLIM = (-0.2, 1.0)
 
 
 def _warm_up():
@@ -281,8 +283,8 @@ class TrainingWidget(SectionDock):
         if a is None or a[0].axes is None or getattr(self, "_background", None) is None:
             return False
         ax = self.canvas.ax
-        return (tuple(ax.get_xlim()) == (0.0, float(max(1, epochs))) and tuple(ax.get_ylim()) == (0.0, 1.3)
-                and tuple(a[2].get_ylim()) == (-0.2, 1.0))
+        return (tuple(ax.get_xlim()) == (0.0, float(max(1, epochs))) and tuple(ax.get_ylim()) == LOSS_YLIM
+                and tuple(a[2].get_ylim()) == VAL_YLIM)
 
     def _setup_axes(self, epochs: int, *, draw: bool = True) -> None:
         """Axes of the curve for a run of ``epochs`` (one full matplotlib draw, in the GUI thread;
@@ -308,8 +310,8 @@ class TrainingWidget(SectionDock):
         loss_line.set_data([], [])
         val_line.set_data([], [])
         ax.set_xlim(0, max(1, epochs))
-        ax.set_ylim(0, 1.3)
-        ax2.set_ylim(-0.2, 1.0)
+        ax.set_ylim(*LOSS_YLIM)
+        ax2.set_ylim(*VAL_YLIM)
         canvas.restyle(draw=False)  # no deferred redraw: it would land in the middle of training
         canvas.relayout()  # new limits, new tick labels: lay the axes out again on this draw
         self._background = None  # cached again by the draw (_on_mpl_draw)

@@ -33,10 +33,8 @@ def solve_lower(L: np.ndarray, b: np.ndarray, *, block_flops: float = BLOCK_FLOP
 
     b = np.asarray(b, dtype=np.float64)
     n = L.shape[0]
-    if b.ndim == 1 or n == 0:
-        return solve_triangular(L, b, lower=True)
     step = max(8, int(block_flops // max(n * n, 1)))
-    if b.shape[1] <= step:
+    if b.ndim == 1 or n == 0 or b.shape[1] <= step:
         return solve_triangular(L, b, lower=True)
     out = np.empty_like(b)
     for j in range(0, b.shape[1], step):
